@@ -1,0 +1,185 @@
+/*
+ * e2emem: the suite's guest workload. Holds named anonymous regions and obeys
+ * one command per line on stdin, answering one line on stdout ("ok ..." or
+ * "err ..."), so the host can time each step without sleeps.
+ *
+ *   touch NAME MIB [nohuge]   map MIB and write every byte (huge pages unless nohuge)
+ *   fill NAME MIB SEED [nohuge]  map MIB and write a checksummed pattern
+ *   verify NAME               re-check the pattern: "ok pages=P bad=B"
+ *   zerocheck NAME            count pages that are not all zero: "ok pages=P nonzero=N"
+ *   punch NAME KEEP_KIB GAP_KIB   unmap GAP after every KEEP (fragments NAME)
+ *   free NAME                 unmap the whole region
+ *   quit
+ *
+ * Built statically on the host (see harness/image.py), so it needs nothing in the guest.
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define MAXR 64
+#define PG 4096UL
+
+struct region { char name[32]; char *base; size_t len; uint64_t seed; int filled; };
+static struct region regs[MAXR];
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static struct region *find(const char *name, int create)
+{
+	for (int i = 0; i < MAXR; i++)
+		if (regs[i].base && !strcmp(regs[i].name, name))
+			return &regs[i];
+	if (!create)
+		return NULL;
+	for (int i = 0; i < MAXR; i++)
+		if (!regs[i].base) {
+			snprintf(regs[i].name, sizeof(regs[i].name), "%s", name);
+			return &regs[i];
+		}
+	return NULL;
+}
+
+/* splitmix64: a cheap, well-mixed value per (seed, word) */
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static void pattern_page(uint64_t *w, uint64_t seed, size_t pfn)
+{
+	uint64_t v = mix(seed ^ (pfn * 0x100000001b3ULL));
+	for (size_t i = 0; i < PG / 8; i++)
+		w[i] = v + i;
+}
+
+/* Pages whose memory no longer matches; a page unmapped by punch is skipped. */
+static int page_mapped(struct region *r, size_t off)
+{
+	unsigned char vec;
+	return mincore(r->base + off, PG, &vec) == 0;
+}
+
+static int do_map(const char *name, long mib, uint64_t seed, int fill, int nohuge)
+{
+	if (mib <= 0 || mib > (1L << 20)) {
+		printf("err bad size %ld\n", mib);
+		return 1;
+	}
+	struct region *r = find(name, 0);
+	if (r) {
+		printf("err %s exists\n", name);
+		return 1;
+	}
+	r = find(name, 1);
+	if (!r) {
+		printf("err too many regions\n");
+		return 1;
+	}
+	size_t len = (size_t)mib << 20;
+	double t0 = now_ms();
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		printf("err mmap %zu\n", len);
+		r->name[0] = 0;
+		return 1;
+	}
+	madvise(p, len, nohuge ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
+	if (fill)
+		for (size_t off = 0; off < len; off += PG)
+			pattern_page((uint64_t *)(p + off), seed, off / PG);
+	else
+		memset(p, 0x5a, len);
+	r->base = p;
+	r->len = len;
+	r->seed = seed;
+	r->filled = fill;
+	printf("ok mib=%ld ms=%.0f\n", mib, now_ms() - t0);
+	return 0;
+}
+
+int main(void)
+{
+	char line[256], cmd[32], name[32];
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while (fgets(line, sizeof(line), stdin)) {
+		long a = 0, b = 0;
+		unsigned long long seed = 0;
+		char opt[16] = "";
+		int n = sscanf(line, "%31s %31s", cmd, name);
+		if (n < 1)
+			continue;
+		if (!strcmp(cmd, "quit"))
+			break;
+		if (n < 2) {
+			printf("err missing name\n");
+			continue;
+		}
+		struct region *r = find(name, 0);
+		if (!strcmp(cmd, "touch")) {
+			n = sscanf(line, "%*s %*s %ld %15s", &a, opt);
+			do_map(name, n >= 1 ? a : 0, 0, 0, !strcmp(opt, "nohuge"));
+		} else if (!strcmp(cmd, "fill")) {
+			n = sscanf(line, "%*s %*s %ld %llu %15s", &a, &seed, opt);
+			if (n < 2)
+				printf("err usage: fill NAME MIB SEED [nohuge]\n");
+			else
+				do_map(name, a, seed, 1, !strcmp(opt, "nohuge"));
+		} else if (!r) {
+			printf("err no region %s\n", name);
+		} else if (!strcmp(cmd, "verify") || !strcmp(cmd, "zerocheck")) {
+			int verify = !strcmp(cmd, "verify");
+			if (verify && !r->filled) {
+				printf("err %s holds no pattern\n", name);
+				continue;
+			}
+			uint64_t want[PG / 8], zero[PG / 8] = {0};
+			size_t pages = 0, bad = 0;
+			for (size_t off = 0; off < r->len; off += PG) {
+				if (!page_mapped(r, off))
+					continue;
+				pages++;
+				if (verify)
+					pattern_page(want, r->seed, off / PG);
+				if (memcmp(r->base + off, verify ? want : zero, PG))
+					bad++;
+			}
+			printf("ok pages=%zu %s=%zu\n", pages, verify ? "bad" : "nonzero", bad);
+		} else if (!strcmp(cmd, "punch")) {
+			if (sscanf(line, "%*s %*s %ld %ld", &a, &b) != 2 || a <= 0 || b <= 0 ||
+			    (a * 1024) % PG || (b * 1024) % PG) {
+				printf("err usage: punch NAME KEEP_KIB GAP_KIB (multiples of 4)\n");
+				continue;
+			}
+			size_t keep = a * 1024, gap = b * 1024, done = 0;
+			double t0 = now_ms();
+			for (size_t off = keep; off < r->len; off += keep + gap) {
+				size_t l = off + gap <= r->len ? gap : r->len - off;
+				munmap(r->base + off, l);
+				done += l;
+			}
+			printf("ok unmapped_kib=%zu ms=%.0f\n", done / 1024, now_ms() - t0);
+		} else if (!strcmp(cmd, "free")) {
+			double t0 = now_ms();
+			munmap(r->base, r->len);
+			r->base = NULL;
+			r->name[0] = 0;
+			printf("ok ms=%.0f\n", now_ms() - t0);
+		} else {
+			printf("err unknown command %s\n", cmd);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,186 @@
+"""One guest: launch QEMU, talk QMP and SSH, shut down and reap, whatever happens.
+
+QMP runs over a socketpair (no path, no port). The console goes to a file in a
+private 0700 run directory. QEMU gets PR_SET_PDEATHSIG=SIGKILL, so it dies
+with the process that launched it even if that process is SIGKILLed.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from . import accel, image, keys, qemu_argv, qemu_bin
+from .config import GuestConfig
+from .errors import GuestError, LaunchError
+from .ssh import Session
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _child_setup():
+    # Runs in the child between fork and exec. PDEATHSIG fires when the
+    # launching *thread* exits, so guests are launched from the main thread.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+class Guest:
+    BOOT_TIMEOUT = 180.0  # s to SSH-ready; TCG boots take ~10 s here, 2 parallel guests ~2x
+
+    def __init__(self, cfg: GuestConfig, progress=lambda msg: None):
+        self.cfg = replace(cfg, accel=accel.probe(cfg.accel))
+        self.progress = progress
+        self.proc: subprocess.Popen | None = None
+        self.qmp: QEMUMonitorProtocol | None = None
+        self.ssh: Session | None = None
+        self.rundir = Path(tempfile.mkdtemp(prefix="balloon-e2e-"))  # mode 0700
+        self.console_log = self.rundir / "console.log"
+        self.qemu_log = self.rundir / "qemu.log"
+        self.argv: list[str] = []
+        self.image = image.get(self.cfg.kernel, progress=progress)
+        self.qemu = qemu_bin.find()
+
+    # --- lifecycle ---------------------------------------------------------
+
+    def launch(self) -> "Guest":
+        try:
+            for attempt in range(5):
+                if self._start_qemu():
+                    break
+                # another process took the forwarded port between our probe and QEMU's bind
+                self.progress(f"SSH port taken, retrying ({attempt + 1})")
+            else:
+                raise self._error("could not forward an SSH port after 5 tries")
+            self.ssh = Session(self.ssh_port, self._key)
+            deadline = time.monotonic() + self.BOOT_TIMEOUT
+            try:
+                self.ssh_wait_s = self.ssh.wait(deadline, alive=lambda: self.proc.poll() is None)
+            except (TimeoutError, GuestError) as e:
+                raise self._error(f"guest did not answer on SSH: {e}") from None
+            self.boot_s = time.monotonic() - self.t_start
+            return self
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _start_qemu(self) -> bool:
+        self._key, pub = keys.key_pair()
+        ours, theirs = socket.socketpair()
+        self.ssh_port = _free_port()
+        res = qemu_argv.Resources(
+            qemu=str(self.qemu.path), kernel=str(self.image.kernel), initrd=str(self.image.initrd),
+            base_cmdline=self.image.cmdline, qmp_fd=theirs.fileno(), console_log=str(self.console_log),
+            ssh_port=self.ssh_port, ssh_pubkey_b64=pub)
+        self.argv = qemu_argv.build(self.cfg, res)
+        self.t_start = time.monotonic()
+        with open(self.qemu_log, "wb") as log:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         pass_fds=[theirs.fileno()], preexec_fn=_child_setup,
+                                         start_new_session=True)  # Ctrl-C reaches us, we shut QEMU down
+        theirs.close()
+        self.qmp = QEMUMonitorProtocol(ours)
+        self.qmp.settimeout(30)
+        try:
+            self.qmp.connect()
+        except Exception as e:
+            self.proc.wait(timeout=10)
+            if re.search(r"host forwarding|Could not set up host", tail(self.qemu_log)):
+                self._reap()
+                return False
+            raise self._error(f"QEMU did not start: {e}") from None
+        return True
+
+    def _error(self, reason: str) -> LaunchError:
+        code = self.proc.poll() if self.proc else None
+        return LaunchError(reason, self.argv, code, tail(self.qemu_log, 20), tail(self.console_log, 30))
+
+    def shutdown(self, keep_logs: bool = False) -> str:
+        """Soft (QMP quit), then hard (SIGKILL); always reaped. Idempotent. Returns how it ended."""
+        how = "not started"
+        if self.ssh:
+            self.ssh.close()
+            self.ssh = None
+        if self.proc is not None and self.proc.poll() is None:
+            how = "quit"
+            try:
+                self.qmp.cmd("quit")
+                self.proc.wait(timeout=10)
+            except Exception:
+                how = "killed"
+        elif self.proc is not None:
+            how = f"had exited ({self.proc.returncode})"
+        self._reap()
+        if not keep_logs:
+            shutil.rmtree(self.rundir, ignore_errors=True)
+        return how
+
+    def _reap(self):
+        if self.qmp is not None:
+            try:
+                self.qmp.close()
+            except Exception:
+                pass
+            self.qmp = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self.launch()
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+    # --- queries -----------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def hmp(self, command: str) -> str:
+        return self.qmp.cmd("human-monitor-command", **{"command-line": command})
+
+    def ram_hva(self, gpa: int = 0) -> int:
+        """Host virtual address of guest-physical `gpa`, from QEMU itself (HMP gpa2hva)."""
+        out = self.hmp(f"gpa2hva {gpa:#x}")
+        m = re.search(r"is (0x[0-9a-f]+)", out)
+        if not m:
+            raise GuestError(f"gpa2hva {gpa:#x}: {out.strip()}")
+        return int(m.group(1), 16)
+
+    def query_balloon(self) -> dict:
+        return self.qmp.cmd("query-balloon")
+
+    def console_tail(self, lines: int = 30) -> str:
+        return tail(self.console_log, lines)
+
+    def run(self, cmd: str, **kw):
+        return self.ssh.run(cmd, **kw)

@@ -1,0 +1,30 @@
+"""Facts read from inside a running guest over SSH (parsing lives in procfs.py)."""
+from __future__ import annotations
+
+from . import procfs
+from .errors import GuestError
+
+ORDER_PARAM = "/sys/module/page_reporting/parameters/page_reporting_order"
+
+
+def balloon_features(guest) -> str:
+    """Feature bits of the virtio-balloon device (virtio device id 5)."""
+    out = guest.run("for d in /sys/bus/virtio/devices/*; do echo $(cat $d/device) $(cat $d/features); done").stdout
+    for line in out.splitlines():
+        dev, _, bits = line.partition(" ")
+        if int(dev, 16) == procfs.VIRTIO_ID_BALLOON:
+            return procfs.parse_virtio_features(bits)
+    raise GuestError("no virtio-balloon device in the guest")
+
+
+def reporting_negotiated(guest) -> bool:
+    return procfs.feature_bit(balloon_features(guest), procfs.VIRTIO_BALLOON_F_REPORTING)
+
+
+def reporting_order(guest) -> int:
+    """Effective page_reporting_order; 6.1 reads MAX_ORDER (11) and 6.12 -1 until a driver registers."""
+    return int(guest.run(f"cat {ORDER_PARAM}").stdout)
+
+
+def buddyinfo(guest) -> list[procfs.BuddyZone]:
+    return procfs.parse_buddyinfo(guest.run("cat /proc/buddyinfo").stdout)

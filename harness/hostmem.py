@@ -1,0 +1,132 @@
+"""Host memory of a QEMU process: total RSS (psutil) and the guest RAM mapping's RSS (smaps)."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+KIB = 1024
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Vma:
+    start: int
+    end: int
+    name: str
+    kb: dict  # smaps fields in kB: Rss, Pss, Anonymous, AnonHugePages, ...
+
+
+def parse_smaps(text: str) -> list[Vma]:
+    """Pure: /proc/PID/smaps -> VMAs with their kB fields."""
+    vmas: list[Vma] = []
+    cur = None
+    for line in text.splitlines():
+        head = line.split(None, 5)
+        if head and "-" in head[0] and not head[0].endswith(":"):
+            start, _, end = head[0].partition("-")
+            cur = Vma(int(start, 16), int(end, 16), head[5] if len(head) > 5 else "", {})
+            vmas.append(cur)
+        elif cur is not None and line.endswith(" kB"):
+            key, _, val = line.partition(":")
+            cur.kb[key] = int(val.split()[0])
+    return vmas
+
+
+def mapping_at(vmas: list[Vma], hva: int) -> Vma:
+    for v in vmas:
+        if v.start <= hva < v.end:
+            return v
+    raise LookupError(f"no mapping holds host address {hva:#x}")
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float  # time.monotonic()
+    rss_mib: float  # whole QEMU process
+    ram_rss_mib: float  # the guest RAM mapping only
+
+
+def sample(proc: psutil.Process, ram_hva: int) -> Sample:
+    t = time.monotonic()
+    rss = proc.memory_info().rss
+    with open(f"/proc/{proc.pid}/smaps") as f:
+        ram = mapping_at(parse_smaps(f.read()), ram_hva).kb.get("Rss", 0) * KIB
+    return Sample(t, rss / MIB, ram / MIB)
+
+
+@dataclass
+class Sampler:
+    """Samples in a thread every `period` s; wait_for() blocks on a condition with a deadline."""
+    pid: int
+    ram_hva: int
+    period: float = 0.1
+    samples: list[Sample] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._proc = psutil.Process(self.pid)
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"sampler-{self.pid}")
+        self.error: Exception | None = None
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                s = sample(self._proc, self.ram_hva)
+            except (psutil.Error, OSError, LookupError) as e:
+                self.error = e  # QEMU gone: waiters see it
+                with self._cond:
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self.samples.append(s)
+                self._cond.notify_all()
+            self._stop.wait(self.period)
+
+    def latest(self) -> Sample:
+        with self._cond:
+            while not self.samples and self.error is None:
+                self._cond.wait()
+        if self.error is not None and not self.samples:
+            raise RuntimeError(f"sampling QEMU {self.pid} failed: {self.error}")
+        return self.samples[-1]
+
+    def wait_for(self, cond, timeout: float, what: str) -> Sample:
+        """Block until cond(samples) is true; TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self.samples and cond(self.samples):
+                    return self.samples[-1]
+                if self.error is not None:
+                    raise RuntimeError(f"sampling QEMU {self.pid} failed while waiting for {what}: {self.error}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+                self._cond.wait(left)
+
+    def since(self, t0: float) -> list[Sample]:
+        with self._cond:
+            return [s for s in self.samples if s.t >= t0]
+
+
+def stable_for(window: float, eps_mib: float, since: float, key=lambda s: s.ram_rss_mib):
+    """Condition: over the last `window` s (all after `since`) the value moved by < eps."""
+    def cond(samples: list[Sample]) -> bool:
+        last = samples[-1].t
+        if last - since < window:
+            return False
+        vals = [key(s) for s in samples if s.t >= last - window]
+        return max(vals) - min(vals) < eps_mib
+    return cond
