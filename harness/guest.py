@@ -77,6 +77,9 @@ class Guest:
                 raise self._error("could not forward an SSH port after 5 tries")
             self.ssh = Session(self.ssh_port, self._key)
             deadline = time.monotonic() + self.BOOT_TIMEOUT
+            # The console says when rcS is done; SSH attempts before that would
+            # hang in slirp until their own timeout.
+            self.wait_console("e2e: rcS done", deadline)
             try:
                 self.ssh_wait_s = self.ssh.wait(deadline, alive=lambda: self.proc.poll() is None)
             except (TimeoutError, GuestError) as e:
@@ -113,6 +116,14 @@ class Guest:
                 return False
             raise self._error(f"QEMU did not start: {e}") from None
         return True
+
+    def wait_console(self, text: str, deadline: float) -> None:
+        while text not in self.console_tail(200):
+            if self.proc.poll() is not None:
+                raise self._error(f"QEMU exited before the console showed {text!r}")
+            if time.monotonic() > deadline:
+                raise self._error(f"the console did not show {text!r} in time")
+            time.sleep(0.05)  # poll interval of a log file; the deadline bounds the wait
 
     def _error(self, reason: str) -> LaunchError:
         code = self.proc.poll() if self.proc else None

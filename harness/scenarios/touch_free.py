@@ -53,7 +53,10 @@ def run(guest: Guest, mib: int = 1024, progress=lambda m: None) -> dict:
                            "RSS to settle after the free")
         samples = s.since(t_idle)
 
-    order = facts["reporting_order"]
+    # With no reporting driver registered the parameter reads MAX_ORDER (6.1)
+    # or -1 (6.12); the yardstick then uses the order registration would pick,
+    # pageblock_order (9 on x86_64; mm/page_reporting.c page_reporting_register).
+    order = facts["reporting_order"] if 0 <= facts["reporting_order"] <= 10 else 9
     reportable = (procfs.free_mib_at_or_above(buddy_after, order)
                   - procfs.free_mib_at_or_above(buddy_before, order))
     drop = peak.rss_mib - after.rss_mib
@@ -76,6 +79,7 @@ def run(guest: Guest, mib: int = 1024, progress=lambda m: None) -> dict:
         "ram_rss_after_mib": round(after.ram_rss_mib, 1),
         "ram_drop_mib": round(peak.ram_rss_mib - after.ram_rss_mib, 1),
         "reportable_mib": round(reportable, 1),
+        "reportable_order": order,
         "idle_noise_mib": round(noise, 1),
         "seconds_to_90pct": _time_to_fraction(samples, t_free, peak.rss_mib, drop, 0.9),
         "boot_s": round(g.boot_s, 2),

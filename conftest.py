@@ -1,0 +1,51 @@
+"""Fixtures: guests owned by a factory that always reaps them; logs kept only on failure."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.config import GuestConfig
+from harness.guest import Guest
+from harness.paths import REPO
+
+ARTIFACTS = REPO / "results" / "artifacts"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    # Stash each phase's report on the item so fixtures can tell a failed test at teardown.
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+def _failed(node) -> bool:
+    return any(getattr(node, f"rep_{w}", None) is not None and getattr(node, f"rep_{w}").failed
+               for w in ("setup", "call"))
+
+
+@pytest.fixture
+def guest_factory(request):
+    """make(**GuestConfig fields) -> a launched Guest. All are shut down and reaped at teardown;
+    on failure the console and QEMU logs are copied to results/artifacts/<test>/."""
+    guests: list[Guest] = []
+
+    def make(**kw) -> Guest:
+        g = Guest(GuestConfig(**kw))
+        guests.append(g)  # before launch: a failed launch is reaped too
+        g.launch()
+        return g
+
+    yield make
+    failed = _failed(request.node)
+    for i, g in enumerate(guests):
+        g.shutdown(keep_logs=True)
+        if failed:
+            dest = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.nodeid) / str(i)
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(g.rundir, dest)
+            request.node.add_report_section("teardown", "artifacts", f"guest logs: {dest}")
+        shutil.rmtree(g.rundir, ignore_errors=True)

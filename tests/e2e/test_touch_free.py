@@ -1,0 +1,54 @@
+"""touch-free on a real guest: reporting on gives back what the free made reportable; off gives back nothing.
+
+Tolerances (measured here, Debian 6.1 guest, QEMU 7.2, TCG, 2 GiB, 1 GiB freed;
+see the README's measurement section):
+- The QEMU process RSS of an idle guest moves by 0-2.3 MiB over a 5 s window
+  (QEMU's own heap, the sampler's reads). Peak and after are each one sample,
+  so their difference carries up to twice that: NOISE_MIB = 2 x 2.5 = 5 MiB.
+- drop vs reportable (reporting on): reportable counts whole free blocks of
+  order >= 9 that the free created, including pages already free before it
+  that merged with freed ones and were never resident on the host (they give
+  nothing back), so drop <= reportable + noise; measured drop - reportable was
+  -2.4 .. -2.6 MiB. The lower side allows that merge slack: up to one order-10
+  block (4 MiB) per zone that can hold memory of the freed region (DMA32 here).
+"""
+import pytest
+
+from harness.scenarios import touch_free
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+NOISE_MIB = 5.0
+MERGE_SLACK_MIB = 4.0
+FREED_MIB = 1024
+
+
+def _record(record_property, r):
+    for k in ("kernel", "qemu", "accel", "reporting", "drop_mib", "reportable_mib", "seconds_to_90pct"):
+        record_property(k, r[k])
+
+
+def test_reporting_on_gives_back_what_the_free_made_reportable(guest_factory, record_property):
+    g = guest_factory(reporting=True)
+    r = touch_free.run(g, mib=FREED_MIB)
+    _record(record_property, r)
+    assert r["reporting_negotiated"], "VIRTIO_BALLOON_F_REPORTING (bit 5) not negotiated"
+    assert r["reporting_order"] == 9  # pageblock_order on x86_64, set at registration (6.1)
+    # The workload really held the memory: the peak rose by what it touched.
+    assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - NOISE_MIB
+    # The free made (nearly) all of it reportable...
+    assert r["reportable_mib"] >= FREED_MIB - MERGE_SLACK_MIB - NOISE_MIB
+    # ...and the host got that back, to within the merge slack and RSS noise.
+    assert r["reportable_mib"] - MERGE_SLACK_MIB - NOISE_MIB <= r["drop_mib"] <= r["reportable_mib"] + NOISE_MIB
+    assert r["seconds_to_90pct"] is not None
+
+
+def test_reporting_off_gives_back_nothing(guest_factory, record_property):
+    g = guest_factory(reporting=False)
+    r = touch_free.run(g, mib=FREED_MIB)
+    _record(record_property, r)
+    assert not r["reporting_negotiated"]
+    assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - NOISE_MIB
+    # The same free made the same memory reportable, but nobody reported it.
+    assert r["reportable_mib"] >= FREED_MIB - MERGE_SLACK_MIB - NOISE_MIB
+    assert abs(r["drop_mib"]) <= NOISE_MIB

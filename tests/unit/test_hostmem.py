@@ -1,0 +1,41 @@
+from harness import hostmem
+from harness.hostmem import Sample
+
+SMAPS = """\
+55d0c0000000-55d0c0100000 r-xp 00000000 fd:00 123 /usr/bin/qemu-system-x86_64
+Size:               1024 kB
+Rss:                 800 kB
+7f0000000000-7f0080000000 rw-p 00000000 00:00 0 
+Size:            2097152 kB
+Rss:             1048576 kB
+AnonHugePages:   1044480 kB
+VmFlags: rd wr mr mw me ac hg
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+Rss:                  16 kB
+"""
+
+
+def test_parse_smaps_and_find_the_guest_ram_mapping():
+    vmas = hostmem.parse_smaps(SMAPS)
+    assert len(vmas) == 3 and vmas[2].name == "[stack]"
+    ram = hostmem.mapping_at(vmas, 0x7f0000200000)
+    assert ram.kb["Rss"] == 1048576 and ram.kb["AnonHugePages"] == 1044480 and ram.name == ""
+
+
+def test_mapping_at_outside_any_mapping():
+    import pytest
+    with pytest.raises(LookupError):
+        hostmem.mapping_at(hostmem.parse_smaps(SMAPS), 0x1000)
+
+
+def series(vals, dt=0.5):
+    return [Sample(i * dt, v, v) for i, v in enumerate(vals)]
+
+
+def test_stable_for_needs_a_full_quiet_window_after_since():
+    cond = hostmem.stable_for(window=2.0, eps_mib=4, since=0.0)
+    assert not cond(series([100, 100, 100]))  # only 1 s of data
+    assert cond(series([100, 101, 100, 102, 100]))  # 2 s within 4 MiB
+    # a step inside the window (a reporting pass) is not stable
+    assert not cond(series([300, 300, 300, 44, 44]))
+    assert cond(series([300, 300, 44, 44, 44, 44, 44]))
