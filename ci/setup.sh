@@ -24,12 +24,11 @@ if [ ${#need[@]} -gt 0 ] || ! apt-cache show --no-all-versions busybox-static >/
   fi
 fi
 
-# The venv is rebuilt when pyproject.toml changes.
+# The venv is brought up to date when pyproject.toml changes.
 stamp=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat .venv/.stamp 2>/dev/null)" != "$stamp" ]; then
-  say "creating .venv"
-  rm -rf .venv
-  python3 -m venv .venv
+  say "installing the project into .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
   # pip warns about this machine's optional local index dirs; those lines are noise.
   .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v "is ignored: it is neither" >&2 || true
   .venv/bin/python -c 'import harness, qemu.qmp, paramiko, psutil, pytest'

@@ -1,7 +1,9 @@
 """Debian packages for the guest: resolve exact versions and fetch verified .debs.
 
-Uses the host's apt metadata read-only (apt-cache show, apt-get download); the
-host system is never modified.
+bookworm comes from the host's own apt metadata, read-only. Other suites
+(trixie) come through a private apt list in the cache: its own sources file,
+lists and package cache, passed to apt with -o options, so the system's sources
+and state are never touched and nothing is installed.
 """
 from __future__ import annotations
 
@@ -11,6 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .paths import cache_dir
+
+MIRROR = "http://deb.debian.org/debian"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+PRIVATE_SUITES = ("trixie", "bookworm-backports")
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,7 @@ class Package:
     version: str
     sha256: str
     filename: str  # the pool path's basename
+    suite: str = "bookworm"
 
 
 def parse_show(text: str) -> list[dict[str, str]]:
@@ -39,33 +47,55 @@ def parse_show(text: str) -> list[dict[str, str]]:
     return stanzas
 
 
+def private_options(suite: str, base: Path) -> list[str]:
+    """Pure: the apt -o options that confine apt to a private list for `suite` under `base`."""
+    return ["-o", f"Dir::Etc::sourcelist={base / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
+            "-o", f"Dir::State::Lists={base / 'lists'}", "-o", f"Dir::Cache={base / 'cache'}",
+            "-o", "APT::Sandbox::User=root"]
+
+
+def _options(suite: str) -> list[str]:
+    if suite == "bookworm":
+        return ["-o", "APT::Sandbox::User=root"]
+    if suite not in PRIVATE_SUITES:
+        raise UserError(f"unknown Debian suite {suite!r}")
+    base = cache_dir() / "apt" / suite
+    if not (base / "lists" / "ok").exists():  # fetched once; delete the directory to refresh
+        (base / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+        (base / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        (base / "sources.list").write_text(f"deb [signed-by={KEYRING}] {MIRROR} {suite} main\n")
+        _apt(["apt-get", "update", "-q", *private_options(suite, base)])
+        (base / "lists" / "ok").touch()
+    return private_options(suite, base)
+
+
 def _apt(args: list[str], cwd: Path | None = None) -> str:
     r = subprocess.run(args, capture_output=True, text=True, cwd=cwd)
     if r.returncode != 0:
-        raise UserError(f"{' '.join(args)} failed: {r.stderr.strip().splitlines()[-1:] or r.returncode}"
-                        " (run ci/setup.sh, which runs apt-get update)")
+        last = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        raise UserError(f"{args[0]} {args[1]} failed: {last} (run ci/setup.sh, which runs apt-get update)")
     return r.stdout
 
 
-def _show(names: list[str]) -> dict[str, dict[str, str]]:
+def _show(names: list[str], suite: str) -> dict[str, dict[str, str]]:
     # One apt-cache call for all names: each call costs ~0.4 s of cache loading.
     got = {f.get("Package"): f for f in
-           parse_show(_apt(["apt-cache", "show", "--no-all-versions", *names]))}
+           parse_show(_apt(["apt-cache", *_options(suite), "show", "--no-all-versions", *names]))}
     missing = [n for n in names if n not in got or "SHA256" not in got[n]]
     if missing:
-        raise UserError(f"apt has no candidate for {', '.join(missing)}")
+        raise UserError(f"apt ({suite}) has no candidate for {', '.join(missing)}")
     return got
 
 
-def resolve(names: list[str]) -> list[Package]:
-    got = _show(names)
-    return [Package(n, got[n]["Version"], got[n]["SHA256"], Path(got[n]["Filename"]).name)
+def resolve(names: list[str], suite: str = "bookworm") -> list[Package]:
+    got = _show(names, suite)
+    return [Package(n, got[n]["Version"], got[n]["SHA256"], Path(got[n]["Filename"]).name, suite)
             for n in names]
 
 
-def kernel_image_of(meta: str) -> str:
+def kernel_image_of(meta: str, suite: str = "bookworm") -> str:
     """linux-image-amd64 is a metapackage: the versioned image package it depends on."""
-    deps = _show([meta])[meta].get("Depends", "")
+    deps = _show([meta], suite)[meta].get("Depends", "")
     images = [d.strip().split()[0] for d in deps.split(",") if d.strip().startswith("linux-image-")]
     if not images:
         raise UserError(f"{meta}: no linux-image dependency in {deps!r}")
@@ -76,11 +106,9 @@ def fetch(pkg: Package, debs: Path) -> Path:
     """Download into the cache (once) and check the SHA256 apt advertised."""
     path = debs / pkg.filename
     if not path.exists():
-        debs.mkdir(parents=True, exist_ok=True)
         tmp = debs / f".tmp-{pkg.name}"
-        tmp.mkdir(exist_ok=True)
-        _apt(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root",
-              f"{pkg.name}={pkg.version}"], cwd=tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+        _apt(["apt-get", *_options(pkg.suite), "download", "-q", f"{pkg.name}={pkg.version}"], cwd=tmp)
         got = list(tmp.glob("*.deb"))
         if len(got) != 1:
             raise UserError(f"apt-get download {pkg.name}={pkg.version} gave {got}")

@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     r.add_argument("--reporting", type=_onoff, default=True, metavar="on|off")
     r.add_argument("--reporting-order", type=int, default=None)
+    r.add_argument("--guest-kernel", default="6.1", choices=("6.1", "6.12"),
+                   help="Debian guest kernel: 6.1 (bookworm) or 6.12 (trixie)")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     r.add_argument("--out", default="results", help="directory for the result JSON and plot (default results/)")
     r.add_argument("--keep-logs", action="store_true", help="keep the console and QEMU logs")
@@ -69,7 +71,7 @@ def cmd_run(a) -> int:
     from .scenarios import touch_free
 
     cfg = GuestConfig(memory_mib=a.memory, smp=a.smp, accel=a.accel, reporting=a.reporting,
-                      reporting_order=a.reporting_order)
+                      reporting_order=a.reporting_order, kernel=a.guest_kernel)
     if a.mib >= cfg.memory_mib:
         raise UserError(f"--mib {a.mib} must be below the guest's memory ({cfg.memory_mib} MiB)")
     g = Guest(cfg, progress=_progress)

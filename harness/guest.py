@@ -18,6 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from . import accel, image, keys, qemu_argv, qemu_bin
@@ -26,6 +27,8 @@ from .errors import GuestError, LaunchError
 from .ssh import Session
 
 PR_SET_PDEATHSIG = 1
+# Console lines that mean the guest kernel is in trouble, whatever the test measured.
+FAULTS = re.compile(r"Kernel panic|Oops|BUG:|Call Trace|general protection fault|WARNING: CPU|page allocation failure")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -39,6 +42,32 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _owner_tag() -> str:
+    me = psutil.Process()
+    return f"{me.pid} {me.create_time()}"
+
+
+def sweep_stale_rundirs() -> list[Path]:
+    """Remove run directories whose launcher died without cleaning up (e.g. SIGKILL).
+
+    Each run directory names its owner (pid and start time, so a reused pid does
+    not count); only our own user's directories are touched.
+    """
+    removed = []
+    for d in Path(tempfile.gettempdir()).glob("balloon-e2e-*"):
+        try:
+            if d.stat().st_uid != os.getuid():
+                continue
+            pid, start = (d / "owner").read_text().split()
+            alive = psutil.pid_exists(int(pid)) and abs(psutil.Process(int(pid)).create_time() - float(start)) < 1
+        except (OSError, ValueError, psutil.Error):
+            continue  # not ours, or being created right now
+        if not alive:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -57,12 +86,14 @@ class Guest:
         self.proc: subprocess.Popen | None = None
         self.qmp: QEMUMonitorProtocol | None = None
         self.ssh: Session | None = None
-        self.rundir = Path(tempfile.mkdtemp(prefix="balloon-e2e-"))  # mode 0700
-        self.console_log = self.rundir / "console.log"
-        self.qemu_log = self.rundir / "qemu.log"
         self.argv: list[str] = []
         self.image = image.get(self.cfg.kernel, progress=progress)
         self.qemu = qemu_bin.find()
+        sweep_stale_rundirs()
+        self.rundir = Path(tempfile.mkdtemp(prefix="balloon-e2e-"))  # mode 0700
+        (self.rundir / "owner").write_text(_owner_tag())
+        self.console_log = self.rundir / "console.log"
+        self.qemu_log = self.rundir / "qemu.log"
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -192,6 +223,13 @@ class Guest:
 
     def console_tail(self, lines: int = 30) -> str:
         return tail(self.console_log, lines)
+
+    def check_healthy(self) -> None:
+        """Raise GuestError if QEMU died or the console shows a kernel fault."""
+        bad = [line for line in self.console_tail(100000).splitlines() if FAULTS.search(line)]
+        if bad or not self.alive():
+            why = f"guest kernel fault: {bad[0].strip()}" if bad else f"QEMU exited ({self.proc.poll()})"
+            raise GuestError(f"{why}\nconsole (tail):\n{self.console_tail(40)}")
 
     def run(self, cmd: str, **kw):
         return self.ssh.run(cmd, **kw)

@@ -28,3 +28,36 @@ def reporting_order(guest) -> int:
 
 def buddyinfo(guest) -> list[procfs.BuddyZone]:
     return procfs.parse_buddyinfo(guest.run("cat /proc/buddyinfo").stdout)
+
+
+SNAPSHOT_FILES = {
+    "buddyinfo": "/proc/buddyinfo",
+    "zoneinfo": "/proc/zoneinfo",
+    "pagetypeinfo": "/proc/pagetypeinfo",
+    "vmstat": "/proc/vmstat",
+    "meminfo": "/proc/meminfo",
+    "page_reporting_order": ORDER_PARAM,
+    "kernel_release": "/proc/sys/kernel/osrelease",
+}
+_SEP = "----e2e-snapshot:"
+
+
+def snapshot_texts(guest) -> dict[str, str]:
+    """The guest's memory files, read in one SSH round trip (close together in time)."""
+    cmd = "; ".join(f"echo '{_SEP}{name}'; cat {path}" for name, path in SNAPSHOT_FILES.items())
+    return split_snapshot(guest.run(cmd).stdout)
+
+
+def split_snapshot(out: str) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    name = None
+    for line in out.splitlines(keepends=True):
+        if line.startswith(_SEP):
+            name = line[len(_SEP):].strip()
+            texts[name] = ""
+        elif name is not None:
+            texts[name] += line
+    missing = set(SNAPSHOT_FILES) - set(texts)
+    if missing:
+        raise GuestError(f"snapshot lacks {', '.join(sorted(missing))}")
+    return texts

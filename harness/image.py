@@ -31,7 +31,7 @@ from . import apt, cpio
 from .errors import UserError
 from .paths import GUEST_IMAGES, cache_dir
 
-KERNELS = ("6.1",)
+KERNELS = ("6.1", "6.12")
 LIBDIR = "lib/x86_64-linux-gnu"
 
 
@@ -69,7 +69,9 @@ def resolve(kernel: str) -> tuple[str, list[apt.Package]]:
     if kernel not in KERNELS:
         raise UserError(f"unknown guest kernel {kernel!r}; known: {', '.join(KERNELS)}")
     r = _recipe()
-    pkgs = apt.resolve([apt.kernel_image_of(r["kernels"][kernel]["package"]), *r["packages"]])
+    k = r["kernels"][kernel]
+    # Only the kernel comes from the kernel's suite; user space stays bookworm's.
+    pkgs = apt.resolve([apt.kernel_image_of(k["package"], k["suite"])], k["suite"]) + apt.resolve(r["packages"])
     h = _inputs_digest()
     for p in pkgs:
         h.update(f"{p.name}={p.version} {p.sha256}\n".encode())
@@ -121,12 +123,16 @@ def modules_in_load_order(moddir: Path, wanted: list[str]) -> list[tuple[str, by
     index = {}
     for p in moddir.rglob("*.ko*"):
         index[p.name.split(".ko")[0].replace("-", "_")] = p
+    builtin = set()  # 6.12 builds the virtio core in: nothing to load for those
+    if (moddir / "modules.builtin").exists():
+        builtin = {Path(line).name.split(".ko")[0].replace("-", "_")
+                   for line in (moddir / "modules.builtin").read_text().split()}
     order: list[tuple[str, bytes]] = []
     done: set[str] = set()
 
     def visit(name: str, stack: tuple[str, ...] = ()):
         name = name.replace("-", "_")
-        if name in done:
+        if name in done or name in builtin:
             return
         if name in stack or name not in index:
             raise UserError(f"kernel module {name} missing or in a cycle ({' > '.join(stack)})")
@@ -163,11 +169,15 @@ def _libraries(root: Path, binaries: list[Path]) -> dict[str, bytes]:
     return libs
 
 
-def _compile_workload(out: Path) -> bytes:
-    src = GUEST_IMAGES / "src" / "e2emem.c"
-    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", str(out), str(src),
-                    f"-ffile-prefix-map={GUEST_IMAGES}=.", "-Wl,--build-id=none"], check=True)
-    return out.read_bytes()
+def _compile_tools(work: Path) -> dict[str, bytes]:
+    """Each guest_images/src/NAME.c -> a static NAME for the guest's /usr/bin."""
+    tools = {}
+    for src in sorted((GUEST_IMAGES / "src").glob("*.c")):
+        out = work / src.stem
+        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", str(out), str(src),
+                        f"-ffile-prefix-map={GUEST_IMAGES}=.", "-Wl,--build-id=none"], check=True)
+        tools[src.stem] = out.read_bytes()
+    return tools
 
 
 def build_into(out: Path, kernel: str, pkgs: list[apt.Package], key: str) -> None:
@@ -182,9 +192,12 @@ def build_into(out: Path, kernel: str, pkgs: list[apt.Package], key: str) -> Non
         if len(vmlinuz) != 1:
             raise UserError(f"expected one kernel in {pkgs[0].name}, found {vmlinuz}")
         release = vmlinuz[0].name.removeprefix("vmlinuz-")
-        modules = modules_in_load_order(root / "lib" / "modules" / release, r["modules"])
+        # bookworm ships modules in /lib/modules, trixie (merged /usr) in /usr/lib/modules
+        moddir = next(d for d in (root / "lib" / "modules" / release, root / "usr" / "lib" / "modules" / release)
+                      if d.is_dir())
+        modules = modules_in_load_order(moddir, r["modules"])
         binaries = [root / b.lstrip("/") for b in r["binaries"]]
-        workload = _compile_workload(Path(work) / "e2emem")
+        tools = _compile_tools(Path(work))
         busybox = (root / "bin" / "busybox").read_bytes()
         applets = subprocess.run([str(root / "bin" / "busybox"), "--list"], capture_output=True,
                                  text=True, check=True).stdout.split()
@@ -201,7 +214,7 @@ def build_into(out: Path, kernel: str, pkgs: list[apt.Package], key: str) -> Non
         e.append(cpio.symlink("lib64/ld-linux-x86-64.so.2", f"../{LIBDIR}/ld-linux-x86-64.so.2"))
         e += [cpio.file(f"lib/modules/{n}.ko", d) for n, d in modules]
         e.append(cpio.file("etc/modules", "".join(f"{n}\n" for n, _ in modules).encode()))
-        e.append(cpio.file("usr/bin/e2emem", workload, 0o755))
+        e += [cpio.file(f"usr/bin/{name}", data, 0o755) for name, data in tools.items()]
         rootfs = GUEST_IMAGES / "rootfs"
         for p in sorted(rootfs.rglob("*")):
             if p.is_file():

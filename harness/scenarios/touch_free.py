@@ -52,6 +52,7 @@ def run(guest: Guest, mib: int = 1024, progress=lambda m: None) -> dict:
         after = s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, t_free), SETTLE_TIMEOUT_S,
                            "RSS to settle after the free")
         samples = s.since(t_idle)
+    g.check_healthy()
 
     # With no reporting driver registered the parameter reads MAX_ORDER (6.1)
     # or -1 (6.12); the yardstick then uses the order registration would pick,
