@@ -400,6 +400,29 @@ def snapshot_from_texts(*, zoneinfo: str, pagetypeinfo: str, buddyinfo: str, vms
     return Snapshot(tuple(zones), pt, tuple(buddy), _freeze(vm), str(kernel), reporting_order)
 
 
+CAPTURE_FILES = ("zoneinfo", "pagetypeinfo", "buddyinfo", "vmstat")
+
+
+def snapshot_from_capture(files: Mapping[str, str], *, kernel: str | None = None,
+                          reporting_order: int | None = None) -> Snapshot:
+    """A Snapshot from one capture's files by name: the four /proc files plus
+    'kernel_release' (uname -r) and 'page_reporting_order' (sysfs), unless given."""
+    missing = [n for n in CAPTURE_FILES if n not in files]
+    if missing:
+        raise ProcParseError(f"capture lacks {', '.join(missing)}")
+    if kernel is None:
+        kernel = files.get("kernel_release", "").strip()
+        if not kernel:
+            raise ProcParseError("capture lacks kernel_release")
+    if reporting_order is None:
+        text = files.get("page_reporting_order", "").strip()
+        if not _INT.fullmatch(text):
+            raise ProcParseError(f"page_reporting_order: not an integer {text[:40]!r}")
+        reporting_order = int(text)
+    return snapshot_from_texts(**{n: files[n] for n in CAPTURE_FILES}, kernel=kernel,
+                               reporting_order=reporting_order)
+
+
 # ---------------------------------------------------------------- rendering
 
 def _version(kernel: str) -> tuple[int, int]:

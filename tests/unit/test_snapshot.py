@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from harness.procfs import ProcParseError
 from harness.snapshot import (
-    PAGETYPEINFO_CAP, parse_pagetypeinfo, parse_vmstat, parse_zoneinfo, render_buddyinfo,
+    PAGETYPEINFO_CAP, parse_pagetypeinfo, snapshot_from_capture, parse_vmstat, parse_zoneinfo, render_buddyinfo,
     render_pagetypeinfo, render_vmstat, render_zoneinfo, snapshot_from_texts,
 )
 
@@ -380,7 +380,7 @@ def test_mutated_real_text_raises_only_procparseerror(data):
         pass
 
 
-# ---- real captures, when they exist
+# ---- real captures: tests/data/**/{zoneinfo,pagetypeinfo,buddyinfo,vmstat,kernel_release,page_reporting_order}
 
 def _capture_dirs():
     if not DATA.is_dir():
@@ -388,17 +388,39 @@ def _capture_dirs():
     return sorted(p.parent for p in DATA.rglob("zoneinfo"))
 
 
+def read_capture(d: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in d.iterdir() if p.is_file()}
+
+
 @pytest.mark.parametrize("d", _capture_dirs(), ids=lambda d: str(d.relative_to(DATA)))
 def test_real_captures(d):
-    """tests/data/<kernel>/<...>/: zoneinfo, pagetypeinfo, buddyinfo, vmstat, optional meta.json
-    ({"kernel": "...", "reporting_order": 9}); the kernel defaults to the first path part."""
-    meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
-    kernel = meta.get("kernel", d.relative_to(DATA).parts[0])
-    s = snapshot_from_texts(**{n: (d / n).read_text() for n in ("zoneinfo", "pagetypeinfo", "buddyinfo", "vmstat")},
-                            kernel=kernel, reporting_order=meta.get("reporting_order", 9))
+    s = snapshot_from_capture(read_capture(d))
     assert s.populated_zones()
+    assert s.pagetypes.pageblock_order == 9 and s.pagetypes.nr_orders == 11
+    for z in s.populated_zones():
+        assert z.start_pfn is not None and z.min <= z.low <= z.high and z.managed <= z.present <= z.spanned
+        assert len(z.pagesets) >= 1 and z.protection[0] == 0
     for b in s.buddy:
         per_type = s.free_counts(b.node, b.zone)
         # files are read one after the other: allow a little drift between buddyinfo and pagetypeinfo
         for o, total in enumerate(b.free):
             assert abs(sum(c[o] for c in per_type.values()) - total) <= max(16, total // 50)
+        z = s.zone(b.node, b.zone)
+        # buddyinfo pages vs NR_FREE_PAGES, read at other instants
+        assert abs(b.pages_at_or_above(0) - z.free) <= max(4096, z.free // 50)
+
+
+def test_real_capture_dirs_found():
+    """The repository ships 6.1 and 6.12 captures; if they move, this says so instead of skipping."""
+    kernels = {snapshot_from_capture(read_capture(d)).kernel for d in _capture_dirs()}
+    assert any(k.startswith("6.1.") for k in kernels) and any(k.startswith("6.12.") for k in kernels)
+
+
+def test_capture_without_release_is_refused():
+    with pytest.raises(ProcParseError):
+        snapshot_from_capture({"zoneinfo": ZONEINFO_61, "pagetypeinfo": PAGETYPEINFO_61,
+                               "buddyinfo": BUDDYINFO_61, "vmstat": VMSTAT_61})
+    with pytest.raises(ProcParseError):
+        snapshot_from_capture({"zoneinfo": ZONEINFO_61, "pagetypeinfo": PAGETYPEINFO_61,
+                               "buddyinfo": BUDDYINFO_61, "vmstat": VMSTAT_61,
+                               "kernel_release": "6.1.0-50-amd64\n", "page_reporting_order": "nine"})
