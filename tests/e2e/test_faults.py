@@ -1,0 +1,103 @@
+"""Faults: whatever happens to the runner, the guest or QEMU, nothing is left behind.
+
+Each test checks by PID (the QEMU process is gone) and by path (the run
+directory with its console log and QEMU log is gone, now or at the next sweep).
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.errors import GuestError
+from harness.guest import sweep_stale_rundirs
+from harness.paths import REPO
+from harness.scenarios import touch_free
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+# A child process that launches a guest, says which QEMU and run directory it
+# has, then waits to be killed.
+CHILD = """
+import sys, time
+from harness.guest import Guest
+from harness.config import GuestConfig
+g = Guest(GuestConfig(memory_mib=512, smp=1))
+g.launch()
+print(g.pid, g.rundir, flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _launch_child():
+    p = subprocess.Popen([sys.executable, "-c", CHILD], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if not line:
+        p.kill()
+        pytest.fail("child did not launch a guest")
+    pid, rundir = line.split()
+    return p, int(pid), Path(rundir)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_launcher_takes_qemu_with_it(sig):
+    child, qemu, rundir = _launch_child()
+    assert psutil.pid_exists(qemu) and rundir.exists()
+    child.send_signal(sig)
+    child.wait(timeout=30)
+    assert _gone(qemu), f"QEMU {qemu} outlived its launcher ({sig.name})"
+    # SIGKILL leaves no chance to clean up: the next guest's sweep removes the directory.
+    sweep_stale_rundirs()
+    assert not rundir.exists(), f"{rundir} left behind"
+
+
+def test_cli_interrupted_shuts_its_guest_down():
+    cli = [str(REPO / ".venv" / "bin" / "balloon-e2e"), "run", "touch-free", "--memory", "1024", "--mib", "256"]
+    p = subprocess.Popen(cli, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    qemu = None
+    for line in p.stderr:
+        if "guest up" in line:
+            qemu = next(c.pid for c in psutil.Process(p.pid).children() if "qemu-system" in c.name())
+            break
+    assert qemu, "the CLI never brought a guest up"
+    p.send_signal(signal.SIGINT)
+    rest = p.stderr.read()
+    assert p.wait(timeout=60) == 130, rest
+    assert "interrupted" in rest and "QEMU quit" in rest
+    assert _gone(qemu)
+
+
+def test_qemu_killed_mid_scenario_is_a_clear_error(guest_factory):
+    g = guest_factory(memory_mib=1024)
+    os.kill(g.pid, signal.SIGKILL)
+    with pytest.raises((GuestError, RuntimeError, OSError, EOFError)):
+        touch_free.run(g, mib=256)
+    assert g.shutdown().startswith("had exited")
+    assert not g.alive()
+
+
+def test_guest_panic_fails_with_the_console_tail(guest_factory):
+    g = guest_factory(memory_mib=1024)
+    g.ssh.start("echo c > /proc/sysrq-trigger")  # the guest dies; no answer comes
+    deadline = time.monotonic() + 60
+    while g.alive() and time.monotonic() < deadline:  # panic=-1 + -no-reboot: QEMU exits
+        time.sleep(0.1)
+    with pytest.raises(GuestError) as e:
+        g.check_healthy()
+    assert "Kernel panic" in str(e.value) and "sysrq" in str(e.value).lower()
