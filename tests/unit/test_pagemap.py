@@ -1,0 +1,134 @@
+"""pagemap: the guest RAM layout, the entry decoding, and real reads of this process's own pagemap."""
+import ctypes
+import gc
+import mmap
+import os
+import struct
+
+import pytest
+from hypothesis import given, strategies as st
+
+from harness import pagemap
+from harness.pagemap import PAGE, RamRange
+
+# /proc/iomem of the Debian 6.1 guest (q35, 2 GiB), read as root.
+IOMEM_Q35_2G = """\
+00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+0009fc00-0009ffff : Reserved
+000a0000-000bffff : PCI Bus 0000:00
+000c0000-000c05ff : Video ROM
+000f0000-000fffff : Reserved
+  000f0000-000fffff : System ROM
+00100000-7ffdffff : System RAM
+  09600000-0a401d31 : Kernel code
+  0a600000-0aee6fff : Kernel rodata
+  0b000000-0b2489bf : Kernel data
+  0b90d000-0c9fffff : Kernel bss
+7ffe0000-7fffffff : Reserved
+80000000-afffffff : PCI Bus 0000:00
+"""
+
+
+def test_system_ram_whole_pages():
+    # 0x1000-0x9fbff ends mid-page: pfn 0x9f is not whole
+    assert pagemap.parse_system_ram(IOMEM_Q35_2G) == [(1, 0x9f), (0x100, 0x7ffe0)]
+
+
+def test_system_ram_above_4g_kept_apart():
+    text = IOMEM_Q35_2G + "100000000-17fffffff : System RAM\n"
+    assert pagemap.parse_system_ram(text)[-1] == (0x100000, 0x180000)
+
+
+def test_system_ram_read_as_non_root_is_refused():
+    with pytest.raises(ValueError):
+        pagemap.parse_system_ram("00000000-00000000 : System RAM\n00000000-00000000 : System RAM\n")
+
+
+class FakeGuest:
+    def __init__(self, iomem, hva_of):
+        self.iomem, self.hva_of = iomem, hva_of
+
+    def run(self, cmd):
+        assert cmd == "cat /proc/iomem"
+        return type("R", (), {"stdout": self.iomem})()
+
+    def ram_hva(self, gpa):
+        return self.hva_of(gpa)
+
+
+def test_layout_from_gpa2hva():
+    base = 0x7f0000000000
+    ranges = pagemap.layout(FakeGuest(IOMEM_Q35_2G, lambda gpa: base + gpa))
+    assert ranges == [RamRange(1, 0x9e, base + 0x1000), RamRange(0x100, 0x7ffe0 - 0x100, base + 0x100000)]
+
+
+def test_layout_refuses_a_range_split_across_host_mappings():
+    base = 0x7f0000000000
+    hole = lambda gpa: base + gpa + (1 << 30 if gpa >= 0x40000000 else 0)  # noqa: E731
+    with pytest.raises(ValueError, match="not one contiguous host mapping"):
+        pagemap.layout(FakeGuest(IOMEM_Q35_2G, hole))
+
+
+@given(st.lists(st.integers(0, (1 << 64) - 1), max_size=64))
+def test_held_of_is_present_or_swapped(entries):
+    raw = b"".join(struct.pack("<Q", e) for e in entries)
+    assert pagemap.held_of(raw) == bytes(1 if e >> 62 else 0 for e in entries)
+
+
+def test_held_of_rejects_partial_entries():
+    with pytest.raises(ValueError):
+        pagemap.held_of(b"\0" * 12)
+
+
+# --- real reads of our own pagemap: the same discards QEMU does -----------------
+
+libc = ctypes.CDLL(None, use_errno=True)
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 1, 2
+PAGES = 64
+
+
+def _addr(m: mmap.mmap) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(m))
+
+
+def _close(m: mmap.mmap) -> None:
+    gc.collect()  # no ctypes view made by _addr may outlive the map
+    m.close()
+
+
+def _held(m: mmap.mmap) -> bytes:
+    return bytes(pagemap.read_held(os.getpid(), [RamRange(0, PAGES, _addr(m))]))
+
+
+def test_anonymous_touch_then_dontneed():
+    m = mmap.mmap(-1, PAGES * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        m.madvise(mmap.MADV_NOHUGEPAGE)  # 4 KiB pages, so single pages can be told apart
+        assert _held(m) == bytes(PAGES)  # never touched: absent
+        for i in range(0, PAGES, 2):
+            m[i * PAGE] = 1
+        assert _held(m) == bytes([1, 0] * (PAGES // 2))
+        m.madvise(mmap.MADV_DONTNEED, 0, 16 * PAGE)  # QEMU's discard of private anonymous RAM
+        assert _held(m) == bytes(16) + bytes([1, 0] * ((PAGES - 16) // 2))
+    finally:
+        _close(m)
+
+
+def test_memfd_touch_then_punch_hole():
+    fd = os.memfd_create("pagemap-test")
+    try:
+        os.ftruncate(fd, PAGES * PAGE)
+        m = mmap.mmap(fd, PAGES * PAGE, flags=mmap.MAP_SHARED)
+        try:
+            m[:] = b"\x5a" * (PAGES * PAGE)
+            assert _held(m) == bytes([1]) * PAGES
+            # QEMU's discard of fd-backed RAM (ram_block_discard_range): punch a hole
+            if libc.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                              ctypes.c_long(8 * PAGE), ctypes.c_long(8 * PAGE)) != 0:
+                pytest.skip(f"fallocate punch hole: errno {ctypes.get_errno()}")
+            assert _held(m) == bytes([1]) * 8 + bytes(8) + bytes([1]) * (PAGES - 16)
+        finally:
+            _close(m)
+    finally:
+        os.close(fd)
