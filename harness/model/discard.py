@@ -1,0 +1,161 @@
+"""What QEMU does with a report, and what that gives back on the host.
+
+QEMU hw/virtio/virtio-balloon.c virtio_balloon_handle_report (same in 7.2 and
+10.0): when virtio_balloon_inhibited() (discard disabled by VFIO/vdpa/SEV/...,
+incoming postcopy, background snapshot) or the guest set a non-zero
+poison_val, the whole element is skipped; otherwise every range that is
+aligned to qemu_ram_pagesize(rb) and inside used_length goes to
+ram_block_discard_range (softmmu/physmem.c): anonymous private RAM ->
+MADV_DONTNEED; memfd/shmem -> fallocate(PUNCH_HOLE) (+ MADV_DONTNEED);
+hugetlbfs -> PUNCH_HOLE only. Unaligned ranges are ignored silently; the
+guest marks the blocks Reported anyway (virtqueue_push is unconditional).
+
+A discard returns only what is resident: the host keeps a map of which guest
+pages are backed (ResidentMap), fed by the workload's touches or by QEMU's
+/proc/PID/pagemap. Hugetlb pages are not in Rss (they show as
+Private/Shared_Hugetlb), so for hugetlb backing the process RSS does not move
+while the guest RAM mapping does (unverified here: measure).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ModelError
+
+PAGE = 4096
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """How guest RAM is backed and whether QEMU may discard at all."""
+    backend: str = "anon"             # "anon" (private), "memfd" (share=on), "hugetlbfs"
+    page_size: int = PAGE             # qemu_ram_pagesize(rb): 4 KiB, 2 MiB or 1 GiB
+    discard_inhibited: bool = False   # virtio_balloon_inhibited()
+    poison_val: int = 0               # guest's VIRTIO_BALLOON_F_PAGE_POISON value
+    thp: bool = True                  # anon: QEMU madvises RAM huge; a first touch faults a 2 MiB THP
+
+    def __post_init__(self):
+        if self.backend not in ("anon", "memfd", "hugetlbfs"):
+            raise ModelError(f"unknown backend {self.backend!r}")
+        if self.page_size not in (PAGE, 2 * MIB, 1024 * MIB):
+            raise ModelError(f"host page size {self.page_size} is not 4K, 2M or 1G")
+        if self.backend == "hugetlbfs" and self.page_size == PAGE:
+            raise ModelError("hugetlbfs backing needs a 2M or 1G page size")
+        if self.backend == "anon" and self.page_size != PAGE:
+            raise ModelError("anonymous RAM has 4K pages (use hugetlbfs or memfd,hugetlb=on)")
+
+    @property
+    def hugetlb(self) -> bool:
+        return self.page_size > PAGE
+
+    @property
+    def granule(self) -> int:
+        """Pages that become resident together on a first touch."""
+        if self.hugetlb:
+            return self.page_size // PAGE
+        return 512 if (self.backend == "anon" and self.thp) else 1
+
+    @property
+    def discards(self) -> bool:
+        return not self.discard_inhibited and self.poison_val == 0
+
+
+class ResidentMap:
+    """Which guest pfns are backed by host memory: one byte per guest page.
+
+    A bytearray so that marking and counting a range are single C calls: a
+    64 GiB guest costs 16 MiB here.
+    """
+
+    def __init__(self, nr_pages: int, resident: bool = False):
+        self.bits = bytearray([1 if resident else 0]) * nr_pages
+
+    @classmethod
+    def from_ranges(cls, nr_pages: int, ranges) -> "ResidentMap":
+        m = cls(nr_pages)
+        for pfn, n in ranges:
+            m.set(pfn, n)
+        return m
+
+    def __len__(self):
+        return len(self.bits)
+
+    def _check(self, pfn: int, n: int) -> None:
+        if pfn < 0 or n < 0 or pfn + n > len(self.bits):
+            raise ModelError(f"range {pfn}+{n} outside guest RAM of {len(self.bits)} pages")
+
+    def count(self, pfn: int, n: int) -> int:
+        self._check(pfn, n)
+        return self.bits.count(1, pfn, pfn + n)
+
+    def set(self, pfn: int, n: int) -> None:
+        self._check(pfn, n)
+        self.bits[pfn:pfn + n] = b"\x01" * n
+
+    def clear(self, pfn: int, n: int) -> int:
+        """Drop residency of a range; returns how many pages were resident."""
+        was = self.count(pfn, n)
+        if was:
+            self.bits[pfn:pfn + n] = bytes(n)
+        return was
+
+    def touch(self, pfn: int, n: int, granule: int = 1) -> None:
+        """Guest writes to [pfn, pfn+n): a fault fills a whole granule if none of it was backed
+        (a THP or huge page), else only the pages written (a split THP faults 4K)."""
+        if granule <= 1:
+            self.set(pfn, n)
+            return
+        end = pfn + n
+        g0 = pfn - pfn % granule
+        for g in range(g0, end, granule):
+            ge = min(g + granule, len(self.bits))
+            if self.bits.count(1, g, ge) == 0:
+                self.set(g, ge - g)
+            else:
+                s, e = max(g, pfn), min(ge, end)
+                self.set(s, e - s)
+
+    def total(self) -> int:
+        return self.bits.count(1)
+
+    def ranges(self):
+        """(pfn, n) runs of resident pages."""
+        b, n, i = self.bits, len(self.bits), 0
+        while i < n:
+            j = b.find(1, i)
+            if j < 0:
+                return
+            k = b.find(0, j)
+            k = n if k < 0 else k
+            yield j, k - j
+            i = k
+
+
+@dataclass(frozen=True)
+class Discard:
+    rss_pages: int       # drop of the QEMU process RSS
+    mapping_pages: int   # drop of the guest RAM mapping's resident size (hugetlb included)
+    ignored_pages: int   # reported but not discarded: unaligned or inhibited
+
+
+def discard(blocks, host: HostConfig, resident: ResidentMap | None) -> Discard:
+    """Apply one report's blocks (pfn, order) on the host.
+
+    Alignment is checked on the guest physical address: QEMU checks
+    ram_offset, which equals it below 4 GiB and is shifted by the below-4G
+    size above; that size is a multiple of 2 MiB on pc and q35, so a 2 MiB
+    decision is the same. With 1 GiB pages no 2/4 MiB report is ever aligned.
+    """
+    rss = mapping = ignored = 0
+    step = host.page_size // PAGE
+    for pfn, order in blocks:
+        n = 1 << order
+        if not host.discards or (pfn % step) or (n % step):
+            ignored += n
+            continue
+        got = resident.clear(pfn, n) if resident is not None else n
+        mapping += got
+        if not host.hugetlb:
+            rss += got
+    return Discard(rss, mapping, ignored)
