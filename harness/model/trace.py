@@ -1,0 +1,150 @@
+"""Run an allocation trace (touch / free / fragment over time) through a model guest.
+
+Guest allocations, frees and reporting passes are interleaved in time order;
+every report is applied on the host at once (QEMU handles it while the guest
+waits for the ack), so the result is a timeline of reports and host drops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .buddy import MOVABLE, Machine
+from .discard import MIB, PAGE, Discard, HostConfig, ResidentMap, discard
+from .errors import ModelError
+from .reporting import Pass, Reporter, ReportingParams, run_pass
+
+PAGES_PER_MIB = MIB // PAGE
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A workload allocates and writes `pages` pages (order-0, or THPs of pageblock_order)."""
+    t: float
+    tag: str
+    pages: int
+    mt: int = MOVABLE
+    thp: bool = False
+    node: int = 0
+
+
+@dataclass(frozen=True)
+class Free:
+    """Everything held under `tag` is freed (munmap, process exit)."""
+    t: float
+    tag: str
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """Free all pages under `tag` but every keep_every-th: holes that block merging."""
+    t: float
+    tag: str
+    keep_every: int = 2
+
+
+@dataclass(frozen=True)
+class Register:
+    """The reporting driver registers: page_reporting_register requests a first pass."""
+    t: float
+
+
+def touch(t: float, tag: str, mib: float, **kw) -> Touch:
+    return Touch(t, tag, int(mib * PAGES_PER_MIB), **kw)
+
+
+@dataclass
+class SimResult:
+    passes: list[Pass] = field(default_factory=list)
+    drops: list[tuple[float, Discard]] = field(default_factory=list)   # per report, time order
+    held: dict = field(default_factory=dict)
+
+    def curve(self, metric: str = "rss", since: float = 0.0) -> list[tuple[float, float]]:
+        """(t - since, cumulative MiB) of host drop for reports at or after `since`."""
+        out, cum = [(0.0, 0.0)], 0.0
+        for t, d in self.drops:
+            if t < since:
+                continue
+            cum += (d.rss_pages if metric == "rss" else d.mapping_pages) / PAGES_PER_MIB
+            out.append((t - since, cum))
+        return out
+
+    def reported_mib(self, since: float = 0.0) -> float:
+        return sum(r.pages for p in self.passes for r in p.reports if r.t >= since) / PAGES_PER_MIB
+
+
+class Simulation:
+    """A model guest, its reporter and host, advanced by trace ops; state carries over between run() calls."""
+
+    def __init__(self, machine: Machine, *, threshold: int, params: ReportingParams = ReportingParams(),
+                 host: HostConfig | None = None, resident: ResidentMap | None = None,
+                 reporter: Reporter | None = None):
+        self.machine, self.threshold, self.params = machine, threshold, params
+        self.host = host or HostConfig()
+        self.resident = resident
+        self.reporter = reporter or Reporter()
+        self.result = SimResult()
+
+    def passes_until(self, t_limit: float | None) -> None:
+        rep, res = self.reporter, self.result
+        while rep.next_run is not None and (t_limit is None or rep.next_run <= t_limit):
+            p = run_pass(self.machine, rep, self.params, self.threshold, rep.next_run)
+            res.passes.append(p)
+            for r in p.reports:
+                res.drops.append((r.t, discard(r.blocks, self.host, self.resident)))
+
+    def run(self, trace, until: float | None = None) -> SimResult:
+        """Apply `trace` (ops with times, any order) and the passes they trigger, up to `until`
+        (None: until reporting goes idle after the last op)."""
+        machine, rep, held = self.machine, self.reporter, self.result.held
+        delay = self.params.delay_s
+        for op in sorted(trace, key=lambda op: op.t):
+            self.passes_until(op.t)
+            if isinstance(op, Touch):
+                if op.thp:
+                    per = 1 << machine.spec.pageblock_order
+                    runs = machine.alloc_thp(-(-op.pages // per), node=op.node)
+                else:
+                    runs = machine.alloc_pages(op.pages, op.mt, node=op.node)
+                held.setdefault(op.tag, []).extend(runs)
+                if self.resident is not None:
+                    for pfn, n in runs:
+                        self.resident.touch(pfn, n, self.host.granule)
+            elif isinstance(op, Free):
+                runs = held.pop(op.tag, None)
+                if runs is None:
+                    raise ModelError(f"free of unknown tag {op.tag!r}")
+                self._freed(runs, op.t)
+            elif isinstance(op, Fragment):
+                runs = held.get(op.tag)
+                if runs is None:
+                    raise ModelError(f"fragment of unknown tag {op.tag!r}")
+                if op.keep_every < 1:
+                    raise ModelError("keep_every must be >= 1")
+                k = op.keep_every
+                keep, drop = [], []
+                for pfn, n in runs:
+                    for i in range(0, n, k):
+                        keep.append((pfn + i, 1))
+                        if n - i - 1 > 0:
+                            drop.append((pfn + i + 1, min(k - 1, n - i - 1)))
+                held[op.tag] = keep
+                self._freed(drop, op.t)
+            elif isinstance(op, Register):
+                rep.request(op.t, delay)
+            else:
+                raise ModelError(f"unknown trace op {op!r}")
+        self.passes_until(until)
+        return self.result
+
+    def _freed(self, runs, t: float) -> None:
+        # __free_one_page -> page_reporting_notify_free with the merged order
+        best = self.machine.free_runs(runs)
+        self.reporter.notify_free(best, self.threshold, t, self.params.delay_s)
+
+
+def simulate(machine: Machine, trace, *, threshold: int, params: ReportingParams = ReportingParams(),
+             host: HostConfig | None = None, resident: ResidentMap | None = None,
+             reporter: Reporter | None = None, until: float | None = None) -> SimResult:
+    """One-shot Simulation(...).run(trace, until)."""
+    return Simulation(machine, threshold=threshold, params=params, host=host, resident=resident,
+                      reporter=reporter).run(trace, until)
