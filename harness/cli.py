@@ -47,6 +47,14 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     r.add_argument("--out", default="results", help="directory for the result JSON and plot (default results/)")
     r.add_argument("--keep-logs", action="store_true", help="keep the console and QEMU logs")
+    pr = sub.add_parser("predict", help="run the model alone on a saved result, with what-if kernel constants")
+    pr.add_argument("result", help="a results/*.json file written by `run`")
+    pr.add_argument("--delay", type=float, default=2.0, help="PAGE_REPORTING_DELAY in seconds (kernel: 2)")
+    pr.add_argument("--capacity", type=int, default=32, help="PAGE_REPORTING_CAPACITY (kernel: 32)")
+    pr.add_argument("--budget-divisor", type=int, default=16, help="budget = nr_free / (capacity * this) (kernel: 16)")
+    pr.add_argument("--order", type=int, default=None, help="reporting order (default: the guest's)")
+    pr.add_argument("--no-zone-gate", action="store_true", help="drop the low-watermark zone gate")
+    pr.add_argument("--json", action="store_true")
     i = sub.add_parser("image", help="build (or find) the cached guest image")
     i.add_argument("--kernel", default="6.1")
     return p
@@ -60,12 +68,18 @@ def _human(r: dict) -> str:
         f"  QEMU RSS   before {r['rss_before_mib']:8.1f}  peak {r['rss_peak_mib']:8.1f}  after {r['rss_after_mib']:8.1f} MiB",
         f"  drop       {r['drop_mib']:8.1f} MiB measured   (guest RAM mapping: {r['ram_drop_mib']:.1f} MiB)",
         f"  reportable {r['reportable_mib']:8.1f} MiB  (guest buddyinfo, blocks >= order {r['reporting_order']}, after - before the free)",
-        f"  90% of the drop {r['seconds_to_90pct']} s after the free; idle noise {r['idle_noise_mib']} MiB; boot {r['boot_s']} s",
+        f"  predicted  {r['predicted_mib']:8.1f} MiB  in [{r['predicted_lo_mib']:.1f}, {r['predicted_hi_mib']:.1f}]"
+        f"  -> {r['verdict'].upper()}  (model: harness/model, on the guest's own snapshots)",
+        f"  90% of the drop {r['seconds_to_90pct']} s after the free (predicted {r['predicted_seconds_to_90pct']} s); "
+        f"idle noise {r['idle_noise_mib']} MiB; boot {r['boot_s']} s",
     ]
+    for t in r["terms"]:
+        lines.append(f"    term {t['name']:<22} [{t['lo_mib']:+7.1f}, {t['hi_mib']:+7.1f}] MiB  {t['explanation']}")
     return "\n".join(lines)
 
 
 def cmd_run(a) -> int:
+    from . import prediction
     from .guest import Guest
     from .plot import plot
     from .scenarios import touch_free
@@ -85,16 +99,47 @@ def cmd_run(a) -> int:
         if a.keep_logs:
             _progress(f"logs kept in {g.rundir}")
         _progress(f"QEMU {how}")
+    _progress("running the model on the guest's own snapshots")
+    result.update(prediction.predict(result))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{result['scenario']}-{'on' if a.reporting else 'off'}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     plot(result, str(stem.with_suffix(".png")))
     if a.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "samples"}))
+        print(json.dumps({k: v for k, v in result.items() if k not in ("samples", "snapshots", "model")}))
     else:
         print(_human(result))
     _progress(f"result {stem}.json, plot {stem}.png")
+    return 0 if result["verdict"] == "within" else 1
+
+
+def cmd_predict(a) -> int:
+    from . import prediction
+    from .model import ReportingParams
+
+    try:
+        result = json.loads(Path(a.result).read_text())
+        result["snapshots"]["held"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{a.result}: not a result file with snapshots ({e.__class__.__name__}: {e})") from None
+    try:
+        params = ReportingParams(capacity=a.capacity, delay_s=a.delay, budget_divisor=a.budget_divisor,
+                                 order=a.order, zone_gate=not a.no_zone_gate)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    p = prediction.predict(result, params)
+    if a.json:
+        print(json.dumps(p))
+        return 0
+    print(f"model on {a.result}: {result['freed_mib']} MiB freed, {result['kernel']}, "
+          f"delay {a.delay} s, capacity {a.capacity}, budget divisor {a.budget_divisor}")
+    print(f"  predicted drop {p['predicted_mib']:.1f} MiB in [{p['predicted_lo_mib']:.1f}, {p['predicted_hi_mib']:.1f}]"
+          f"; 90% after {p['predicted_seconds_to_90pct']} s (measured with the kernel's constants: "
+          f"{result['drop_mib']} MiB, 90% after {result['seconds_to_90pct']} s)")
+    print("  curve (s after the free: MiB back): " + ", ".join(f"{t:g}: {m:.0f}" for t, m in p["predicted_curve"]))
+    for t in p["terms"]:
+        print(f"  term {t['name']}: [{t['lo_mib']:+.1f}, {t['hi_mib']:+.1f}] MiB  {t['explanation']}")
     return 0
 
 
@@ -105,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "run":
             return cmd_run(a)
+        if a.cmd == "predict":
+            return cmd_predict(a)
         if a.cmd == "image":
             from . import image
             print(image.get(a.kernel, progress=_progress).dir)

@@ -1,8 +1,8 @@
 """touch-free: touch N MiB in the guest, hold it, free it; measure what the host gets back.
 
 Timeline (host monotonic clock, all waits are conditions with deadlines):
-  boot -> idle RSS stable -> touch -> peak -> buddyinfo(before) -> free
-  -> buddyinfo(after) -> RSS stable again -> result
+  boot -> idle RSS stable -> touch -> peak -> snapshot(held) -> free
+  -> snapshot(freed) -> RSS stable again -> result (then harness.prediction adds the model)
 """
 from __future__ import annotations
 
@@ -41,11 +41,11 @@ def run(guest: Guest, mib: int = 1024, progress=lambda m: None) -> dict:
             wl.ask(f"touch a {mib}")
             t_touched = time.monotonic()
             peak = s.wait_for(lambda xs: xs[-1].t > t_touched, 10, "a sample after the touch")
-            buddy_before = guestfacts.buddyinfo(g)
+            held = guestfacts.snapshot_texts(g)
             progress(f"freeing {mib} MiB")
             t_free = time.monotonic()
             wl.ask("free a")
-            buddy_after = guestfacts.buddyinfo(g)
+            freed = guestfacts.snapshot_texts(g)
         finally:
             wl.close()
         progress("waiting for RSS to settle after the free")
@@ -58,8 +58,8 @@ def run(guest: Guest, mib: int = 1024, progress=lambda m: None) -> dict:
     # or -1 (6.12); the yardstick then uses the order registration would pick,
     # pageblock_order (9 on x86_64; mm/page_reporting.c page_reporting_register).
     order = facts["reporting_order"] if 0 <= facts["reporting_order"] <= 10 else 9
-    reportable = (procfs.free_mib_at_or_above(buddy_after, order)
-                  - procfs.free_mib_at_or_above(buddy_before, order))
+    reportable = (procfs.free_mib_at_or_above(procfs.parse_buddyinfo(freed["buddyinfo"]), order)
+                  - procfs.free_mib_at_or_above(procfs.parse_buddyinfo(held["buddyinfo"]), order))
     drop = peak.rss_mib - after.rss_mib
     return {
         "scenario": "touch-free",
@@ -84,7 +84,9 @@ def run(guest: Guest, mib: int = 1024, progress=lambda m: None) -> dict:
         "idle_noise_mib": round(noise, 1),
         "seconds_to_90pct": _time_to_fraction(samples, t_free, peak.rss_mib, drop, 0.9),
         "boot_s": round(g.boot_s, 2),
+        "backend": g.cfg.backend,
         "samples": [[round(x.t - t_free, 2), round(x.rss_mib, 1), round(x.ram_rss_mib, 1)] for x in samples],
+        "snapshots": {"held": held, "freed": freed},
     }
 
 
