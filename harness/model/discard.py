@@ -78,6 +78,20 @@ class ResidentMap:
             m.set(pfn, n)
         return m
 
+    @classmethod
+    def from_bytes(cls, held, nr_pages: int | None = None) -> "ResidentMap":
+        """From a per-pfn 0/1 byte string (harness.perblock.Capture.held, built from QEMU's pagemap)."""
+        m = cls(max(len(held), nr_pages or 0))
+        m.bits[:len(held)] = bytes(held)
+        if m.bits.strip(b"\x00\x01"):
+            raise ModelError("residency bytes must be 0 or 1")
+        return m
+
+    def copy(self) -> "ResidentMap":
+        m = ResidentMap(0)
+        m.bits = bytearray(self.bits)
+        return m
+
     def __len__(self):
         return len(self.bits)
 

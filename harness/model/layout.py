@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..snapshot import Snapshot, ZoneInfo
-from .buddy import MIGRATE_TYPES, MOVABLE, RECLAIMABLE, UNMOVABLE, Machine, Zone
+from .buddy import HIGHATOMIC, MIGRATE_TYPES, MOVABLE, RECLAIMABLE, UNMOVABLE, Machine, Zone
 from .errors import ModelError
 from .kernel import KernelSpec
 
@@ -31,6 +31,7 @@ class PlacedBlock:
     order: int
     mt: int
     reported: bool
+    settled: bool = False   # free before the workload's free (counted in `before` too)
 
 
 class _Packer:
@@ -132,12 +133,13 @@ def zone_from_info(zi: ZoneInfo, spec: KernelSpec, pcp: bool = False) -> Zone:
 
 
 def build_machine(snap: Snapshot, spec: KernelSpec, reported: dict | None = None,
-                  pcp: bool = False) -> tuple[Machine, list[PlacedBlock]]:
+                  pcp: bool = False, mark_reported: bool = True) -> tuple[Machine, list[PlacedBlock]]:
     """A Machine whose free lists hold the snapshot's counts.
 
-    reported: {(node, zone): {mt: [count per order]}} blocks to flag
-    PageReported; they are put at the list tail, the rest at the head, as
-    the kernel leaves them (reported blocks are put back with FPI_TO_TAIL).
+    reported: {(node, zone): {mt: [count per order]}} blocks that were already
+    free before (PlacedBlock.settled); with mark_reported they are flagged
+    PageReported and put at the list tail, the rest at the head, as the
+    kernel leaves them (reported blocks are put back with FPI_TO_TAIL).
     NR_FREE_PAGES is set from the laid-out blocks, so pcp pages are outside.
     """
     zones, placed = [], []
@@ -162,18 +164,80 @@ def build_machine(snap: Snapshot, spec: KernelSpec, reported: dict | None = None
                     blocks.append((pfn, order, mt, i >= n - n_rep))
         # unreported first at the head, in placing order; reported behind them
         for pfn, order, mt, r in blocks:
-            if not r:
+            if not (r and mark_reported):
                 z.add_free_block(pfn, order, mt, reported=False, tail=True)
         for pfn, order, mt, r in blocks:
-            if r:
+            if r and mark_reported:
                 z.add_free_block(pfn, order, mt, reported=True, tail=True)
         wanted = {}
         names = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
         for name, c in snap.pagetypes.blocks.get(zi.key, {}).items():
             wanted[names.index(name)] = c
         pk.finish_pageblocks(wanted)
-        placed += [PlacedBlock(z.key, p, o, m, r) for p, o, m, r in blocks]
+        placed += [PlacedBlock(z.key, p, o, m, r and mark_reported, r) for p, o, m, r in blocks]
         zones.append(z)
     if not zones:
         raise ModelError("snapshot has no populated zone")
     return Machine(zones, spec), placed
+
+
+def _block_fields(b) -> tuple[int, int, bool]:
+    if isinstance(b, tuple):
+        pfn, order, reported = b[:3]
+    else:
+        pfn = getattr(b, "head", None)
+        pfn = b.pfn if pfn is None else pfn
+        order, reported = b.order, b.reported
+    return int(pfn), int(order), bool(reported)
+
+
+def build_machine_from_blocks(snap: Snapshot, spec: KernelSpec, blocks) -> tuple[Machine, list[PlacedBlock]]:
+    """A Machine from the guest's real free blocks: (pfn, order, reported) tuples, or objects with
+    head/pfn, order and reported (harness.perblock.Block), e.g. from /proc/kpageflags.
+
+    kpageflags has no migratetype; each zone's per-order counts from pagetypeinfo are handed
+    out by pfn, Unmovable, Reclaimable and HighAtomic first (they sit low), the rest Movable.
+    Only how many blocks share a list matters to reporting (each list has its own budget).
+    Unreported blocks lead their list, highest pfn first (a linear free puts the last, highest
+    block at the head); reported ones follow, as put-back with FPI_TO_TAIL leaves them.
+    """
+    zones = {}
+    for zi in snap.populated_zones():
+        zones[zi.key] = zone_from_info(zi, spec)
+    machine = Machine(list(zones.values()), spec)
+    per_zone: dict = {}
+    for b in blocks:
+        pfn, order, reported = _block_fields(b)
+        z = machine.zone_of(pfn)
+        if not 0 <= order <= spec.max_order:
+            raise ModelError(f"block {pfn}/{order}: order outside 0..{spec.max_order}")
+        per_zone.setdefault((z.node, z.name), []).append((pfn, order, reported))
+    placed = []
+    for key, bl in per_zone.items():
+        z = zones[key]
+        counts = snap.free_counts(*key)
+        bl.sort()
+        typed = []
+        for order in range(spec.nr_orders):
+            of_order = [b for b in bl if b[1] == order]
+            quota = [(mt, counts.get(mt, (0,) * spec.nr_orders)[order]) for mt in (UNMOVABLE, RECLAIMABLE, HIGHATOMIC)]
+            i = 0
+            for pfn, o, rep in of_order:
+                mt = MOVABLE
+                while i < len(quota) and quota[i][1] == 0:
+                    i += 1
+                if i < len(quota):
+                    mt = quota[i][0]
+                    quota[i] = (mt, quota[i][1] - 1)
+                typed.append((pfn, o, mt, rep))
+        for pfn, o, mt, rep in typed:
+            step = 1 << z.pb_order
+            for p in range(pfn, pfn + (1 << o), step) if o >= z.pb_order else (pfn,):
+                z.set_pageblock_mt(p, mt)
+        for pfn, o, mt, rep in sorted((t for t in typed if not t[3]), reverse=True):
+            z.add_free_block(pfn, o, mt, reported=False, tail=True)
+        for pfn, o, mt, rep in typed:
+            if rep:
+                z.add_free_block(pfn, o, mt, reported=True, tail=True)
+        placed += [PlacedBlock(z.key, p, o, m, r, r) for p, o, m, r in typed]
+    return machine, placed
