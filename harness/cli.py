@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .config import GuestConfig, parse_mib
 from .errors import GuestError, LaunchError, UserError
+from .model.errors import ModelError
+from .procfs import ProcParseError
 
 SCENARIOS = ("touch-free",)
 
@@ -99,12 +101,17 @@ def cmd_run(a) -> int:
         if a.keep_logs:
             _progress(f"logs kept in {g.rundir}")
         _progress(f"QEMU {how}")
-    _progress("running the model on the guest's own snapshots")
-    result.update(prediction.predict(result))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{result['scenario']}-{'on' if a.reporting else 'off'}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    save = lambda: stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")  # noqa: E731
+    save()  # the measurement is kept even if the model fails on it
+    _progress("running the model on the guest's own snapshots")
+    try:
+        result.update(prediction.predict(result))
+    except (ProcParseError, ModelError) as e:
+        raise GuestError(f"the model could not use this run's snapshots ({e}); measurement kept in {stem}.json") from None
+    save()
     plot(result, str(stem.with_suffix(".png")))
     if a.json:
         print(json.dumps({k: v for k, v in result.items() if k not in ("samples", "snapshots", "model")}))

@@ -17,8 +17,11 @@ NOISE_MIB = 5.0
 
 def predict(result: dict, params: ReportingParams | None = None) -> dict:
     held, freed = result["snapshots"]["held"], result["snapshots"]["freed"]
-    before, after = snapshot_from_capture(held), snapshot_from_capture(freed)
+    # With reporting off sysfs reads no usable order; use the yardstick's (the
+    # order registration would have picked).
     order = result["reportable_order"]
+    before = snapshot_from_capture(held, reporting_order=order)
+    after = snapshot_from_capture(freed, reporting_order=order)
     p = predict_touch_free(
         before, after, kernel=result["kernel"], order=order, freed_mib=result["freed_mib"],
         noise_mib=NOISE_MIB, backend=result.get("backend", "anon"), params=params or ReportingParams(),
@@ -36,3 +39,43 @@ def predict(result: dict, params: ReportingParams | None = None) -> dict:
         "model": {k: j[k] for k in ("per_zone", "per_order", "passes", "why")},
         "verdict": verdict(result["drop_mib"], p),
     }
+
+
+def plateaus(curve: list, jitter_s: float, gap_s: float = 0.1) -> list[tuple[float, float, float]]:
+    """Pure: a predicted step curve -> (t_from, t_to, MiB) windows where the drop should sit still.
+
+    Points closer than gap_s belong to one pass (its reports land back to back).
+    A window starts jitter_s after a pass and ends jitter_s before the next, so
+    the pass's own timing uncertainty never falls inside it. The last window
+    lasts 1 s.
+    """
+    passes: list[list[float]] = []  # [t_first, t_last, value]
+    for t, c in curve:
+        if passes and t - passes[-1][1] < gap_s:
+            passes[-1][1:] = [t, c]
+        else:
+            passes.append([t, t, c])
+    out = []
+    for i, (_, t_last, c) in enumerate(passes):
+        t_next = passes[i + 1][0] if i + 1 < len(passes) else t_last + 1.0 + 2 * jitter_s
+        if t_next - t_last > 2 * jitter_s:
+            out.append((t_last + jitter_s, t_next - jitter_s, c))
+    return out
+
+
+def curve_mismatches(result: dict, jitter_s: float = 0.5) -> list[str]:
+    """Where the measured drop left the predicted curve (plus the interval's widths) on a plateau.
+
+    samples are [seconds after the free, QEMU RSS MiB, RAM mapping MiB]; the
+    drop at t is peak - RSS(t).
+    """
+    lo = result["predicted_mib"] - result["predicted_lo_mib"]
+    hi = result["predicted_hi_mib"] - result["predicted_mib"]
+    bad = []
+    for t0, t1, c in plateaus(result["predicted_curve"], jitter_s):
+        for t, rss, _ in result["samples"]:
+            if t0 <= t <= t1:
+                drop = result["rss_peak_mib"] - rss
+                if not c - lo <= drop <= c + hi:
+                    bad.append(f"at {t:.2f} s the drop was {drop:.1f} MiB, predicted {c:.1f} in [{c - lo:.1f}, {c + hi:.1f}]")
+    return bad

@@ -205,7 +205,7 @@ def test_interval_always_contains_the_expected_value(noise, activity, freed, win
     backend, page, metric = host
     p = predict(kernel, noise_mib=noise, activity_mib=activity, freed_mib=freed, window_s=window,
                 resident=ResidentFraction(new=new), backend=backend, host_page_size=page, metric=metric)
-    assert 0.0 <= p.lo_mib <= p.expected_mib <= p.hi_mib
+    assert p.lo_mib <= p.expected_mib <= p.hi_mib  # lo may be < 0: a measured drop is noisy
     assert p.expected_mib <= p.total_mib + 1e-9
     assert all(b[1] >= a[1] and b[0] >= a[0] for a, b in zip(p.curve, p.curve[1:]))   # monotone
 
