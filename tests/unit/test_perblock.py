@@ -1,8 +1,8 @@
 """perblock: block inference, the join and the invariants, on synthetic scans and on real captures.
 
-Real captures (tests/data/perblock/, see its README): Debian 6.1.0-50 (6.1.176) guest,
-QEMU 7.2.22, TCG, 2 GiB, 1 GiB touched then freed; reporting on, off, and on with
-page_poison=1 (the guest reports, QEMU discards nothing).
+Real captures (tests/data/perblock/, see its README): Debian 6.1.0-50 (6.1.176) guest
+(and 6.12.117 for on612_*), QEMU 7.2.22, TCG, 2 GiB, 1 GiB touched then freed;
+reporting on, off, and on with page_poison=1 (the guest reports, QEMU discards nothing).
 """
 import json
 from pathlib import Path
@@ -167,7 +167,7 @@ def test_capture_round_trips_through_json():
 
 
 @pytest.mark.parametrize("name", ["on_boot", "on_after_free", "on_settled", "off_after_free", "off_settled",
-                                  "poison_after_free", "poison_settled"])
+                                  "poison_after_free", "poison_settled", "on612_after_free", "on612_settled"])
 def test_inferred_blocks_agree_with_buddyinfo_at_every_order(name):
     cap = load(name)
     assert perblock.buddyinfo_mismatches(cap.blocks, cap.scan, 0) == []
@@ -195,6 +195,14 @@ def test_reporting_on_measured():
     assert jb["allocated"]["held"] == jb["allocated"]["pages"]
     assert perblock.transition(a, b)[0] == {"held_after_free": 256512, "released": 256512, "still_held": 0}
     assert perblock.pending(b) == []
+
+
+def test_reporting_on_measured_on_612():
+    # Debian 6.12.117: tails marked BUDDY as on 6.1 (the blocks match buddyinfo, above)
+    a, b = load("on612_after_free"), load("on612_settled")
+    assert perblock.violations(a, b, reporting=True) == []
+    assert perblock.transition(a, b)[0] == {"held_after_free": 259072, "released": 259072, "still_held": 0}
+    assert perblock.join(b)["reported"] == {"pages": 485376, "held": 0}
 
 
 def test_reporting_off_measured():
