@@ -29,6 +29,7 @@ UNMOVABLE, MOVABLE, RECLAIMABLE, HIGHATOMIC, CMA, ISOLATE = range(6)
 MIGRATE_TYPES = 6
 MIGRATE_PCPTYPES = 3
 ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable", "Device")
+_ZONE_IDX = {n: i for i, n in enumerate(ZONE_NAMES)}
 
 # mm/page_alloc.c fallbacks[MIGRATE_TYPES][3] (6.1)
 FALLBACKS = {
@@ -80,13 +81,18 @@ class Zone:
         self.lists = [[OrderedDict() for _ in range(MIGRATE_TYPES)] for _ in range(self.nr_orders)]
         self.where: dict[int, tuple[int, int]] = {}
         self.nr_free = [0] * self.nr_orders       # free_area[order].nr_free: all migratetypes
+        # unreported blocks per list: lets a reporting walk stop once it has seen them all
+        # (the kernel walks on, skipping reported pages, to the same end state)
+        self.unrep = [[0] * MIGRATE_TYPES for _ in range(self.nr_orders)]
         self.free_pages = 0                        # NR_FREE_PAGES: buddy pages, not isolated, not pcp
         self.pb_base = start_pfn >> self.pb_order
         n_pb = ((self.end - 1) >> self.pb_order) - self.pb_base + 1 if spanned else 0
         self.pb_mt = bytearray([default_mt]) * n_pb
         self.pcp_high, self.pcp_batch = pcp_high, pcp_batch
-        self.pcp: deque = deque()                  # (pfn, npages) runs, oldest first
-        self.pcp_count = 0
+        self.pcp: deque = deque()                  # order-0 (pfn, npages) runs, oldest first
+        self.pcp_thp: deque = deque()              # pageblock_order blocks (THPs), oldest first
+        self.pcp_count = 0                         # pages on both
+        self.alloc_short = 0                       # pages the last alloc_pages could not get
 
     # ---- identity and small helpers
     @property
@@ -127,10 +133,13 @@ class Zone:
             lst.move_to_end(pfn, last=False)
         self.where[pfn] = (order, mt)
         self.nr_free[order] += 1
+        if not reported:
+            self.unrep[order][mt] += 1
 
     def _del(self, pfn: int, order: int, mt: int) -> None:
         # mm/page_alloc.c del_page_from_free_list: __ClearPageReported, nr_free--
-        del self.lists[order][mt][pfn]
+        if not self.lists[order][mt].pop(pfn):
+            self.unrep[order][mt] -= 1
         del self.where[pfn]
         self.nr_free[order] -= 1
 
@@ -176,13 +185,27 @@ class Zone:
                 bmt = self.pb_mt[(buddy_pfn >> pb) - self.pb_base]
                 if mt != bmt and (not mergeable(mt) or not mergeable(bmt)):
                     break
-            del lists[order][w[1]][buddy_pfn]              # del_page_from_free_list clears PageReported
+            if not lists[order][w[1]].pop(buddy_pfn):     # del_page_from_free_list clears PageReported
+                self.unrep[order][w[1]] -= 1
             del where[buddy_pfn]
             self.nr_free[order] -= 1
             pfn &= buddy_pfn
             order += 1
-        tail = to_tail or self._merge_likely(pfn, buddy_pfn, order)
-        self._add(pfn, order, mt, tail)
+        # _merge_likely and _add, inlined: the hottest lines of a long trace
+        if to_tail:
+            tail = True
+        elif order >= self.max_order - 1:
+            tail = False
+        else:
+            w = where.get((buddy_pfn & pfn) ^ (1 << (order + 1)))
+            tail = w is not None and w[0] == order + 1
+        lst = lists[order][mt]
+        lst[pfn] = False
+        if not tail:
+            lst.move_to_end(pfn, last=False)
+        where[pfn] = (order, mt)
+        self.nr_free[order] += 1
+        self.unrep[order][mt] += 1
         return pfn, order
 
     def free_range(self, pfn: int, npages: int, *, via_pcp: bool = True) -> int:
@@ -193,14 +216,17 @@ class Zone:
         passes `high`, `batch` oldest pages at a time (free_pcppages_bulk takes
         list_last_entry). The batch doubling of nr_pcp_free is left out.
         """
-        if not self.contains(pfn, npages):
+        if pfn < self.start or pfn + npages > self.end:
             raise ModelError(f"zone {self.key}: range {pfn}+{npages} outside the zone")
-        if not (via_pcp and self.pcp_high > 0):
+        if not via_pcp or self.pcp_high <= 0:
             return self._free_run(pfn, npages)
         self.pcp.append((pfn, npages))
         self.pcp_count += npages
         if self.pcp_count < self.pcp_high:
             return -1
+        return self._drain_over_high()
+
+    def _drain_over_high(self) -> int:
         # nr_pcp_free: clamp(batch, batch, high - batch), 1 when high < batch; the doubling
         # by free_factor over consecutive frees is left out
         b, h = max(1, self.pcp_batch), self.pcp_high
@@ -210,15 +236,25 @@ class Zone:
         return self._drain_pcp(n_drain)
 
     def _drain_pcp(self, n: int) -> int:
+        # free_pcppages_bulk: oldest first (list_last_entry); an order-pageblock_order entry
+        # (a THP, pcp_allowed_order) goes back whole, even past the count asked for. The
+        # kernel alternates between per-order lists; here order 0 drains before THPs.
         best = -1
-        n = min(n, self.pcp_count)
-        self.pcp_count -= n
-        while n:
-            p, k = self.pcp.popleft()
-            if k > n:
-                self.pcp.appendleft((p + n, k - n))
-                k = n
-            best = max(best, self._free_run(p, k))
+        pcp, thp = self.pcp, self.pcp_thp
+        while n > 0 and (pcp or thp):
+            if pcp:
+                p, k = pcp.popleft()
+                if k > n:
+                    pcp.appendleft((p + n, k - n))
+                    k = n
+                o = self.free_block(p, 0)[1] if k == 1 else self._free_run(p, k)
+            else:
+                p = thp.popleft()
+                k = 1 << self.pb_order
+                o = self.free_block(p, self.pb_order)[1]
+            self.pcp_count -= k
+            if o > best:
+                best = o
             n -= k
         return best
 
@@ -307,33 +343,50 @@ class Zone:
         smallest, a block of 2^k pages is used up lowest page first before any
         other block is touched. Stops early (short result) when the zone runs dry.
         """
-        out = []
+        out: list = []
         need = npages
-        while need and self.pcp:
-            p, k = self.pcp.pop()
+        self.alloc_short = 0
+        pcp = self.pcp
+        while need and pcp:                        # rmqueue_pcplist: order-0 list, most recent first
+            p, k = pcp.pop()
             if k > need:
-                self.pcp.append((p, k - need))
+                pcp.append((p, k - need))
                 p, k = p + k - need, need
             self.pcp_count -= k
-            out.append((p, k))
+            if out and p + k == out[-1][0]:        # LIFO hands a freed run back top-down: rejoin it
+                out[-1] = (p, k + out[-1][1])
+            else:
+                out.append((p, k))
             need -= k
+        lists, where, nr_free, unrep = self.lists, self.where, self.nr_free, self.unrep
         while need:
-            blk = self._take_smallest_block(mt)
-            if blk is None:
-                break
-            pfn, o = blk
-            size = 1 << o
-            if size <= need:
-                out.append((pfn, size))
-                self.free_pages -= size
-                need -= size
+            # _take_smallest_block, inlined
+            for o in range(self.nr_orders):
+                lst = lists[o][mt]
+                if lst:
+                    break
+            else:
+                if not self._steal_fallback(0, mt):   # moves a block of another type to this list
+                    self.alloc_short = need
+                    break
                 continue
-            out.append((pfn, need))
-            self.free_pages -= need
-            # the rest of the block stays free as expand() would leave it
-            for p, ro in aligned_blocks(pfn + need, size - need, self.max_order):
-                self._add(p, ro, mt, False)
-            need = 0
+            pfn, rep = lst.popitem(last=False)
+            del where[pfn]
+            nr_free[o] -= 1
+            if not rep:
+                unrep[o][mt] -= 1
+            size = 1 << o
+            take = size if size <= need else need
+            if out and out[-1][0] + out[-1][1] == pfn:
+                out[-1] = (out[-1][0], out[-1][1] + take)
+            else:
+                out.append((pfn, take))
+            self.free_pages -= take
+            need -= take
+            if take < size:
+                # the rest of the block stays free as expand() would leave it
+                for p, ro in aligned_blocks(pfn + take, size - take, self.max_order):
+                    self._add(p, ro, mt, False)
         return out
 
     def _take_smallest_block(self, mt: int):
@@ -349,7 +402,10 @@ class Zone:
                 return None
 
     def alloc_block(self, order: int, mt: int = MOVABLE) -> int | None:
-        """One allocation of 2^order pages (a THP is order pageblock_order)."""
+        """One allocation of 2^order pages (a THP is order pageblock_order, served by the pcp first)."""
+        if order == self.pb_order and self.pcp_thp and mt == MOVABLE:
+            self.pcp_count -= 1 << order
+            return self.pcp_thp.pop()
         return self.rmqueue(order, mt)
 
     # ---- watermarks
@@ -406,6 +462,7 @@ class Zone:
         hp, ho = self.free_block(pfn, order, to_tail=True, mt=mt)
         if reported and hp == pfn and ho == order:
             self.lists[order][mt][pfn] = True
+            self.unrep[order][mt] -= 1
             return True
         return False
 
@@ -439,6 +496,8 @@ class Machine:
                 raise ModelError(f"zones {a.key} and {b.key} overlap")
         self._starts = [s for s, _, _ in spans]
         self._spans = spans
+        self._zonelists: dict = {}
+        self._last = self.zones[0] if self.zones else None
 
     def zone_of(self, pfn: int) -> Zone:
         i = bisect_right(self._starts, pfn) - 1
@@ -460,6 +519,13 @@ class Machine:
 
     def zonelist(self, node: int = 0, highest: str = "Normal") -> list[Zone]:
         """build_zonelists: the local node's zones from `highest` down, then other nodes'."""
+        key = (node, highest)
+        zl = self._zonelists.get(key)
+        if zl is None:
+            zl = self._zonelists[key] = self._build_zonelist(node, highest)
+        return zl
+
+    def _build_zonelist(self, node: int, highest: str) -> list[Zone]:
         top = ZONE_NAMES.index(highest)
         local = [z for z in self.zones if z.node == node and z.idx <= top]
         other = [z for z in self.zones if z.node != node and z.idx <= top]
@@ -474,20 +540,30 @@ class Machine:
         no reclaim is modelled, so running out raises ModelError.
         """
         zl = self.zonelist(node, highest)
-        classzone = ZONE_NAMES.index(highest)
+        classzone = _ZONE_IDX[highest]
+        z = zl[0] if zl else None
+        if z is not None:                          # fast path: the first zone has room above low
+            reserve = z.lowmem_reserve[classzone] if classzone < len(z.lowmem_reserve) else 0
+            if z.free_pages + z.pcp_count - z.nr_reserved_highatomic - z.wmark_low - reserve - 1 >= npages:
+                out = z.alloc_pages(npages, mt)
+                if not z.alloc_short:
+                    return out
+                self.free_runs(out)
         out: list[tuple[int, int]] = []
         need = npages
-        for mark_of in (lambda z: z.wmark_low, lambda z: z.wmark_min):
+        for use_min in (False, True):
             for z in zl:
-                if not need:
-                    return out
                 reserve = z.lowmem_reserve[classzone] if classzone < len(z.lowmem_reserve) else 0
-                room = z.free_pages + z.pcp_count - z.nr_reserved_highatomic - mark_of(z) - reserve - 1
+                mark = z.wmark_min if use_min else z.wmark_low
+                room = z.free_pages + z.pcp_count - z.nr_reserved_highatomic - mark - reserve - 1
                 if room <= 0:
                     continue
-                got = z.alloc_pages(min(need, room), mt)
+                want = need if need < room else room
+                got = z.alloc_pages(want, mt)
                 out += got
-                need -= sum(n for _, n in got)
+                need -= want - z.alloc_short
+                if not need:
+                    return out
         if need:
             self.free_runs(out)
             raise ModelError(f"model guest out of memory: {npages} pages requested, {need} short")
@@ -511,17 +587,39 @@ class Machine:
         return out
 
     def free_runs(self, runs, via_pcp: bool = True) -> int:
-        """Free (pfn, n) runs of order-0 pages; returns the largest order that reached a buddy list."""
+        """Free (pfn, n) runs of order-0 pages; returns the largest order that reached a buddy list.
+
+        Zone.free_range, inlined: this is the hot path of long traces."""
         best = -1
+        z = self._last
+        thp = 1 << self.spec.pageblock_order
         for pfn, n in runs:
             while n:
-                z = self.zone_of(pfn)
-                k = min(n, z.end - pfn)
-                o = z.free_range(pfn, k, via_pcp=via_pcp)
+                if not (z.start <= pfn < z.end):
+                    z = self.zone_of(pfn)
+                k = z.end - pfn
+                if k > n:
+                    k = n
+                if via_pcp and z.pcp_high > 0:
+                    if k == thp and not pfn & (thp - 1):
+                        z.pcp_thp.append(pfn)       # a THP: one order-9 pcp entry (pcp_allowed_order)
+                    else:
+                        pcp = z.pcp
+                        if pcp and pcp[-1][0] + pcp[-1][1] == pfn:
+                            pcp[-1] = (pcp[-1][0], pcp[-1][1] + k)   # same pages, same order
+                        else:
+                            pcp.append((pfn, k))
+                    z.pcp_count += k
+                    o = z._drain_over_high() if z.pcp_count >= z.pcp_high else -1
+                elif k == 1:
+                    o = z.free_block(pfn, 0)[1]
+                else:
+                    o = z._free_run(pfn, k)
                 if o > best:
                     best = o
                 pfn += k
                 n -= k
+        self._last = z
         return best
 
     def free_pages(self) -> int:

@@ -117,18 +117,31 @@ class ResidentMap:
     def touch(self, pfn: int, n: int, granule: int = 1) -> None:
         """Guest writes to [pfn, pfn+n): a fault fills a whole granule if none of it was backed
         (a THP or huge page), else only the pages written (a split THP faults 4K)."""
-        if granule <= 1:
-            self.set(pfn, n)
-            return
+        bits = self.bits
         end = pfn + n
-        g0 = pfn - pfn % granule
-        for g in range(g0, end, granule):
-            ge = min(g + granule, len(self.bits))
-            if self.bits.count(1, g, ge) == 0:
-                self.set(g, ge - g)
+        if pfn < 0 or n < 0 or end > len(bits):
+            self._check(pfn, n)
+        if granule <= 1:
+            bits[pfn:end] = b"\x01" * n
+            return
+        g = pfn - pfn % granule
+        if end <= g + granule and g + granule <= len(bits):     # the common case: one granule
+            if bits[pfn] or bits.count(1, g, g + granule):
+                bits[pfn:end] = b"\x01" * n
             else:
-                s, e = max(g, pfn), min(ge, end)
-                self.set(s, e - s)
+                bits[g:g + granule] = b"\x01" * granule
+            return
+        while g < end:
+            ge = g + granule
+            if ge > len(bits):
+                ge = len(bits)
+            if bits.count(1, g, ge) == 0:
+                bits[g:ge] = b"\x01" * (ge - g)
+            else:
+                s = g if g > pfn else pfn
+                e = ge if ge < end else end
+                bits[s:e] = b"\x01" * (e - s)
+            g = ge
 
     def total(self) -> int:
         return self.bits.count(1)

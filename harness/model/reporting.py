@@ -149,44 +149,53 @@ class _Pass:
             self.report(zone, sg)
 
     def cycle(self, zone: Zone, order: int, mt: int, sg: list) -> None:
-        # page_reporting_cycle
+        # page_reporting_cycle. The kernel walks the list once, isolating as it goes; an
+        # OrderedDict cannot be changed while iterated, so each round first reads the next
+        # unreported blocks it can use (capacity left + the one that would trigger a report),
+        # then applies the kernel's checks to them in the same order.
         p = self.p
         lst = zone.lists[order][mt]
         if not lst:
             return
+        cap = p.capacity
         nr_free = zone.nr_free[order]
-        budget = -(-nr_free // (p.capacity * p.budget_divisor))
+        budget = -(-nr_free // (cap * p.budget_divisor))
         budget0, isolated, full, stop = budget, 0, 0, "exhausted"
-        keys = list(lst)
-        i, n = 0, len(keys)
+        isolate = zone.isolate if p.isolation_gate else (lambda pfn, o: _isolate_ungated(zone, pfn, o))
         nxt = None
-        while i < n:
-            pfn = keys[i]
-            i += 1
-            if lst[pfn]:                     # skip reported pages
-                continue
-            if budget < 0:                   # budget spent: ask for another pass
-                self.requested = True
-                nxt, stop = pfn, "budget"
-                break
-            if len(sg) < p.capacity:
-                if p.isolation_gate:
-                    ok = zone.isolate(pfn, order)
-                else:
-                    ok = _isolate_ungated(zone, pfn, order)
-                if not ok:
-                    nxt, stop = pfn, "watermark"
+        unrep = zone.unrep[order]
+        while True:
+            need = min(cap - len(sg) + 1, unrep[mt])
+            cand = []
+            if need:
+                for pfn, rep in lst.items():    # skip reported pages
+                    if not rep:
+                        cand.append(pfn)
+                        if len(cand) == need:
+                            break
+            restart = False
+            for pfn in cand:
+                if budget < 0:                   # budget spent: ask for another pass
+                    self.requested = True
+                    nxt, stop = pfn, "budget"
                     break
-                sg.append((pfn, order))
-                isolated += 1
-                continue
-            _rotate_to_front(lst, pfn)       # first unprocessed page becomes the head
-            self.report(zone, sg)
-            full += 1
-            budget -= 1
-            keys, i, n = list(lst), 0, len(lst)   # "Reset next to first entry"
+                if len(sg) < cap:
+                    if not isolate(pfn, order):
+                        nxt, stop = pfn, "watermark"
+                        break
+                    sg.append((pfn, order))
+                    isolated += 1
+                    continue
+                _rotate_to_front(lst, pfn)       # first unprocessed page becomes the head
+                self.report(zone, sg)
+                full += 1
+                budget -= 1
+                restart = True                   # "Reset next to first entry"
+                break
+            if not restart:
+                break
         if nxt is not None:
-            _rotate_to_front(lst, nxt)       # "Rotate any leftover pages to the head"
+            _rotate_to_front(lst, nxt)           # "Rotate any leftover pages to the head"
         self.rec.cycles.append(Cycle(zone.key, order, mt, nr_free, budget0, isolated, full, stop))
 
 

@@ -83,6 +83,7 @@ class Simulation:
         self.resident = resident
         self.reporter = reporter or Reporter()
         self.result = SimResult()
+        self._granule = self.host.granule
 
     def passes_until(self, t_limit: float | None) -> None:
         rep, res = self.reporter, self.result
@@ -95,46 +96,73 @@ class Simulation:
     def run(self, trace, until: float | None = None) -> SimResult:
         """Apply `trace` (ops with times, any order) and the passes they trigger, up to `until`
         (None: until reporting goes idle after the last op)."""
-        machine, rep, held = self.machine, self.reporter, self.result.held
-        delay = self.params.delay_s
-        for op in sorted(trace, key=lambda op: op.t):
-            self.passes_until(op.t)
-            if isinstance(op, Touch):
-                if op.thp:
-                    per = 1 << machine.spec.pageblock_order
-                    runs = machine.alloc_thp(-(-op.pages // per), node=op.node)
-                else:
-                    runs = machine.alloc_pages(op.pages, op.mt, node=op.node)
-                held.setdefault(op.tag, []).extend(runs)
-                if self.resident is not None:
-                    for pfn, n in runs:
-                        self.resident.touch(pfn, n, self.host.granule)
-            elif isinstance(op, Free):
-                runs = held.pop(op.tag, None)
-                if runs is None:
-                    raise ModelError(f"free of unknown tag {op.tag!r}")
-                self._freed(runs, op.t)
-            elif isinstance(op, Fragment):
-                runs = held.get(op.tag)
-                if runs is None:
-                    raise ModelError(f"fragment of unknown tag {op.tag!r}")
-                if op.keep_every < 1:
-                    raise ModelError("keep_every must be >= 1")
-                k = op.keep_every
-                keep, drop = [], []
-                for pfn, n in runs:
-                    for i in range(0, n, k):
-                        keep.append((pfn + i, 1))
-                        if n - i - 1 > 0:
-                            drop.append((pfn + i + 1, min(k - 1, n - i - 1)))
-                held[op.tag] = keep
-                self._freed(drop, op.t)
-            elif isinstance(op, Register):
-                rep.request(op.t, delay)
-            else:
+        rep = self.reporter
+        handlers = {Touch: self._touch, Free: self._free, Fragment: self._fragment, Register: self._register}
+        trace = list(trace)
+        if any(a.t > b.t for a, b in zip(trace, trace[1:])):
+            trace.sort(key=lambda op: op.t)
+        for op in trace:
+            if rep.next_run is not None and rep.next_run <= op.t:
+                self.passes_until(op.t)
+            h = handlers.get(type(op))
+            if h is None:
                 raise ModelError(f"unknown trace op {op!r}")
+            h(op)
         self.passes_until(until)
         return self.result
+
+    def _touch(self, op: Touch) -> None:
+        machine = self.machine
+        if op.thp:
+            per = 1 << machine.spec.pageblock_order
+            runs = machine.alloc_thp(-(-op.pages // per), node=op.node)
+        else:
+            runs = machine.alloc_pages(op.pages, op.mt, node=op.node)
+        held = self.result.held
+        if op.tag in held:
+            held[op.tag].extend(runs)
+        else:
+            held[op.tag] = runs
+        res = self.resident
+        if res is not None:
+            g = self._granule
+            if g == 1:
+                bits = res.bits
+                for pfn, n in runs:
+                    bits[pfn:pfn + n] = b"\x01" * n
+            else:
+                touch_ = res.touch
+                for pfn, n in runs:
+                    touch_(pfn, n, g)
+
+    def _free(self, op: Free) -> None:
+        runs = self.result.held.pop(op.tag, None)
+        if runs is None:
+            raise ModelError(f"free of unknown tag {op.tag!r}")
+        self._freed(runs, op.t)
+
+    def _fragment(self, op: Fragment) -> None:
+        held = self.result.held
+        runs = held.get(op.tag)
+        if runs is None:
+            raise ModelError(f"fragment of unknown tag {op.tag!r}")
+        k = op.keep_every
+        if k < 1:
+            raise ModelError("keep_every must be >= 1")
+        if k == 1:
+            return
+        keep, drop = [], []
+        for pfn, n in runs:
+            if n == 1:
+                keep.append((pfn, 1))
+                continue
+            keep += [(pfn + i, 1) for i in range(0, n, k)]
+            drop += [(pfn + i + 1, k - 1 if n - i - 1 >= k - 1 else n - i - 1) for i in range(0, n - 1, k)]
+        held[op.tag] = keep
+        self._freed(drop, op.t)
+
+    def _register(self, op: Register) -> None:
+        self.reporter.request(op.t, self.params.delay_s)
 
     def _freed(self, runs, t: float) -> None:
         # __free_one_page -> page_reporting_notify_free with the merged order

@@ -32,6 +32,7 @@ def check_invariants(z: Zone, allocated: int | None = None) -> None:
     for o in range(z.nr_orders):
         assert z.nr_free[o] == sum(len(z.lists[o][m]) for m in range(MIGRATE_TYPES))
         for m in range(MIGRATE_TYPES):
+            assert z.unrep[o][m] == sum(1 for r in z.lists[o][m].values() if not r)
             for pfn in z.lists[o][m]:
                 assert z.where[pfn] == (o, m)
                 assert pfn % (1 << o) == 0 and z.contains(pfn, 1 << o)
