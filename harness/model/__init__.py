@@ -31,6 +31,11 @@ Inputs of predict_touch_free:
   resident          ResidentFraction(new=None, settled=0.0): host residency.
                     Default: the freed memory was resident, older free memory
                     was not (reported at boot or never touched).
+  blocks, resident  the exact path: the guest's real free blocks after the free
+                    ((pfn, order, reported) or harness.perblock.Block, from
+                    /proc/kpageflags) with resident=ResidentMap.from_bytes(held)
+                    (QEMU's pagemap per guest pfn). On the 6.1 per-block capture
+                    this predicts the measured host release to the MiB.
   backend, host_page_size, discard_inhibited, poison_val: QEMU side.
   params            ReportingParams: capacity, delay, budget divisor, gates,
                     order override, report latency (what-ifs).

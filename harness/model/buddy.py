@@ -12,9 +12,12 @@ at and above pageblock_order) and clears PageReported on every merge
 (del_page_from_free_list); buddy_merge_likely puts a block at the tail when
 the next-larger merge is one free away; per-cpu lists hold recently freed
 order-0 pages away from the buddy lists until they pass `high`.
-Deliberate simplifications: one per-cpu list per zone (the workload's CPU);
-__rmqueue_fallback moves single blocks and claims pageblocks only at
-pageblock_order and above; no compaction, reclaim, CMA, or guard pages.
+Deliberate simplifications: one per-cpu list per zone (the workload's CPU,
+all migratetypes; THPs as whole order-9 entries) without the free_factor
+batch doubling or 6.12's pcp high decay; __rmqueue_fallback moves single
+blocks and claims pageblocks only at pageblock_order and above; 6.12's
+per-migratetype free accounting and pageblock retyping on merge are left
+out; no compaction, reclaim, CMA, or guard pages.
 """
 from __future__ import annotations
 
