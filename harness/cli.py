@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from .config import GuestConfig, parse_mib
+from .config import BACKENDS, NUMA_NODES, GuestConfig, parse_mib
 from .errors import GuestError, LaunchError, UserError
 from .model.errors import ModelError
 from .procfs import ProcParseError
 
-SCENARIOS = ("touch-free",)
+SCENARIOS = ("touch-free", "fragment", "reuse", "integrity")
 
 
 def _progress(msg: str) -> None:
@@ -46,6 +46,19 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--reporting-order", type=int, default=None)
     r.add_argument("--guest-kernel", default="6.1", choices=("6.1", "6.12"),
                    help="Debian guest kernel: 6.1 (bookworm) or 6.12 (trixie)")
+    r.add_argument("--qemu", default=None, metavar="7.2|10.0|PATH",
+                   help="QEMU: 7.2 (bookworm's, installed), 10.0 (bookworm-backports', extracted into the cache "
+                        "once, never installed) or a binary's path (default: $BALLOON_E2E_QEMU, else PATH)")
+    r.add_argument("--backend", default="anon", choices=BACKENDS,
+                   help="guest RAM: anon (private anonymous), memfd (shared), file (shared, on tmpfs /dev/shm), "
+                        "hugetlbfs (shared, huge pages reserved for the run and given back)")
+    r.add_argument("--hugepage-size", type=_mib, default=2, metavar="2M|1G",
+                   help="huge page size of --backend hugetlbfs (default 2M)")
+    r.add_argument("--numa-nodes", type=int, default=1, choices=NUMA_NODES,
+                   help="guest NUMA nodes, RAM and vCPUs split evenly (default 1)")
+    r.add_argument("--host-thp", type=_onoff, default=None, metavar="on|off",
+                   help="host THP for anonymous guest RAM: on (needs the host's madvise or always mode), off "
+                        "(disabled for QEMU alone, prctl PR_SET_THP_DISABLE); default: as the host has it")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     r.add_argument("--out", default="results", help="directory for the result JSON and plot (default results/)")
     r.add_argument("--keep-logs", action="store_true", help="keep the console and QEMU logs")
@@ -62,21 +75,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+EXTRAS = ("guest_thp", "retouch_rise_mib", "keep_mib", "cycles", "verified_pages", "mismatched_pages",
+          "zero_checked_pages", "nonzero_pages")
+
+
 def _human(r: dict) -> str:
     lines = [
-        f"scenario {r['scenario']}: {r['freed_mib']} MiB touched and freed in a {r['memory_mib']} MiB guest",
+        f"scenario {r['scenario']}: {r['freed_mib']} MiB in a {r['memory_mib']} MiB guest, {r['smp']} vCPU",
         f"  guest {r['kernel']}, QEMU {r['qemu']}, accel {r['accel']}, reporting "
-        f"{'on' if r['reporting'] else 'off'} (negotiated: {r['reporting_negotiated']}, order {r['reporting_order']})",
-        f"  QEMU RSS   before {r['rss_before_mib']:8.1f}  peak {r['rss_peak_mib']:8.1f}  after {r['rss_after_mib']:8.1f} MiB",
-        f"  drop       {r['drop_mib']:8.1f} MiB measured   (guest RAM mapping: {r['ram_drop_mib']:.1f} MiB)",
-        f"  reportable {r['reportable_mib']:8.1f} MiB  (guest buddyinfo, blocks >= order {r['reporting_order']}, after - before the free)",
-        f"  predicted  {r['predicted_mib']:8.1f} MiB  in [{r['predicted_lo_mib']:.1f}, {r['predicted_hi_mib']:.1f}]"
-        f"  -> {r['verdict'].upper()}  (model: harness/model, on the guest's own snapshots)",
-        f"  90% of the drop {r['seconds_to_90pct']} s after the free (predicted {r['predicted_seconds_to_90pct']} s); "
-        f"idle noise {r['idle_noise_mib']} MiB; boot {r['boot_s']} s",
+        f"{'on' if r['reporting'] else 'off'} (negotiated: {r['reporting_negotiated']}, order {r['reporting_order']}); "
+        f"boot {r['boot_s']} s; idle noise {r.get('idle_noise_mib')} MiB",
     ]
+    if "rss_before_mib" in r:
+        lines.append(f"  QEMU RSS before the workload {r['rss_before_mib']:.1f} MiB")
+    lines.append(f"  {'phase':<11} {'freed':>7} {'peak':>8} {'after':>8} {'drop':>8} {'reportable':>10} "
+                 f"{'predicted [lo, hi]':>26} {'verdict':>8} {'t90 meas/pred (s)':>18}")
+    for ph in r["phases"]:
+        lines.append(
+            f"  {ph['phase']:<11} {ph['freed_mib']:>7g} {ph['rss_peak_mib']:>8.1f} {ph['rss_after_mib']:>8.1f} "
+            f"{ph['drop_mib']:>8.1f} {ph['reportable_mib']:>10.1f} "
+            f"{ph['predicted_mib']:>8.1f} [{ph['predicted_lo_mib']:>7.1f}, {ph['predicted_hi_mib']:>7.1f}] "
+            f"{ph['verdict']:>8} {str(ph['seconds_to_90pct']):>8} / {str(ph['predicted_seconds_to_90pct']):<8}")
+    lines.append("  (MiB; QEMU process RSS; drop = peak - after; reportable = guest buddyinfo blocks >= order "
+                 f"{r['reportable_order']}, after - before the release; predicted by harness/model from the guest's snapshots)")
+    extras = [f"{k}={r[k]}" for k in EXTRAS if k in r]
+    if extras:
+        lines.append("  " + "  ".join(extras))
+    lines.append(f"  verdict: {r['verdict'].upper()}; terms of the last phase's interval:")
     for t in r["terms"]:
-        lines.append(f"    term {t['name']:<22} [{t['lo_mib']:+7.1f}, {t['hi_mib']:+7.1f}] MiB  {t['explanation']}")
+        lines.append(f"    {t['name']:<22} [{t['lo_mib']:+7.1f}, {t['hi_mib']:+7.1f}] MiB  {t['explanation']}")
     return "\n".join(lines)
 
 
@@ -84,10 +111,11 @@ def cmd_run(a) -> int:
     from . import prediction
     from .guest import Guest
     from .plot import plot
-    from .scenarios import touch_free
+    from .scenarios import fragment, integrity, reuse, touch_free
 
     cfg = GuestConfig(memory_mib=a.memory, smp=a.smp, accel=a.accel, reporting=a.reporting,
-                      reporting_order=a.reporting_order, kernel=a.guest_kernel)
+                      reporting_order=a.reporting_order, kernel=a.guest_kernel, qemu=a.qemu, backend=a.backend,
+                      hugepage_mib=a.hugepage_size, numa_nodes=a.numa_nodes, host_thp=a.host_thp)
     if a.mib >= cfg.memory_mib:
         raise UserError(f"--mib {a.mib} must be below the guest's memory ({cfg.memory_mib} MiB)")
     g = Guest(cfg, progress=_progress)
@@ -95,7 +123,9 @@ def cmd_run(a) -> int:
         _progress(f"booting a {cfg.memory_mib} MiB guest ({g.cfg.accel}, QEMU {g.qemu.version})")
         g.launch()
         _progress(f"guest up in {g.boot_s:.1f} s")
-        result = touch_free.run(g, mib=a.mib, progress=_progress)
+        scenario = {"touch-free": touch_free, "fragment": fragment, "reuse": reuse, "integrity": integrity}[a.scenario]
+        kw = {} if a.scenario == "integrity" else {"mib": a.mib}
+        result = scenario.run(g, progress=_progress, **kw)
     finally:
         how = g.shutdown(keep_logs=a.keep_logs)
         if a.keep_logs:
@@ -114,7 +144,10 @@ def cmd_run(a) -> int:
     save()
     plot(result, str(stem.with_suffix(".png")))
     if a.json:
-        print(json.dumps({k: v for k, v in result.items() if k not in ("samples", "snapshots", "model")}))
+        drop = ("samples", "snapshots", "model")
+        slim = {k: v for k, v in result.items() if k not in drop}
+        slim["phases"] = [{k: v for k, v in ph.items() if k not in drop} for ph in result["phases"]]
+        print(json.dumps(slim))
     else:
         print(_human(result))
     _progress(f"result {stem}.json, plot {stem}.png")

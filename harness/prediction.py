@@ -15,19 +15,25 @@ from .snapshot import snapshot_from_capture
 NOISE_MIB = 5.0
 
 
-def predict(result: dict, params: ReportingParams | None = None) -> dict:
-    held, freed = result["snapshots"]["held"], result["snapshots"]["freed"]
+def predict_phase(phase: dict, facts: dict, params: ReportingParams | None = None,
+                  resident_freed_mib: float | None = None) -> dict:
+    """Prediction fields for one phase (its snapshots, freed_mib, drop_mib) of a run with `facts`.
+
+    resident_freed_mib: freed memory still resident on the host when the phase
+    starts its reports (default: what this phase freed)."""
+    held, freed = phase["snapshots"]["held"], phase["snapshots"]["freed"]
     # With reporting off sysfs reads no usable order; use the yardstick's (the
     # order registration would have picked).
-    order = result["reportable_order"]
+    order = phase["reportable_order"]
     before = snapshot_from_capture(held, reporting_order=order)
     after = snapshot_from_capture(freed, reporting_order=order)
     p = predict_touch_free(
-        before, after, kernel=result["kernel"], order=order, freed_mib=result["freed_mib"],
-        noise_mib=NOISE_MIB, backend=result.get("backend", "anon"), params=params or ReportingParams(),
+        before, after, kernel=facts["kernel"], order=order,
+        freed_mib=phase["freed_mib"] if resident_freed_mib is None else resident_freed_mib,
+        noise_mib=NOISE_MIB, backend=facts.get("backend", "anon"), params=params or ReportingParams(),
         # With reporting off no report reaches QEMU: for the host that is the
         # same as a QEMU that discards nothing.
-        discard_inhibited=not result["reporting_negotiated"])
+        discard_inhibited=not facts["reporting_negotiated"])
     j = p.to_json()
     return {
         "predicted_mib": j["expected_mib"],
@@ -37,8 +43,28 @@ def predict(result: dict, params: ReportingParams | None = None) -> dict:
         "terms": j["terms"],
         "predicted_curve": j["curve"],
         "model": {k: j[k] for k in ("per_zone", "per_order", "passes", "why")},
-        "verdict": verdict(result["drop_mib"], p),
+        "verdict": verdict(phase["drop_mib"], p),
     }
+
+
+def predict(result: dict, params: ReportingParams | None = None) -> dict:
+    """Predict every phase of a result (in place) and return the top-level fields:
+    the main (last) phase's prediction, and a verdict that is `within` only if
+    every phase is."""
+    phases = result.get("phases") or [result]
+    unreported = 0.0  # freed memory the model says stayed resident (below the order, on pcp lists)
+    for ph in phases:
+        # A phase that follows another release with no allocation between them
+        # (fragment's free-rest after its punch) also releases what stayed
+        # resident from that one: merged with the new frees it becomes reportable.
+        resident = ph["freed_mib"] + (unreported if ph.get("carries_unreported") else 0.0)
+        ph.update(predict_phase(ph, result, params, resident))
+        ph["model_resident_freed_mib"] = round(resident, 1)
+        unreported = max(0.0, resident - ph["predicted_mib"])
+    top = {k: v for k, v in phases[-1].items() if k.startswith("predicted_") or k in ("terms", "model")}
+    top["verdict"] = "within" if all(ph["verdict"] == "within" for ph in phases) else "outside"
+    top["phase_verdicts"] = {ph.get("phase", "main"): ph["verdict"] for ph in phases}
+    return top
 
 
 def plateaus(curve: list, jitter_s: float, gap_s: float = 0.1) -> list[tuple[float, float, float]]:

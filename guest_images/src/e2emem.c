@@ -5,6 +5,8 @@
  *
  *   touch NAME MIB [nohuge]   map MIB and write every byte (huge pages unless nohuge)
  *   fill NAME MIB SEED [nohuge]  map MIB and write a checksummed pattern
+ *   alloc NAME MIB            map MIB and fault it in writable without writing
+ *                             (MADV_POPULATE_WRITE): what the kernel hands out, as is
  *   verify NAME               re-check the pattern: "ok pages=P bad=B"
  *   zerocheck NAME            count pages that are not all zero: "ok pages=P nonzero=N"
  *   punch NAME KEEP_KIB GAP_KIB   unmap GAP after every KEEP (fragments NAME)
@@ -72,7 +74,13 @@ static int page_mapped(struct region *r, size_t off)
 	return mincore(r->base + off, PG, &vec) == 0;
 }
 
-static int do_map(const char *name, long mib, uint64_t seed, int fill, int nohuge)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+enum how { TOUCH, FILL, ALLOC };
+
+static int do_map(const char *name, long mib, uint64_t seed, enum how how, int nohuge)
 {
 	if (mib <= 0 || mib > (1L << 20)) {
 		printf("err bad size %ld\n", mib);
@@ -97,15 +105,22 @@ static int do_map(const char *name, long mib, uint64_t seed, int fill, int nohug
 		return 1;
 	}
 	madvise(p, len, nohuge ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
-	if (fill)
+	if (how == FILL)
 		for (size_t off = 0; off < len; off += PG)
 			pattern_page((uint64_t *)(p + off), seed, off / PG);
-	else
+	else if (how == ALLOC) {
+		if (madvise(p, len, MADV_POPULATE_WRITE)) {
+			printf("err MADV_POPULATE_WRITE\n");
+			munmap(p, len);
+			r->name[0] = 0;
+			return 1;
+		}
+	} else
 		memset(p, 0x5a, len);
 	r->base = p;
 	r->len = len;
 	r->seed = seed;
-	r->filled = fill;
+	r->filled = how == FILL;
 	printf("ok mib=%ld ms=%.0f\n", mib, now_ms() - t0);
 	return 0;
 }
@@ -130,13 +145,16 @@ int main(void)
 		struct region *r = find(name, 0);
 		if (!strcmp(cmd, "touch")) {
 			n = sscanf(line, "%*s %*s %ld %15s", &a, opt);
-			do_map(name, n >= 1 ? a : 0, 0, 0, !strcmp(opt, "nohuge"));
+			do_map(name, n >= 1 ? a : 0, 0, TOUCH, !strcmp(opt, "nohuge"));
+		} else if (!strcmp(cmd, "alloc")) {
+			n = sscanf(line, "%*s %*s %ld %15s", &a, opt);
+			do_map(name, n >= 1 ? a : 0, 0, ALLOC, !strcmp(opt, "nohuge"));
 		} else if (!strcmp(cmd, "fill")) {
 			n = sscanf(line, "%*s %*s %ld %llu %15s", &a, &seed, opt);
 			if (n < 2)
 				printf("err usage: fill NAME MIB SEED [nohuge]\n");
 			else
-				do_map(name, a, seed, 1, !strcmp(opt, "nohuge"));
+				do_map(name, a, seed, FILL, !strcmp(opt, "nohuge"));
 		} else if (!r) {
 			printf("err no region %s\n", name);
 		} else if (!strcmp(cmd, "verify") || !strcmp(cmd, "zerocheck")) {

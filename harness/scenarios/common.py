@@ -1,0 +1,125 @@
+"""What every scenario does: settle, then measure phases that release guest memory.
+
+A phase: snapshot the guest (held) -> the action that releases memory ->
+snapshot (freed) -> wait until QEMU's RSS settles -> the numbers. All waits are
+conditions with deadlines; harness.prediction later runs the model on each
+phase's snapshots.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from .. import guestfacts, hostmem, procfs
+
+# Stability: RSS counts as settled when it moved less than STABLE_EPS_MIB over
+# STABLE_WINDOW_S. The window must exceed the kernel's 2 s reporting delay
+# (mm/page_reporting.c PAGE_REPORTING_DELAY) plus one pass, or the flat stretch
+# between two passes would pass for the end.
+STABLE_WINDOW_S = 5.0
+STABLE_EPS_MIB = 4.0
+SETTLE_TIMEOUT_S = 120.0
+PAGEBLOCK_ORDER = 9  # x86_64 with HUGETLB_PAGE (include/linux/pageblock-flags.h)
+
+
+class Run:
+    """One guest under measurement: its facts, its sampler, its workload process."""
+
+    def __init__(self, guest, sampler, progress):
+        self.g, self.s, self.progress = guest, sampler, progress
+        self.phases: list[dict] = []
+        self.facts = {
+            "reporting_negotiated": guestfacts.reporting_negotiated(guest),
+            "reporting_order": guestfacts.reporting_order(guest),
+        }
+        # With no reporting driver registered sysfs reads MAX_ORDER (6.1) or
+        # -1 (6.12); the yardstick and the model then use the order
+        # registration would pick (mm/page_reporting.c page_reporting_register).
+        o = self.facts["reporting_order"]
+        self.order = o if 0 <= o <= 10 else PAGEBLOCK_ORDER
+        self.wl = None
+
+    def ask(self, line: str) -> str:
+        """A command to the guest workload (guest_images/src/e2emem.c)."""
+        if self.wl is None:
+            self.wl = self.g.ssh.start("e2emem")
+        return self.wl.ask(line)
+
+    def settle(self, since: float, what: str) -> hostmem.Sample:
+        return self.s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
+
+    def release(self, name: str, action, freed_mib: float, carries_unreported: bool = False) -> dict:
+        """Measure one phase: `action()` releases about `freed_mib` MiB in the guest.
+
+        carries_unreported: nothing was allocated since the previous release, so
+        what it left resident and unreported is released again here (see prediction.py)."""
+        held = guestfacts.snapshot_texts(self.g)
+        t0 = time.monotonic()
+        peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
+        self.progress(f"{name}: releasing {freed_mib:g} MiB")
+        action()
+        freed = guestfacts.snapshot_texts(self.g)
+        self.progress(f"{name}: waiting for RSS to settle")
+        after = self.settle(t0, f"RSS to settle after {name}")
+        samples = self.s.since(t0)
+        reportable = (procfs.free_mib_at_or_above(procfs.parse_buddyinfo(freed["buddyinfo"]), self.order)
+                      - procfs.free_mib_at_or_above(procfs.parse_buddyinfo(held["buddyinfo"]), self.order))
+        drop = peak.rss_mib - after.rss_mib
+        phase = {
+            "phase": name,
+            "freed_mib": freed_mib,
+            "rss_peak_mib": round(peak.rss_mib, 1),
+            "rss_after_mib": round(after.rss_mib, 1),
+            "drop_mib": round(drop, 1),
+            "ram_rss_peak_mib": round(peak.ram_rss_mib, 1),
+            "ram_rss_after_mib": round(after.ram_rss_mib, 1),
+            "ram_drop_mib": round(peak.ram_rss_mib - after.ram_rss_mib, 1),
+            "reportable_mib": round(reportable, 1),
+            "reportable_order": self.order,
+            "seconds_to_90pct": time_to_fraction(samples, t0, peak.rss_mib, drop, 0.9),
+            "samples": [[round(x.t - t0, 2), round(x.rss_mib, 1), round(x.ram_rss_mib, 1)] for x in samples],
+            "snapshots": {"held": held, "freed": freed},
+            "carries_unreported": carries_unreported,
+        }
+        self.phases.append(phase)
+        return phase
+
+    def result(self, scenario: str, **extra) -> dict:
+        """Facts, the phases, and the main (last) phase's numbers at the top level."""
+        g = self.g
+        self.g.check_healthy()
+        main = {k: v for k, v in self.phases[-1].items() if k != "phase"} if self.phases else {}
+        return {
+            "scenario": scenario, "accel": g.cfg.accel, "kernel": g.image.kernel_release, "qemu": g.qemu.version,
+            "memory_mib": g.cfg.memory_mib, "smp": g.cfg.smp, "reporting": g.cfg.reporting,
+            "backend": g.cfg.backend, **self.facts, "boot_s": round(g.boot_s, 2),
+            **extra, **main, "phases": self.phases,
+        }
+
+
+@contextmanager
+def measuring(guest, progress=lambda m: None):
+    """A Run with its sampler going, once the idle guest's RSS has settled."""
+    with hostmem.Sampler(guest.pid, guest.ram_hva(0)) as s:
+        run = Run(guest, s, progress)
+        try:
+            progress("waiting for the idle guest's RSS to settle")
+            t = time.monotonic()
+            run.settle(t, "idle RSS to settle")
+            idle = s.since(time.monotonic() - STABLE_WINDOW_S)
+            run.idle = s.latest()
+            run.idle_noise = max(x.rss_mib for x in idle) - min(x.rss_mib for x in idle)
+            yield run
+        finally:
+            if run.wl is not None:
+                run.wl.close()
+
+
+def time_to_fraction(samples, t0, peak, drop, frac):
+    """Seconds from t0 until RSS first fell by frac * drop; None if nothing dropped."""
+    if drop <= STABLE_EPS_MIB:
+        return None
+    for x in samples:
+        if x.t >= t0 and peak - x.rss_mib >= frac * drop:
+            return round(x.t - t0, 2)
+    return None
