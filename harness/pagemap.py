@@ -6,18 +6,21 @@ The guest-physical -> host-virtual layout is derived, not assumed: the guest's
 last byte is translated too, to prove the range is one contiguous host mapping
 (above 4 GiB the PC memory hole makes guest-physical and mapping offset differ).
 
-pagemap is read the same way whatever backs guest RAM (anonymous, memfd, a
-file): it describes QEMU's page tables. For an fd backend "present" therefore
-means "mapped in QEMU", not "in the file's page cache"; QEMU's discard of such
-memory punches the file and zaps the mapping (softmmu/physmem.c
-ram_block_discard_range), so both go together.
-
-Entry format (Documentation/admin-guide/mm/pagemap.rst, fs/proc/task_mmu.c
-pagemap_read): 64 bits per host page, bit 63 present, bit 62 swapped. A page
-counts as held by the host if either is set: a discarded page is neither.
+A page counts as held by the host if QEMU's page tables map it or it is swapped
+out (pagemap, Documentation/admin-guide/mm/pagemap.rst, fs/proc/task_mmu.c
+pagemap_read: 64 bits per host page, bit 63 present, bit 62 swapped), or, for
+guest RAM backed by a file or memfd, if the file's page cache holds it: a page
+of a shared mapping can be unmapped from QEMU yet still in the file (only
+MADV_DONTNEED without a hole punch would do that), so pagemap alone would call
+it released. QEMU's discard of fd-backed RAM punches a hole and zaps the mapping
+(softmmu/physmem.c ram_block_discard_range); both views then agree. The page
+cache is read with mincore() on our own read-only mapping of QEMU's file
+(/proc/PID/map_files, root only), which faults nothing in.
 """
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 from dataclasses import dataclass
 
@@ -77,11 +80,9 @@ def held_of(entries: bytes) -> bytes:
 
 
 def read_held(pid: int, ranges: list[RamRange]) -> bytearray:
-    """Host residency of every guest page in `ranges`: out[pfn] = 1 if QEMU holds it.
-
-    Pages outside the ranges read 0. Reading needs only the same uid (PFNs would need
-    CAP_SYS_ADMIN; they are not used).
-    """
+    """Host residency of every guest page in `ranges`: out[pfn] = 1 if QEMU holds it
+    (mapped, swapped, or in the page cache of the file backing it). Pages outside the
+    ranges read 0."""
     out = bytearray(max(r.end for r in ranges))
     with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as f:
         for r in ranges:
@@ -94,4 +95,54 @@ def read_held(pid: int, ranges: list[RamRange]) -> bytearray:
                 parts.append(part)
                 want -= len(part)
             out[r.pfn:r.end] = held_of(b"".join(parts))
+    for r in ranges:
+        for vma_start, vma_end, path, file_off in file_vmas(pid, r.hva, r.hva + r.pages * PAGE):
+            lo, hi = max(vma_start, r.hva), min(vma_end, r.hva + r.pages * PAGE)
+            cached = in_page_cache(path, file_off + lo - vma_start, (hi - lo) // PAGE)
+            first = r.pfn + (lo - r.hva) // PAGE
+            n = len(cached)  # both are 0/1 bytes: OR them as big integers
+            out[first:first + n] = (int.from_bytes(out[first:first + n], "big")
+                                    | int.from_bytes(cached, "big")).to_bytes(n, "big")
     return out
+
+
+# --- fd-backed guest RAM: the file's page cache ----------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+PROT_READ, MAP_SHARED, MAP_FAILED = 1, 1, ctypes.c_void_p(-1).value
+_LOW_BIT = bytes(b & 1 for b in range(256))  # mincore: bit 0 = resident, the others reserved
+
+
+def file_vmas(pid: int, start: int, end: int) -> list[tuple[int, int, str, int]]:
+    """File-backed mappings of `pid` overlapping [start, end): (vma start, vma end,
+    /proc/PID/map_files path, file offset of vma start). Anonymous ones (inode 0) are left out."""
+    out = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if lo < end and hi > start and int(fields[4]) != 0:
+                out.append((lo, hi, f"/proc/{pid}/map_files/{lo:x}-{hi:x}", int(fields[2], 16)))
+    return out
+
+
+def in_page_cache(path: str, offset: int, pages: int) -> bytes:
+    """One byte per page from `offset` of the file at `path`: 1 if in its page cache (mincore)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = _libc.mmap(None, pages * PAGE, PROT_READ, MAP_SHARED, fd, offset)
+        if addr in (None, MAP_FAILED):
+            raise OSError(ctypes.get_errno(), f"mmap {path}")
+        try:
+            vec = ctypes.create_string_buffer(pages)
+            if _libc.mincore(addr, pages * PAGE, vec) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore {path}")
+            return vec.raw.translate(_LOW_BIT)
+        finally:
+            _libc.munmap(addr, pages * PAGE)
+    finally:
+        os.close(fd)

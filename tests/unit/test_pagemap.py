@@ -115,6 +115,26 @@ def test_anonymous_touch_then_dontneed():
         _close(m)
 
 
+def test_memfd_page_cache_counts_even_when_unmapped():
+    # A shared mapping's page can leave QEMU's page tables and stay in the file:
+    # pagemap alone would call it released.
+    fd = os.memfd_create("pagemap-test")
+    try:
+        os.ftruncate(fd, PAGES * PAGE)
+        os.pwrite(fd, b"x" * PAGE, 3 * PAGE)  # in the page cache, never mapped
+        m = mmap.mmap(fd, PAGES * PAGE, flags=mmap.MAP_SHARED)
+        try:
+            m[10 * PAGE] = 1
+            m.madvise(mmap.MADV_DONTNEED, 10 * PAGE, PAGE)  # unmapped again, still in the file
+            want = bytearray(PAGES)
+            want[3] = want[10] = 1
+            assert _held(m) == bytes(want)
+        finally:
+            _close(m)
+    finally:
+        os.close(fd)
+
+
 def test_memfd_touch_then_punch_hole():
     fd = os.memfd_create("pagemap-test")
     try:
