@@ -11,9 +11,31 @@ from dataclasses import dataclass, field
 from .errors import UserError
 
 ACCELS = ("auto", "kvm", "tcg")
-BACKENDS = ("anon", "memfd")
+# Guest RAM backing (harness/qemu_argv.py renders them):
+#   anon       memory-backend-ram: private anonymous memory (THP when the host allows it)
+#   memfd      memory-backend-memfd,share=on: shmem
+#   file       memory-backend-file,share=on on tmpfs (/dev/shm): shmem through a file
+#   hugetlbfs  memory-backend-file,share=on on a hugetlbfs mount: hugetlb pages of hugepage_mib
+BACKENDS = ("anon", "memfd", "file", "hugetlbfs")
+HUGEPAGE_MIB = (2, 1024)  # x86_64 hugetlb sizes
 MACHINES = ("q35", "pc")
+QEMU_VERSIONS = ("7.2", "10.0")  # bookworm's system QEMU; bookworm-backports' (harness/qemu_bin.py)
+NUMA_NODES = (1, 2)
+PAGE = 4096
 _KARG = re.compile(r"^[A-Za-z0-9_.,:=+/-]+$")  # one kernel argument: no spaces, quotes or shell syntax
+
+
+def model_host(backend: str) -> tuple[str, str]:
+    """Pure: a backend as configured -> (the backend harness/model/discard.py knows, the metric that moves).
+
+    A file on tmpfs is shmem, discarded like memfd (fallocate PUNCH_HOLE, then
+    madvise: QEMU ram_block_discard_range). Hugetlb pages are outside a process's
+    Rss (smaps counts them as Shared/Private_Hugetlb), so for hugetlbfs only the
+    guest RAM mapping can show a drop.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"backend {backend!r} not one of {', '.join(BACKENDS)}")
+    return {"file": "memfd"}.get(backend, backend), ("mapping" if backend == "hugetlbfs" else "rss")
 
 
 def parse_mib(text: str | int) -> int:
@@ -40,6 +62,14 @@ class GuestConfig:
     reporting_order: int | None = None  # None: the kernel's default
     kernel: str = "6.1"
     kernel_args: tuple[str, ...] = field(default_factory=tuple)
+    # None: $BALLOON_E2E_QEMU, else qemu-system-x86_64 on PATH; "7.2", "10.0", or a path (harness/qemu_bin.py)
+    qemu: str | None = None
+    hugepage_mib: int = 2  # hugetlb page size of the hugetlbfs backend
+    numa_nodes: int = 1  # guest NUMA nodes: RAM and vCPUs split evenly, one memory backend each
+    # Host transparent huge pages for the guest's anonymous RAM. None: as the host has it
+    # (QEMU madvises guest RAM MADV_HUGEPAGE, so THP in `madvise` or `always` mode backs it).
+    # True: the same, but the host mode must allow it. False: PR_SET_THP_DISABLE on QEMU alone.
+    host_thp: bool | None = None
 
     def __post_init__(self):
         if not (128 <= self.memory_mib <= 1 << 20):
@@ -55,3 +85,36 @@ class GuestConfig:
         for a in self.kernel_args:
             if not _KARG.match(a):
                 raise UserError(f"kernel argument {a!r} has characters outside [A-Za-z0-9_.,:=+/-]")
+        if self.qemu is not None and self.qemu not in QEMU_VERSIONS and "/" not in self.qemu:
+            raise UserError(f"QEMU {self.qemu!r} not one of {', '.join(QEMU_VERSIONS)} or a path to a qemu-system-x86_64")
+        if self.hugepage_mib not in HUGEPAGE_MIB:
+            raise UserError(f"huge page size {self.hugepage_mib} MiB not one of {', '.join(map(str, HUGEPAGE_MIB))}")
+        if self.hugepage_mib != 2 and self.backend != "hugetlbfs":
+            raise UserError("a huge page size applies only to the hugetlbfs backend")
+        if self.numa_nodes not in NUMA_NODES:
+            raise UserError(f"NUMA nodes {self.numa_nodes} not one of {', '.join(map(str, NUMA_NODES))}")
+        if self.smp < self.numa_nodes:
+            raise UserError(f"{self.numa_nodes} NUMA nodes need at least {self.numa_nodes} vCPUs (smp {self.smp})")
+        # Each node's RAM is a whole number of the backing's pages (and of 2 MiB, so no
+        # reportable block of order 9 straddles two nodes).
+        unit = self.host_page_size // (1 << 20) if self.backend == "hugetlbfs" else 2
+        if self.memory_mib % (self.numa_nodes * unit):
+            raise UserError(f"memory {self.memory_mib} MiB does not split into {self.numa_nodes} node(s) "
+                            f"of whole {unit} MiB pages")
+        if self.host_thp is not None and self.backend != "anon":
+            raise UserError(f"host THP applies to anonymous RAM (backend anon), not {self.backend}")
+
+    @property
+    def host_page_size(self) -> int:
+        """Bytes of one host page backing guest RAM (QEMU's qemu_ram_pagesize)."""
+        return self.hugepage_mib << 20 if self.backend == "hugetlbfs" else PAGE
+
+    @property
+    def node_mib(self) -> int:
+        return self.memory_mib // self.numa_nodes
+
+    def node_cpus(self, node: int) -> range:
+        """The vCPUs of `node`: consecutive, the first nodes take one more when smp is odd."""
+        per, extra = divmod(self.smp, self.numa_nodes)
+        start = node * per + min(node, extra)
+        return range(start, start + per + (1 if node < extra else 0))

@@ -15,13 +15,14 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
 import psutil
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from . import accel, image, keys, qemu_argv, qemu_bin
+from . import accel, hostsetup, image, keys, qemu_argv, qemu_bin
 from .config import GuestConfig
 from .errors import GuestError, LaunchError
 from .ssh import Session
@@ -32,10 +33,12 @@ FAULTS = re.compile(r"Kernel panic|Oops|BUG:|Call Trace|general protection fault
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _child_setup():
+def _child_setup(thp_disable: bool = False):
     # Runs in the child between fork and exec. PDEATHSIG fires when the
     # launching *thread* exits, so guests are launched from the main thread.
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if thp_disable:
+        hostsetup.thp_disable()
 
 
 def _free_port() -> int:
@@ -88,7 +91,9 @@ class Guest:
         self.ssh: Session | None = None
         self.argv: list[str] = []
         self.image = image.get(self.cfg.kernel, progress=progress)
-        self.qemu = qemu_bin.find()
+        self.qemu = qemu_bin.find(self.cfg.qemu, progress=progress)
+        self._host = ExitStack()  # what the host lends this guest's RAM (hugetlb pages, a mount)
+        self.mem_path: str | None = None
         sweep_stale_rundirs()
         self.rundir = Path(tempfile.mkdtemp(prefix="balloon-e2e-"))  # mode 0700
         (self.rundir / "owner").write_text(_owner_tag())
@@ -99,6 +104,7 @@ class Guest:
 
     def launch(self) -> "Guest":
         try:
+            self.mem_path = self._host.enter_context(hostsetup.backing(self.cfg, self.rundir))
             for attempt in range(5):
                 if self._start_qemu():
                     break
@@ -128,12 +134,14 @@ class Guest:
         res = qemu_argv.Resources(
             qemu=str(self.qemu.path), kernel=str(self.image.kernel), initrd=str(self.image.initrd),
             base_cmdline=self.image.cmdline, qmp_fd=theirs.fileno(), console_log=str(self.console_log),
-            ssh_port=self.ssh_port, ssh_pubkey_b64=pub)
+            ssh_port=self.ssh_port, ssh_pubkey_b64=pub,
+            data_dirs=tuple(str(d) for d in self.qemu.data_dirs), mem_path=self.mem_path)
         self.argv = qemu_argv.build(self.cfg, res)
         self.t_start = time.monotonic()
         with open(self.qemu_log, "wb") as log:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         pass_fds=[theirs.fileno()], preexec_fn=_child_setup,
+                                         pass_fds=[theirs.fileno()],
+                                         preexec_fn=lambda: _child_setup(self.cfg.host_thp is False),
                                          start_new_session=True)  # Ctrl-C reaches us, we shut QEMU down
         theirs.close()
         self.qmp = QEMUMonitorProtocol(ours)
@@ -176,6 +184,7 @@ class Guest:
         elif self.proc is not None:
             how = f"had exited ({self.proc.returncode})"
         self._reap()
+        self._host.close()  # after QEMU is gone: its huge pages are free again
         if not keep_logs:
             shutil.rmtree(self.rundir, ignore_errors=True)
         return how

@@ -49,11 +49,18 @@ class Sample:
     ram_rss_mib: float  # the guest RAM mapping only
 
 
+def resident_kb(vma: Vma) -> int:
+    """kB of a mapping backed by host memory. Hugetlb pages are outside Rss
+    (fs/proc/task_mmu.c smaps_hugetlb_range counts them as Shared_Hugetlb or
+    Private_Hugetlb only), so they are added; both are 0 for other mappings."""
+    return vma.kb.get("Rss", 0) + vma.kb.get("Shared_Hugetlb", 0) + vma.kb.get("Private_Hugetlb", 0)
+
+
 def sample(proc: psutil.Process, ram_hva: int) -> Sample:
     t = time.monotonic()
     rss = proc.memory_info().rss
     with open(f"/proc/{proc.pid}/smaps") as f:
-        ram = mapping_at(parse_smaps(f.read()), ram_hva).kb.get("Rss", 0) * KIB
+        ram = resident_kb(mapping_at(parse_smaps(f.read()), ram_hva)) * KIB
     return Sample(t, rss / MIB, ram / MIB)
 
 

@@ -17,6 +17,11 @@ class Resources:
     console_log: str
     ssh_port: int
     ssh_pubkey_b64: str  # the base64 part of an ssh-ed25519 public key
+    # Firmware/data directories for -L, searched in order (a QEMU extracted from its .deb)
+    data_dirs: tuple[str, ...] = ()
+    # The directory QEMU creates (and at once unlinks) its RAM file in: a tmpfs for the
+    # `file` backend, a hugetlbfs mount of the configured page size for `hugetlbfs`
+    mem_path: str | None = None
 
 
 def kernel_cmdline(cfg: GuestConfig, res: Resources) -> str:
@@ -26,13 +31,45 @@ def kernel_cmdline(cfg: GuestConfig, res: Resources) -> str:
     return " ".join(args + list(cfg.kernel_args))
 
 
+def _opt(value: str) -> str:
+    """A value inside a QEMU -object/-numa option list: a comma is written twice."""
+    return value.replace(",", ",,")
+
+
+def memory_backend(cfg: GuestConfig, res: Resources, node: int) -> str:
+    """The -object for node `node`'s RAM (id ram<node>).
+
+    share=on for the fd-backed ones: QEMU discards a reported range of an fd with
+    fallocate(PUNCH_HOLE), which frees a shared mapping's pages; a private (COW)
+    mapping of the file would keep them (QEMU ram_block_discard_range).
+    """
+    head = f"id=ram{node},size={cfg.node_mib}M"
+    if cfg.backend == "anon":
+        return f"memory-backend-ram,{head}"
+    if cfg.backend == "memfd":
+        return f"memory-backend-memfd,{head},share=on"
+    if not res.mem_path:
+        raise ValueError(f"backend {cfg.backend} needs a mem_path from the launcher")
+    # mem-path is a directory: QEMU creates its file there and unlinks it at once,
+    # so nothing is left behind whatever happens to QEMU.
+    return f"memory-backend-file,{head},mem-path={_opt(res.mem_path)},share=on"
+
+
+def _cpus(r: range) -> str:
+    return f"{r.start}-{r.stop - 1}" if len(r) > 1 else str(r.start)
+
+
 def build(cfg: GuestConfig, res: Resources) -> list[str]:
     if cfg.accel not in ("kvm", "tcg"):
         raise ValueError(f"accel must be resolved before building the argv, got {cfg.accel!r}")
-    backend = {
-        "anon": f"memory-backend-ram,id=ram0,size={cfg.memory_mib}M",
-        "memfd": f"memory-backend-memfd,id=ram0,size={cfg.memory_mib}M,share=on",
-    }[cfg.backend]
+    if cfg.numa_nodes == 1:
+        memory = ["-machine", f"{cfg.machine},memory-backend=ram0", "-m", f"{cfg.memory_mib}M",
+                  "-object", memory_backend(cfg, res, 0)]
+    else:
+        memory = ["-machine", cfg.machine, "-m", f"{cfg.memory_mib}M"]
+        for n in range(cfg.numa_nodes):
+            memory += ["-object", memory_backend(cfg, res, n),
+                       "-numa", f"node,nodeid={n},cpus={_cpus(cfg.node_cpus(n))},memdev=ram{n}"]
     balloon = ("virtio-balloon-pci,id=balloon0"
                f",free-page-reporting={'on' if cfg.reporting else 'off'}"
                f",free-page-hint={'on' if cfg.hinting else 'off'}")
@@ -40,13 +77,12 @@ def build(cfg: GuestConfig, res: Resources) -> list[str]:
         balloon += ",iothread=iot0"  # QEMU requires an iothread for free page hinting
     argv = [
         res.qemu,
+        *[a for d in res.data_dirs for a in ("-L", d)],
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-machine", f"{cfg.machine},memory-backend=ram0",
         "-accel", "kvm" if cfg.accel == "kvm" else "tcg,thread=multi",
         "-cpu", "host" if cfg.accel == "kvm" else "max",
         "-smp", str(cfg.smp),
-        "-m", f"{cfg.memory_mib}M",
-        "-object", backend,
+        *memory,
         "-kernel", res.kernel, "-initrd", res.initrd,
         "-append", kernel_cmdline(cfg, res),
         "-chardev", f"socket,id=qmp,fd={res.qmp_fd}", "-mon", "chardev=qmp,mode=control",

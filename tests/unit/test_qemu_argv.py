@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from harness import qemu_argv
@@ -61,3 +63,67 @@ def test_kernel_cmdline_carries_key_order_and_extra_args_as_one_argument():
 def test_unresolved_accel_is_refused():
     with pytest.raises(ValueError, match="resolved"):
         qemu_argv.build(GuestConfig(accel="auto"), RES)
+
+
+# --- QEMU binary's data dirs, RAM backends, NUMA --------------------------------
+
+def build(**kw):
+    res = kw.pop("res", RES)
+    return qemu_argv.build(GuestConfig(accel="tcg", **kw), res)
+
+
+def test_data_dirs_become_L_options_in_order_before_anything_else():
+    res = replace(RES, data_dirs=("/c/usr/share/qemu", "/c/usr/share/seabios"))
+    argv = build(res=res)
+    assert argv[1:5] == ["-L", "/c/usr/share/qemu", "-L", "/c/usr/share/seabios"]
+    assert "-L" not in build()  # the system QEMU uses its built-in firmware paths
+
+
+def test_file_backend_is_shared_and_lives_in_the_given_directory():
+    argv = build(backend="file", res=replace(RES, mem_path="/dev/shm"))
+    assert opt(argv, "-object") == ["memory-backend-file,id=ram0,size=2048M,mem-path=/dev/shm,share=on"]
+    assert opt(argv, "-machine") == ["q35,memory-backend=ram0"]
+
+
+@pytest.mark.parametrize("page", [2, 1024])
+def test_hugetlbfs_backend_is_a_shared_file_on_the_mount(page):
+    argv = build(backend="hugetlbfs", hugepage_mib=page, res=replace(RES, mem_path=f"/run/d/hugetlbfs-{page}M"))
+    assert opt(argv, "-object") == [f"memory-backend-file,id=ram0,size=2048M,mem-path=/run/d/hugetlbfs-{page}M,share=on"]
+
+
+def test_a_comma_in_mem_path_cannot_add_an_option():
+    (obj,) = opt(build(backend="file", res=replace(RES, mem_path="/x,share=off")), "-object")
+    assert obj.endswith("mem-path=/x,,share=off,share=on")
+
+
+@pytest.mark.parametrize("backend", ["file", "hugetlbfs"])
+def test_fd_backends_need_a_mem_path(backend):
+    with pytest.raises(ValueError, match="mem_path"):
+        build(backend=backend)
+
+
+@pytest.mark.parametrize("backend,head", [
+    ("anon", "memory-backend-ram"), ("memfd", "memory-backend-memfd"), ("file", "memory-backend-file"),
+    ("hugetlbfs", "memory-backend-file")])
+def test_two_numa_nodes_get_a_backend_each_and_half_the_vcpus(backend, head):
+    argv = build(backend=backend, numa_nodes=2, res=replace(RES, mem_path="/m"))
+    objs = opt(argv, "-object")
+    assert [o.split(",")[:3] for o in objs] == [[head, "id=ram0", "size=1024M"], [head, "id=ram1", "size=1024M"]]
+    assert opt(argv, "-numa") == ["node,nodeid=0,cpus=0,memdev=ram0", "node,nodeid=1,cpus=1,memdev=ram1"]
+    # with -numa memdev the machine must not name a memory-backend of its own
+    assert opt(argv, "-machine") == ["q35"] and opt(argv, "-m") == ["2048M"]
+
+
+def test_odd_vcpus_split_with_the_first_node_taking_one_more():
+    argv = build(numa_nodes=2, smp=3)
+    assert opt(argv, "-numa") == ["node,nodeid=0,cpus=0-1,memdev=ram0", "node,nodeid=1,cpus=2,memdev=ram1"]
+
+
+def test_one_node_has_no_numa_option():
+    assert opt(build(), "-numa") == []
+
+
+def test_host_thp_is_not_an_argv_matter():
+    # QEMU madvises guest RAM huge unconditionally; host THP off is a prctl on the
+    # QEMU process (harness/guest.py), so the argv is the same.
+    assert build(host_thp=False) == build(host_thp=True) == build()
