@@ -70,7 +70,8 @@ class Zone:
     def gated(self, order: int) -> bool:
         """True if the reporting worker skips this zone: mm/page_reporting.c
         page_reporting_process_zone needs zone_watermark_ok(low + (32 << order)).
-        (Approximate: ignores the unusable highatomic/CMA free pages.) ZONE_DMA always is."""
+        (Approximate: ignores the unusable highatomic/CMA free pages.) ZONE_DMA, 4095 pages
+        on x86_64, always is at order >= 7."""
         return self.free <= self.low + (PAGE_REPORTING_CAPACITY << order)
 
 
@@ -111,7 +112,7 @@ def parse_zones(zoneinfo: str) -> tuple[Zone, ...]:
         if m := re.match(r"Node\s+\d+,\s+zone\s+(\S+)", line):
             name, vals = m.group(1), {}
         elif m := re.match(r"\s+(pages free|low|spanned)\s+(\d+)$", line):
-            vals.setdefault(m.group(1), int(m.group(2)))  # first only: "low" recurs in no other form, but be safe
+            vals[m.group(1)] = int(m.group(2))  # pageset lines ("high:  53") carry a colon: no match
         elif (m := re.match(r"\s+start_pfn:\s+(\d+)", line)) and name and vals.get("spanned"):
             start = int(m.group(1))
             zones.append(Zone(name, start, start + vals["spanned"], vals.get("pages free", 0), vals.get("low", 0)))
@@ -135,17 +136,23 @@ def parse_scan(text: str) -> Scan:
     names = [n.split()[0] for n, _ in sections]
     if names != ["buddyinfo", "zoneinfo", "runs", "buddyinfo", "end"]:
         raise procfs.ProcParseError(f"e2epfn: sections {names} (truncated output?)")
-    end = dict(kv.split("=") for kv in sections[4][0].split()[1:])
-    runs = []
-    for line in sections[2][1]:
-        c, start, n = line.split()
-        runs.append((c, int(start), int(n)))
+    try:
+        end = dict(kv.split("=") for kv in sections[4][0].split()[1:])
+        runs = []
+        for line in sections[2][1]:
+            c, start, n = line.split()
+            if c not in "NHFRA" or len(c) != 1:
+                raise ValueError(c)
+            runs.append((c, int(start), int(n)))
+        pfns, scan_us = int(end["pfns"]), float(end["scan_us"])
+    except (ValueError, KeyError) as e:
+        raise procfs.ProcParseError(f"e2epfn: malformed runs or end line ({e})") from None
     return Scan(
         runs=tuple(runs),
         zones=parse_zones("\n".join(sections[1][1])),
         buddy_before=tuple(procfs.parse_buddyinfo("\n".join(sections[0][1]))),
         buddy_after=tuple(procfs.parse_buddyinfo("\n".join(sections[3][1]))),
-        pfns=int(end["pfns"]), scan_us=float(end["scan_us"]))
+        pfns=pfns, scan_us=scan_us)
 
 
 # --- the guest's blocks (pure) -------------------------------------------------

@@ -106,6 +106,7 @@ def test_zoneinfo_zones_and_gate():
 @pytest.mark.parametrize("text", [
     "", "e2epfn 2\n", scan_text([("F", 0, 1)]).replace("== end pfns=16384 scan_us=1000\n", ""),
     scan_text([]).replace("== zoneinfo", "!! cannot open /proc/zoneinfo\n== zoneinfo"),
+    scan_text([("X", 0, 1)]), scan_text([("F", 0, 1)]).replace("F 0 1", "F 0"), scan_text([]).replace("scan_us=1000", "scan_us"),
 ])
 def test_parse_scan_rejects_truncated_or_foreign_text(text):
     with pytest.raises(perblock.procfs.ProcParseError):
