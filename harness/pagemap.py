@@ -15,7 +15,8 @@ MADV_DONTNEED without a hole punch would do that), so pagemap alone would call
 it released. QEMU's discard of fd-backed RAM punches a hole and zaps the mapping
 (softmmu/physmem.c ram_block_discard_range); both views then agree. The page
 cache is read with mincore() on our own read-only mapping of QEMU's file
-(/proc/PID/map_files, root only), which faults nothing in.
+(/proc/PID/map_files, root only), which faults nothing in; not for hugetlbfs
+(see in_page_cache).
 """
 from __future__ import annotations
 
@@ -134,6 +135,12 @@ def in_page_cache(path: str, offset: int, pages: int) -> bytes:
     """One byte per page from `offset` of the file at `path`: 1 if in its page cache (mincore)."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        if os.fstat(fd).st_blksize > PAGE:
+            # hugetlbfs (st_blksize = the huge page size): our mapping would need huge alignment
+            # and could reserve huge pages. Skip: pagemap shows QEMU's mapped huge pages, and a
+            # hole punch (QEMU's only discard there) unmaps them everywhere as it frees them
+            # (fs/hugetlbfs/inode.c hugetlbfs_punch_hole).
+            return bytes(pages)
         addr = _libc.mmap(None, pages * PAGE, PROT_READ, MAP_SHARED, fd, offset)
         if addr in (None, MAP_FAILED):
             raise OSError(ctypes.get_errno(), f"mmap {path}")
