@@ -109,8 +109,8 @@ def parse_zones(zoneinfo: str) -> tuple[Zone, ...]:
     only for populated zones, after 'spanned'."""
     zones, name, vals = [], None, {}
     for line in zoneinfo.splitlines():
-        if m := re.match(r"Node\s+\d+,\s+zone\s+(\S+)", line):
-            name, vals = m.group(1), {}
+        if m := re.match(r"Node\s+(\d+),\s+zone\s+(\S+)", line):
+            name, vals = zone_label(int(m.group(1)), m.group(2)), {}
         elif m := re.match(r"\s+(pages free|low|spanned)\s+(\d+)$", line):
             vals[m.group(1)] = int(m.group(2))  # pageset lines ("high:  53") carry a colon: no match
         elif (m := re.match(r"\s+start_pfn:\s+(\d+)", line)) and name and vals.get("spanned"):
@@ -119,6 +119,11 @@ def parse_zones(zoneinfo: str) -> tuple[Zone, ...]:
     if not zones:
         raise procfs.ProcParseError("zoneinfo: no populated zone with start_pfn and spanned")
     return tuple(zones)
+
+
+def zone_label(node: int, zone: str) -> str:
+    """'DMA32' on node 0, 'Normal@node1' elsewhere: zones of several nodes share names."""
+    return zone if node == 0 else f"{zone}@node{node}"
 
 
 def parse_scan(text: str) -> Scan:
@@ -205,11 +210,12 @@ def buddyinfo_mismatches(blocks, scan: Scan, min_order: int) -> list[dict]:
         counts[b.zone, b.order] = counts.get((b.zone, b.order), 0) + 1
     out = []
     for before, after in zip(scan.buddy_before, scan.buddy_after):
+        zone = zone_label(before.node, before.zone)
         for o in range(min_order, len(before.free)):
-            got = counts.get((before.zone, o), 0)
+            got = counts.get((zone, o), 0)
             lo, hi = sorted((before.free[o], after.free[o]))
             if not lo <= got <= hi:
-                out.append({"zone": before.zone, "order": o, "inferred": got,
+                out.append({"zone": zone, "order": o, "inferred": got,
                             "buddyinfo_before": before.free[o], "buddyinfo_after": after.free[o]})
     return out
 

@@ -103,6 +103,18 @@ def test_zoneinfo_zones_and_gate():
     assert dma.gated(9) and not dma32.gated(9) and not dma32.gated(10)
 
 
+def test_zones_of_a_second_node_are_told_apart():
+    text = ZONEINFO + "Node 1, zone   Normal\n  pages free     100\n        low      7\n        spanned  4096\n" \
+                      "  start_pfn:           16384\n"
+    zones = perblock.parse_zones(text)
+    assert [z.name for z in zones] == ["DMA", "DMA32", "Normal@node1"]
+    buddy = BUDDY + "Node 1, zone   Normal 0 0 0 0 0 0 0 0 0 0 4\n"
+    scan = perblock.parse_scan(scan_text([("F", 16384, 4096)], buddy).replace(ZONEINFO, text))
+    blocks = perblock.infer_blocks(scan.runs, scan.zones)
+    assert {b.zone for b in blocks} == {"Normal@node1"}
+    assert perblock.buddyinfo_mismatches(blocks, scan, 0) == []
+
+
 @pytest.mark.parametrize("text", [
     "", "e2epfn 2\n", scan_text([("F", 0, 1)]).replace("== end pfns=16384 scan_us=1000\n", ""),
     scan_text([]).replace("== zoneinfo", "!! cannot open /proc/zoneinfo\n== zoneinfo"),
