@@ -15,7 +15,12 @@ One capture = one guest scan (guest_images/src/e2epfn.c: /proc/kpageflags run-le
 encoded, with /proc/zoneinfo and /proc/buddyinfo around it) and, right after the SSH
 command returns, one host read of QEMU's pagemap over guest RAM (harness/pagemap.py).
 
-Guest rules (Linux 6.1, read in the sources named):
+Classes of guest RAM pages (join): allocated (not free, including per-cpu lists and pages
+isolated for a report in flight), reserved (PG_reserved), free_below_order, free_unreported
+(free blocks of order >= the reporting order not marked), reported.
+
+Guest rules (read for Linux 6.1 in the sources named; measured the same on 6.1.176 and
+6.12.117: inferred blocks equal /proc/buddyinfo at every order in every capture):
 - fs/proc/page.c stable_page_flags sets KPF_BUDDY on every page of a free block: the
   head through PageBuddy, the tails through is_free_buddy_page. So a run of BUDDY pages
   is a run of whole free blocks; the buddy allocator merges every free pair of buddies
@@ -41,6 +46,11 @@ capture at once when the first shows a reported block the host holds; a violatio
 persist in it (same block still reported and still held). QEMU skips the discard and still
 acknowledges when the guest poisons free pages (poison_val != 0) or discard is inhibited:
 exactly what the invariants catch.
+
+Not invariants, on purpose: "allocated pages are held" (an allocated page the guest never
+wrote is absent; with anonymous RAM, host THPs hide that by faulting 2 MiB at a time, with
+memfd a few hundred such pages show) and "every free block >= order gets reported" (the
+zone gate keeps ZONE_DMA's out; `pending` names the rest).
 """
 from __future__ import annotations
 
