@@ -144,7 +144,7 @@ def cmd_run(a) -> int:
     save()
     plot(result, str(stem.with_suffix(".png")))
     if a.json:
-        drop = ("samples", "snapshots", "model")
+        drop = ("samples", "snapshots", "model", "captures")
         slim = {k: v for k, v in result.items() if k not in drop}
         slim["phases"] = [{k: v for k, v in ph.items() if k not in drop} for ph in result["phases"]]
         print(json.dumps(slim))
@@ -160,7 +160,7 @@ def cmd_predict(a) -> int:
 
     try:
         result = json.loads(Path(a.result).read_text())
-        result["snapshots"]["held"]
+        result["phases"][-1]["snapshots"]["held"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{a.result}: not a result file with snapshots ({e.__class__.__name__}: {e})") from None
     try:

@@ -6,7 +6,8 @@ it with other kernel constants (what-ifs).
 """
 from __future__ import annotations
 
-from .model import ReportingParams, predict_touch_free, verdict
+from .model import ReportingParams, ResidentMap, predict_touch_free, verdict
+from .perblock import Capture
 from .snapshot import snapshot_from_capture
 
 # Measured RSS noise of the QEMU process (README "Measured here"): an idle
@@ -27,9 +28,15 @@ def predict_phase(phase: dict, facts: dict, params: ReportingParams | None = Non
     order = phase["reportable_order"]
     before = snapshot_from_capture(held, reporting_order=order)
     after = snapshot_from_capture(freed, reporting_order=order)
+    exact = {}
+    if "captures" in phase:
+        # The exact path: the guest's real free blocks right after the release and
+        # which of their pages the host held then (kpageflags x QEMU pagemap).
+        cap = Capture.from_json(phase["captures"]["freed"])
+        exact = {"blocks": cap.blocks, "resident": ResidentMap.from_bytes(cap.held)}
     p = predict_touch_free(
         before, after, kernel=facts["kernel"], order=order,
-        freed_mib=phase["freed_mib"] if resident_freed_mib is None else resident_freed_mib,
+        freed_mib=phase["freed_mib"] if resident_freed_mib is None else resident_freed_mib, **exact,
         noise_mib=NOISE_MIB, backend=facts.get("backend", "anon"), params=params or ReportingParams(),
         # With reporting off no report reaches QEMU: for the host that is the
         # same as a QEMU that discards nothing.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-from .. import guestfacts, hostmem, procfs
+from .. import guestfacts, hostmem, pagemap, perblock, procfs
 
 # Stability: RSS counts as settled when it moved less than STABLE_EPS_MIB over
 # STABLE_WINDOW_S. The window must exceed the kernel's 2 s reporting delay
@@ -38,6 +38,7 @@ class Run:
         o = self.facts["reporting_order"]
         self.order = o if 0 <= o <= 10 else PAGEBLOCK_ORDER
         self.wl = None
+        self.ranges = pagemap.layout(guest)  # guest-physical -> host mapping, for per-block captures
 
     def ask(self, line: str) -> str:
         """A command to the guest workload (guest_images/src/e2emem.c)."""
@@ -59,9 +60,13 @@ class Run:
         self.progress(f"{name}: releasing {freed_mib:g} MiB")
         action()
         freed = guestfacts.snapshot_texts(self.g)
+        # The guest's free blocks and the host's residency, block by block, right
+        # after the release (the model's exact input) and once RSS has settled.
+        cap_freed = perblock.capture(self.g, self.order, self.ranges)
         self.progress(f"{name}: waiting for RSS to settle")
         after = self.settle(t0, f"RSS to settle after {name}")
         samples = self.s.since(t0)
+        cap_settled = perblock.capture(self.g, self.order, self.ranges)
         reportable = (procfs.free_mib_at_or_above(procfs.parse_buddyinfo(freed["buddyinfo"]), self.order)
                       - procfs.free_mib_at_or_above(procfs.parse_buddyinfo(held["buddyinfo"]), self.order))
         drop = peak.rss_mib - after.rss_mib
@@ -80,6 +85,8 @@ class Run:
             "samples": [[round(x.t - t0, 2), round(x.rss_mib, 1), round(x.ram_rss_mib, 1)] for x in samples],
             "snapshots": {"held": held, "freed": freed},
             "carries_unreported": carries_unreported,
+            "per_block": perblock.summary(cap_freed, cap_settled, self.g.cfg.reporting),
+            "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
         }
         self.phases.append(phase)
         return phase
@@ -88,7 +95,8 @@ class Run:
         """Facts, the phases, and the main (last) phase's numbers at the top level."""
         g = self.g
         self.g.check_healthy()
-        main = {k: v for k, v in self.phases[-1].items() if k != "phase"} if self.phases else {}
+        heavy = ("phase", "snapshots", "captures")  # kept once, in the phase itself
+        main = {k: v for k, v in self.phases[-1].items() if k not in heavy} if self.phases else {}
         return {
             "scenario": scenario, "accel": g.cfg.accel, "kernel": g.image.kernel_release, "qemu": g.qemu.version,
             "memory_mib": g.cfg.memory_mib, "smp": g.cfg.smp, "reporting": g.cfg.reporting,

@@ -18,6 +18,13 @@ PAGES_PER_MIB = 256
 REUSE_SLACK_MIB = 24.0
 
 
+def _invariants_hold(r):
+    """Per-block truth (harness/perblock.py) in every phase: reported blocks are absent on the host."""
+    for ph in r["phases"]:
+        v = ph["per_block"]["violations"]
+        assert v["count"] == 0, f"{ph['phase']}: " + "\n".join(v["first"])
+
+
 def _phases(r):
     return {ph["phase"]: ph for ph in r["phases"]}
 
@@ -31,6 +38,7 @@ def test_fragmented_free_memory_is_not_reported_until_it_merges(guest_factory):
     g = guest_factory()
     r = fragment.run(g, mib=1024)
     predict(r)
+    _invariants_hold(r)
     punch, rest = _phases(r)["punch"], _phases(r)["free-rest"]
     # Half the buffer went back to the guest, in blocks below order 9: the model
     # sees it in the snapshots and predicts (almost) nothing back.
@@ -47,6 +55,7 @@ def test_reported_memory_comes_back_when_touched_and_goes_again(guest_factory):
     g = guest_factory()
     r = reuse.run(g, mib=1024)
     predict(r)
+    _invariants_hold(r)
     assert r["retouch_rise_mib"] >= 1024 - REUSE_SLACK_MIB, "re-touching reported memory must fault it back in"
     for ph in r["phases"]:
         assert ph["verdict"] == "within", _explain(ph)
@@ -58,6 +67,7 @@ def test_data_in_use_survives_ten_reporting_cycles(guest_factory):
     g = guest_factory()
     r = integrity.run(g, keep_mib=keep, churn_mib=churn, cycles=cycles)
     predict(r)
+    _invariants_hold(r)
     assert r["verified_pages"] == keep * PAGES_PER_MIB
     assert r["mismatched_pages"] == 0, f"{r['mismatched_pages']} kept pages changed under reporting"
     assert r["zero_checked_pages"] == churn * PAGES_PER_MIB

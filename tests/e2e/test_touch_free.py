@@ -37,6 +37,8 @@ def _measure(guest_factory, record_property, reporting: bool) -> dict:
               "predicted_hi_mib", "seconds_to_90pct", "predicted_seconds_to_90pct"):
         record_property(k, r[k])
     assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
+    v = r["per_block"]["violations"]  # harness/perblock.py: reported blocks absent on the host, none while off
+    assert v["count"] == 0, "\n".join(v["first"])
     return r
 
 
