@@ -55,9 +55,9 @@ def predict_phase(phase: dict, facts: dict, params: ReportingParams | None = Non
 
 
 def predict(result: dict, params: ReportingParams | None = None) -> dict:
-    """Predict every phase of a result (in place) and return the top-level fields:
-    the main (last) phase's prediction, and a verdict that is `within` only if
-    every phase is."""
+    """Predict every phase of a result and set the top-level fields (both in
+    place): the main (last) phase's prediction, and a verdict that is `within`
+    only if every phase is. Returns those top-level fields."""
     phases = result.get("phases") or [result]
     unreported = 0.0  # freed memory the model says stayed resident (below the order, on pcp lists)
     for ph in phases:
@@ -71,6 +71,7 @@ def predict(result: dict, params: ReportingParams | None = None) -> dict:
     top = {k: v for k, v in phases[-1].items() if k.startswith("predicted_") or k in ("terms", "model")}
     top["verdict"] = "within" if all(ph["verdict"] == "within" for ph in phases) else "outside"
     top["phase_verdicts"] = {ph.get("phase", "main"): ph["verdict"] for ph in phases}
+    result.update(top)
     return top
 
 

@@ -1,0 +1,34 @@
+"""page_reporting_order: how each kernel takes it, and the reclaim at orders other than 9.
+
+mm/page_reporting.c: 6.1 sets page_reporting_order = pageblock_order when the
+driver registers, whatever the command line said; since 6.2 a value set on the
+command line is kept. The harness therefore writes sysfs after the driver loads
+(guest_images/rootfs/etc/rcS), which both kernels honour.
+"""
+import pytest
+
+from harness import guestfacts
+from harness.prediction import curve_mismatches, predict
+from harness.scenarios import touch_free
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+CMDLINE = "page_reporting.page_reporting_order=10"
+
+
+@pytest.mark.parametrize("kernel,effective", [("6.1", 9), ("6.12", 10)], ids=["6.1-overwrites", "6.12-keeps"])
+def test_command_line_order(guest_factory, kernel, effective):
+    g = guest_factory(kernel=kernel, memory_mib=512, smp=1, kernel_args=(CMDLINE,))
+    assert guestfacts.reporting_order(g) == effective
+
+
+@pytest.mark.parametrize("order", [10, 8], ids=["order10", "order8"])
+def test_reclaim_at_other_orders_matches_the_model(guest_factory, order):
+    g = guest_factory(reporting_order=order)
+    assert guestfacts.reporting_order(g) == order
+    r = touch_free.run(g, mib=1024)
+    predict(r)
+    assert r["reportable_order"] == order
+    assert r["verdict"] == "within", (r["drop_mib"], r["predicted_mib"], r["predicted_lo_mib"], r["predicted_hi_mib"])
+    assert curve_mismatches(r) == []
+    assert r["per_block"]["violations"]["count"] == 0, r["per_block"]["violations"]["first"]
