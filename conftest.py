@@ -13,6 +13,25 @@ from harness.paths import REPO
 
 ARTIFACTS = REPO / "results" / "artifacts"
 
+# Guest kernel x QEMU, the matrix dimensions. The default run covers 6.1 x 7.2
+# (tests/e2e/test_touch_free.py and the rest) and the newest pair here;
+# --matrix full runs every pair.
+KERNELS = ("6.1", "6.12")
+QEMUS = ("7.2", "10.0")
+DEFAULT_PAIRS = (("6.12", "10.0"),)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--matrix", choices=("default", "full"), default="default",
+                     help="guest kernel x QEMU pairs for tests that take them: default (6.12 x 10.0) or full (all)")
+
+
+def pytest_generate_tests(metafunc):
+    if "kernel_qemu" in metafunc.fixturenames:
+        full = metafunc.config.getoption("matrix") == "full"
+        pairs = [(k, q) for k in KERNELS for q in QEMUS] if full else list(DEFAULT_PAIRS)
+        metafunc.parametrize("kernel_qemu", pairs, ids=[f"kernel{k}-qemu{q}" for k, q in pairs])
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
