@@ -33,9 +33,15 @@ def _mib(v: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump: `balloon-e2e run -h` has the usage
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="balloon-e2e", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="balloon-e2e", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="boot a guest and run a scenario")
     r.add_argument("scenario", nargs="?", default="touch-free", choices=SCENARIOS)
     r.add_argument("--mib", type=_mib, default=1024, help="MiB to touch and free (default 1024)")
