@@ -31,8 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.model import (Fragment, Free, Register, ResidentMap, Simulation, Touch,  # noqa: E402
+from harness.model import (Free, Register, ResidentMap, Simulation,  # noqa: E402
                            fresh_machine, predict_touch_free, snapshot_of, touch)
+from harness.model.synth import mixed_trace  # noqa: E402
 from harness.snapshot import (render_buddyinfo, render_pagetypeinfo, render_vmstat,  # noqa: E402
                               render_zoneinfo, snapshot_from_texts)
 
@@ -85,33 +86,8 @@ def bench_replay(before: dict, after: dict) -> dict:
 
 
 def make_trace(n_ops: int, seed: int = 2, fragment: float = 0.01) -> list:
-    """n_ops ops over 600 s: touches of 1-64 pages, frees (35%), THP touches (5%) and
-    fragmenting frees (keep every other page) of a live tag (`fragment`, 1% by default)."""
-    rng = random.Random(seed)
-    ops, live, live_pages = [Register(0.0)], [], 0
-    cap = (GUEST_MIB - 4096) * 256 // 2
-    for i in range(n_ops - 1):
-        t = 1.0 + 600.0 * i / n_ops
-        r = rng.random()
-        if live and (r < 0.35 or live_pages > cap):
-            j = rng.randrange(len(live))
-            live[j], live[-1] = live[-1], live[j]      # O(1) removal of a random live tag
-            tag, pages = live.pop()
-            live_pages -= pages
-            ops.append(Free(t, tag))
-        elif live and r < 0.35 + fragment:
-            tag, pages = live[rng.randrange(len(live))]
-            ops.append(Fragment(t, tag, keep_every=2))
-        elif r < 0.40 + fragment:
-            live.append((f"t{i}", 512))
-            live_pages += 512
-            ops.append(Touch(t, f"t{i}", 512, thp=True))
-        else:
-            n = rng.randint(1, 64)
-            live.append((f"t{i}", n))
-            live_pages += n
-            ops.append(Touch(t, f"t{i}", n))
-    return ops
+    """n_ops ops over 600 s on the 64 GiB guest (harness.model.synth.mixed_trace)."""
+    return mixed_trace(n_ops, GUEST_MIB, seed=seed, fragment=fragment)
 
 
 def bench_trace(ops: list) -> dict:

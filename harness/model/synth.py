@@ -9,12 +9,14 @@ zone_highsize), so gates and budgets see plausible numbers.
 from __future__ import annotations
 
 import math
+import random
 from types import MappingProxyType
 
 from ..procfs import BuddyZone
 from ..snapshot import MIGRATETYPE_NAMES, PageTypeInfo, PcpInfo, Snapshot, ZoneInfo
 from .buddy import MIGRATE_TYPES, Machine, Zone
 from .kernel import KernelSpec, kernel_spec
+from .trace import Fragment, Free, Register, Touch
 
 MIB_PAGES = 256
 FOUR_GIB_PFN = 1 << 20
@@ -102,3 +104,36 @@ def snapshot_of(machine: Machine, kernel: str, reporting_order: int, smp: int = 
                       MappingProxyType(free), frozenset(), MappingProxyType(blocks), MIGRATETYPE_NAMES)
     vm = MappingProxyType({"nr_free_pages": machine.free_pages()})
     return Snapshot(tuple(zinfos), pt, tuple(buddy), vm, kernel, reporting_order)
+
+
+def mixed_trace(n_ops: int, memory_mib: int, *, seed: int = 2, fragment: float = 0.01,
+                duration_s: float = 600.0) -> list:
+    """A random workload of n_ops ops over duration_s (the model benchmark's, and a pinned test's):
+    Register, then touches of 1-64 pages, frees of a random live tag (35%, and whenever the live
+    set passes half of the RAM above 4 GiB), THP touches (5%) and fragmenting frees (keep every
+    other page) of a live tag (`fragment`, 1% by default)."""
+    rng = random.Random(seed)
+    ops, live, live_pages = [Register(0.0)], [], 0
+    cap = (memory_mib - 4096) * MIB_PAGES // 2
+    for i in range(n_ops - 1):
+        t = 1.0 + duration_s * i / n_ops
+        r = rng.random()
+        if live and (r < 0.35 or live_pages > cap):
+            j = rng.randrange(len(live))
+            live[j], live[-1] = live[-1], live[j]      # O(1) removal of a random live tag
+            tag, pages = live.pop()
+            live_pages -= pages
+            ops.append(Free(t, tag))
+        elif live and r < 0.35 + fragment:
+            tag, pages = live[rng.randrange(len(live))]
+            ops.append(Fragment(t, tag, keep_every=2))
+        elif r < 0.40 + fragment:
+            live.append((f"t{i}", 512))
+            live_pages += 512
+            ops.append(Touch(t, f"t{i}", 512, thp=True))
+        else:
+            n = rng.randint(1, 64)
+            live.append((f"t{i}", n))
+            live_pages += n
+            ops.append(Touch(t, f"t{i}", n))
+    return ops
