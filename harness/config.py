@@ -65,7 +65,7 @@ class GuestConfig:
     # None: $BALLOON_E2E_QEMU, else qemu-system-x86_64 on PATH; "7.2", "10.0", or a path (harness/qemu_bin.py)
     qemu: str | None = None
     hugepage_mib: int = 2  # hugetlb page size of the hugetlbfs backend
-    numa_nodes: int = 1  # guest NUMA nodes: RAM and vCPUs split evenly, one memory backend each
+    numa_nodes: int = 1  # guest NUMA nodes: RAM and vCPUs split evenly, one memory backend and socket each
     # Host transparent huge pages for the guest's anonymous RAM. None: as the host has it
     # (QEMU madvises guest RAM MADV_HUGEPAGE, so THP in `madvise` or `always` mode backs it).
     # True: the same, but the host mode must allow it. False: PR_SET_THP_DISABLE on QEMU alone.
@@ -93,8 +93,10 @@ class GuestConfig:
             raise UserError("a huge page size applies only to the hugetlbfs backend")
         if self.numa_nodes not in NUMA_NODES:
             raise UserError(f"NUMA nodes {self.numa_nodes} not one of {', '.join(map(str, NUMA_NODES))}")
-        if self.smp < self.numa_nodes:
-            raise UserError(f"{self.numa_nodes} NUMA nodes need at least {self.numa_nodes} vCPUs (smp {self.smp})")
+        # One socket per node: vCPUs of one socket share a cache, and the guest kernel warns
+        # (arch/x86/kernel/smpboot.c topology_sane) when cache siblings sit on different nodes.
+        if self.smp % self.numa_nodes:
+            raise UserError(f"{self.smp} vCPUs do not split evenly into {self.numa_nodes} NUMA nodes")
         # Each node's RAM is a whole number of the backing's pages (and of 2 MiB, so no
         # reportable block of order 9 straddles two nodes).
         unit = self.host_page_size // (1 << 20) if self.backend == "hugetlbfs" else 2
@@ -114,7 +116,6 @@ class GuestConfig:
         return self.memory_mib // self.numa_nodes
 
     def node_cpus(self, node: int) -> range:
-        """The vCPUs of `node`: consecutive, the first nodes take one more when smp is odd."""
-        per, extra = divmod(self.smp, self.numa_nodes)
-        start = node * per + min(node, extra)
-        return range(start, start + per + (1 if node < extra else 0))
+        """The vCPUs of `node` (its socket's): consecutive, smp / numa_nodes of them."""
+        per = self.smp // self.numa_nodes
+        return range(node * per, (node + 1) * per)

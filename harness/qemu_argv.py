@@ -81,7 +81,9 @@ def build(cfg: GuestConfig, res: Resources) -> list[str]:
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-accel", "kvm" if cfg.accel == "kvm" else "tcg,thread=multi",
         "-cpu", "host" if cfg.accel == "kvm" else "max",
-        "-smp", str(cfg.smp),
+        # with NUMA, one socket per node (see GuestConfig.numa_nodes)
+        "-smp", str(cfg.smp) if cfg.numa_nodes == 1 else
+        f"{cfg.smp},sockets={cfg.numa_nodes},cores={cfg.smp // cfg.numa_nodes},threads=1",
         *memory,
         "-kernel", res.kernel, "-initrd", res.initrd,
         "-append", kernel_cmdline(cfg, res),

@@ -28,7 +28,7 @@ def test_parse_mib_rejects_with_one_line(text):
     ({"backend": "hugetlbfs", "hugepage_mib": 1024, "memory_mib": 1536}, "whole 1024 MiB pages"),
     ({"backend": "hugetlbfs", "hugepage_mib": 1024, "numa_nodes": 2, "memory_mib": 3072}, "2 node"),
     ({"numa_nodes": 3}, "NUMA nodes 3"), ({"numa_nodes": 0}, "NUMA nodes 0"),
-    ({"numa_nodes": 2, "smp": 1}, "at least 2 vCPUs"), ({"numa_nodes": 2, "memory_mib": 1026}, "does not split"),
+    ({"numa_nodes": 2, "smp": 1}, "do not split evenly"), ({"numa_nodes": 2, "smp": 3}, "do not split evenly"), ({"numa_nodes": 2, "memory_mib": 1026}, "does not split"),
     ({"backend": "memfd", "host_thp": False}, "anonymous RAM"), ({"backend": "hugetlbfs", "host_thp": True}, "anonymous"),
 ])
 def test_config_validation(kw, match):
@@ -52,7 +52,7 @@ def test_parse_mib_never_crashes(text):
 @pytest.mark.parametrize("kw", [
     {"qemu": "7.2"}, {"qemu": "10.0"}, {"qemu": "/opt/qemu/bin/qemu-system-x86_64"}, {"qemu": "./qemu"},
     {"backend": "file"}, {"backend": "hugetlbfs"}, {"backend": "hugetlbfs", "hugepage_mib": 1024},
-    {"numa_nodes": 2}, {"numa_nodes": 2, "smp": 3}, {"numa_nodes": 2, "backend": "hugetlbfs"},
+    {"numa_nodes": 2}, {"numa_nodes": 2, "smp": 4}, {"numa_nodes": 2, "backend": "hugetlbfs"},
     {"host_thp": True}, {"host_thp": False},
 ], ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_valid_dimensions(kw):

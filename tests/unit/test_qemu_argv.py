@@ -112,15 +112,19 @@ def test_two_numa_nodes_get_a_backend_each_and_half_the_vcpus(backend, head):
     assert opt(argv, "-numa") == ["node,nodeid=0,cpus=0,memdev=ram0", "node,nodeid=1,cpus=1,memdev=ram1"]
     # with -numa memdev the machine must not name a memory-backend of its own
     assert opt(argv, "-machine") == ["q35"] and opt(argv, "-m") == ["2048M"]
+    # one socket per node, or the guest warns that cache siblings sit on two nodes
+    assert opt(argv, "-smp") == ["2,sockets=2,cores=1,threads=1"]
 
 
-def test_odd_vcpus_split_with_the_first_node_taking_one_more():
-    argv = build(numa_nodes=2, smp=3)
-    assert opt(argv, "-numa") == ["node,nodeid=0,cpus=0-1,memdev=ram0", "node,nodeid=1,cpus=2,memdev=ram1"]
+def test_four_vcpus_on_two_nodes():
+    argv = build(numa_nodes=2, smp=4)
+    assert opt(argv, "-numa") == ["node,nodeid=0,cpus=0-1,memdev=ram0", "node,nodeid=1,cpus=2-3,memdev=ram1"]
+    assert opt(argv, "-smp") == ["4,sockets=2,cores=2,threads=1"]
 
 
-def test_one_node_has_no_numa_option():
-    assert opt(build(), "-numa") == []
+def test_one_node_has_no_numa_option_and_a_plain_smp():
+    argv = build()
+    assert opt(argv, "-numa") == [] and opt(argv, "-smp") == ["2"]
 
 
 def test_host_thp_is_not_an_argv_matter():
