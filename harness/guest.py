@@ -227,6 +227,22 @@ class Guest:
             raise GuestError(f"gpa2hva {gpa:#x}: {out.strip()}")
         return int(m.group(1), 16)
 
+    def ram_hvas(self) -> tuple[int, ...]:
+        """Host address of every guest RAM backend: one per NUMA node, found through each node's
+        first page (the lowest start_pfn of its populated zones in the guest's /proc/zoneinfo)."""
+        if self.cfg.numa_nodes == 1:
+            return (self.ram_hva(0),)
+        first: dict[int, int] = {}
+        node = None
+        for line in self.run("cat /proc/zoneinfo").stdout.splitlines():
+            if m := re.match(r"Node (\d+), zone", line):
+                node = int(m.group(1))
+            elif (m := re.match(r"\s+start_pfn:\s+(\d+)", line)) and node is not None:
+                first[node] = min(first.get(node, int(m.group(1))), int(m.group(1)))
+        if len(first) != self.cfg.numa_nodes:
+            raise GuestError(f"the guest shows RAM on nodes {sorted(first)}, configured {self.cfg.numa_nodes}")
+        return tuple(self.ram_hva(pfn * 4096) for _, pfn in sorted(first.items()))
+
     def query_balloon(self) -> dict:
         return self.qmp.cmd("query-balloon")
 

@@ -56,11 +56,22 @@ def resident_kb(vma: Vma) -> int:
     return vma.kb.get("Rss", 0) + vma.kb.get("Shared_Hugetlb", 0) + vma.kb.get("Private_Hugetlb", 0)
 
 
-def sample(proc: psutil.Process, ram_hva: int) -> Sample:
+def ram_kb(vmas: list[Vma], ram_hva) -> int:
+    """kB resident in the guest RAM mapping(s): `ram_hva` is one host address, or several
+    (one per memory backend, e.g. per NUMA node); a mapping named twice counts once."""
+    hvas = (ram_hva,) if isinstance(ram_hva, int) else tuple(ram_hva)
+    found = {}
+    for hva in hvas:
+        v = mapping_at(vmas, hva)
+        found[v.start] = v
+    return sum(resident_kb(v) for v in found.values())
+
+
+def sample(proc: psutil.Process, ram_hva) -> Sample:
     t = time.monotonic()
     rss = proc.memory_info().rss
     with open(f"/proc/{proc.pid}/smaps") as f:
-        ram = resident_kb(mapping_at(parse_smaps(f.read()), ram_hva)) * KIB
+        ram = ram_kb(parse_smaps(f.read()), ram_hva) * KIB
     return Sample(t, rss / MIB, ram / MIB)
 
 
@@ -68,7 +79,7 @@ def sample(proc: psutil.Process, ram_hva: int) -> Sample:
 class Sampler:
     """Samples in a thread every `period` s; wait_for() blocks on a condition with a deadline."""
     pid: int
-    ram_hva: int
+    ram_hva: int | tuple[int, ...]  # one host address per guest RAM backend (see ram_kb)
     period: float = 0.1
     samples: list[Sample] = field(default_factory=list)
 

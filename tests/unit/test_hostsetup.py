@@ -99,3 +99,21 @@ def test_hugetlb_mapping_counts_its_huge_pages():
     # hostmem.resident_kb: captured on this host (QEMU 7.2, hugetlbfs 2M, share=on, just booted)
     (v,) = hostmem.parse_smaps(SMAPS_HUGETLB)
     assert v.kb["Rss"] == 0 and hostmem.resident_kb(v) == 167936
+
+
+SMAPS_TWO_NODES = """\
+7f1e43c00000-7f1e83c00000 rw-p 00000000 00:00 0 
+Size:            1048576 kB
+Rss:              900000 kB
+7f1e83e00000-7f1ec3e00000 rw-p 00000000 00:00 0 
+Size:            1048576 kB
+Rss:              104000 kB
+"""
+
+
+def test_ram_of_two_backends_is_their_sum_and_a_mapping_counts_once():
+    vmas = hostmem.parse_smaps(SMAPS_TWO_NODES)
+    node0, node1 = 0x7f1e83e00000, 0x7f1e43c00000
+    assert hostmem.ram_kb(vmas, node0) == 104000  # one address, as before
+    assert hostmem.ram_kb(vmas, (node0, node1)) == 1004000
+    assert hostmem.ram_kb(vmas, (node0, node0 + 4096)) == 104000
