@@ -108,7 +108,7 @@ class Run:
 @contextmanager
 def measuring(guest, progress=lambda m: None):
     """A Run with its sampler going, once the idle guest's RSS has settled."""
-    with hostmem.Sampler(guest.pid, guest.ram_hva(0)) as s:
+    with hostmem.Sampler(guest.pid, guest.ram_hvas()) as s:
         run = Run(guest, s, progress)
         try:
             progress("waiting for the idle guest's RSS to settle")
