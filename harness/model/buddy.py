@@ -229,6 +229,36 @@ class Zone:
             return -1
         return self._drain_over_high()
 
+    def free_to_pcp(self, runs: list, i: int = 0) -> tuple[int, int]:
+        """free_unref_page_commit for runs[i], runs[i + 1], ... while they lie in this zone.
+
+        A THP goes on as one pageblock_order entry (pcp_allowed_order); any other run as one
+        entry, merged into the newest if it starts where that one ends (same pages, same
+        order); the list drains past `high`. Returns the largest order that reached a buddy
+        list (-1: none) and the index of the first run not taken. One call per free, not per
+        run: the loop keeps the zone's fields in locals."""
+        start, end, high = self.start, self.end, self.pcp_high
+        pcp, thps = self.pcp, self.pcp_thp
+        thp = 1 << self.pb_order
+        best = -1
+        for i in range(i, len(runs)):
+            run = runs[i]
+            pfn, n = run
+            if n <= 0 or pfn < start or pfn + n > end:
+                return best, i
+            if n == thp and not pfn & (thp - 1):
+                thps.append(pfn)
+            elif pcp and (last := pcp[-1])[0] + last[1] == pfn:
+                pcp[-1] = (last[0], last[1] + n)
+            else:
+                pcp.append(run)                    # the run's own tuple: no new object per run
+            self.pcp_count += n
+            if self.pcp_count >= high:
+                o = self._drain_over_high()
+                if o > best:
+                    best = o
+        return best, len(runs)
+
     def _drain_over_high(self) -> int:
         # nr_pcp_free: clamp(batch, batch, high - batch), 1 when high < batch; the doubling
         # by free_factor over consecutive frees is left out
@@ -351,16 +381,18 @@ class Zone:
         self.alloc_short = 0
         pcp = self.pcp
         while need and pcp:                        # rmqueue_pcplist: order-0 list, most recent first
-            p, k = pcp.pop()
+            run = pcp.pop()
+            p, k = run
             if k > need:
                 pcp.append((p, k - need))
                 p, k = p + k - need, need
-            self.pcp_count -= k
+                run = (p, k)
             if out and p + k == out[-1][0]:        # LIFO hands a freed run back top-down: rejoin it
                 out[-1] = (p, k + out[-1][1])
             else:
-                out.append((p, k))
+                out.append(run)                    # the pcp's tuple itself: no new object per run
             need -= k
+        self.pcp_count -= npages - need
         lists, where, nr_free, unrep = self.lists, self.where, self.nr_free, self.unrep
         while need:
             # _take_smallest_block, inlined
@@ -592,11 +624,25 @@ class Machine:
     def free_runs(self, runs, via_pcp: bool = True) -> int:
         """Free (pfn, n) runs of order-0 pages; returns the largest order that reached a buddy list.
 
-        Zone.free_range, inlined: this is the hot path of long traces."""
+        The hot path of long traces (millions of runs of a few pages): consecutive runs inside
+        one zone with a per-cpu list go to Zone.free_to_pcp in one call; a run across zones,
+        or to a zone without one, is split and freed here (Zone.free_range, inlined)."""
         best = -1
         z = self._last
         thp = 1 << self.spec.pageblock_order
-        for pfn, n in runs:
+        if not isinstance(runs, list):
+            runs = list(runs)
+        i, n_runs = 0, len(runs)
+        while i < n_runs:
+            pfn, n = runs[i]
+            if not (z.start <= pfn < z.end):
+                z = self.zone_of(pfn)
+            if via_pcp and z.pcp_high > 0 and 0 < n <= z.end - pfn:
+                o, i = z.free_to_pcp(runs, i)
+                if o > best:
+                    best = o
+                continue
+            i += 1
             while n:
                 if not (z.start <= pfn < z.end):
                     z = self.zone_of(pfn)
@@ -604,16 +650,7 @@ class Machine:
                 if k > n:
                     k = n
                 if via_pcp and z.pcp_high > 0:
-                    if k == thp and not pfn & (thp - 1):
-                        z.pcp_thp.append(pfn)       # a THP: one order-9 pcp entry (pcp_allowed_order)
-                    else:
-                        pcp = z.pcp
-                        if pcp and pcp[-1][0] + pcp[-1][1] == pfn:
-                            pcp[-1] = (pcp[-1][0], pcp[-1][1] + k)   # same pages, same order
-                        else:
-                            pcp.append((pfn, k))
-                    z.pcp_count += k
-                    o = z._drain_over_high() if z.pcp_count >= z.pcp_high else -1
+                    o = z.free_to_pcp([(pfn, k)])[0]
                 elif k == 1:
                     o = z.free_block(pfn, 0)[1]
                 else:
