@@ -70,6 +70,10 @@ class ResidentMap:
 
     def __init__(self, nr_pages: int, resident: bool = False):
         self.bits = bytearray([1 if resident else 0]) * nr_pages
+        # per granule size: 1 = every page of that granule is known resident. Only clear()
+        # takes residency away, and it resets the flags, so a 1 is always true (a 0 may be
+        # stale: it only sends touch_runs the slow way). Write bits through the methods.
+        self._full: dict[int, bytearray] = {}
 
     @classmethod
     def from_ranges(cls, nr_pages: int, ranges) -> "ResidentMap":
@@ -112,6 +116,9 @@ class ResidentMap:
         was = self.count(pfn, n)
         if was:
             self.bits[pfn:pfn + n] = bytes(n)
+            for g, full in self._full.items():
+                a, b = pfn // g, (pfn + n - 1) // g + 1
+                full[a:b] = bytes(b - a)
         return was
 
     def touch(self, pfn: int, n: int, granule: int = 1) -> None:
@@ -142,6 +149,39 @@ class ResidentMap:
                 e = ge if ge < end else end
                 bits[s:e] = b"\x01" * (e - s)
             g = ge
+
+    def touch_runs(self, runs, granule: int = 1) -> None:
+        """touch(pfn, n, granule) for each (pfn, n) run of one allocation, in one call.
+
+        A long trace touches millions of runs, mostly single pages just handed back by the
+        per-cpu list, whose granule is long since backed: a per-granule flag (a few KiB, where
+        the per-page map is MiBs: no cache miss) skips those; a granule seen for the first
+        time is faulted here; a run over a granule boundary, or out of range, goes to touch()."""
+        bits = self.bits
+        size = len(bits)
+        if granule <= 1:
+            for pfn, n in runs:
+                if pfn < 0 or n < 0 or pfn + n > size:
+                    self._check(pfn, n)
+                bits[pfn:pfn + n] = b"\x01" * n
+            return
+        full = self._full.get(granule)
+        if full is None:
+            full = self._full[granule] = bytearray(size // granule)   # complete granules only
+        for pfn, n in runs:
+            gi = pfn // granule
+            g = gi * granule
+            if pfn < 0 or n < 0 or pfn + n > g + granule or g + granule > size:
+                self.touch(pfn, n, granule)
+            elif full[gi]:
+                pass                                     # every page already resident
+            elif bits[pfn] or bits.count(1, g, g + granule):
+                bits[pfn:pfn + n] = b"\x01" * n          # the granule is backed: only the pages written
+                if bits.find(0, g, g + granule) < 0:
+                    full[gi] = 1
+            else:
+                bits[g:g + granule] = b"\x01" * granule  # a first touch faults the whole granule
+                full[gi] = 1
 
     def total(self) -> int:
         return self.bits.count(1)

@@ -123,17 +123,8 @@ class Simulation:
             held[op.tag].extend(runs)
         else:
             held[op.tag] = runs
-        res = self.resident
-        if res is not None:
-            g = self._granule
-            if g == 1:
-                bits = res.bits
-                for pfn, n in runs:
-                    bits[pfn:pfn + n] = b"\x01" * n
-            else:
-                touch_ = res.touch
-                for pfn, n in runs:
-                    touch_(pfn, n, g)
+        if self.resident is not None:
+            self.resident.touch_runs(runs, self._granule)
 
     def _free(self, op: Free) -> None:
         runs = self.result.held.pop(op.tag, None)

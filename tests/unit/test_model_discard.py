@@ -85,6 +85,25 @@ def test_resident_map_ranges_and_counts_agree(sets, clears):
     assert {p + i for p, n in res.ranges() for i in range(n)} == ref
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["touch", "clear"]), st.integers(0, 4400), st.integers(0, 700)),
+                max_size=30),
+       st.sampled_from([1, 8, 512]))
+def test_touch_runs_is_touch_run_by_run(ops, granule):
+    # touch_runs skips granules it knows are fully resident: clear() must forget them
+    fast, slow = ResidentMap(4400), ResidentMap(4400)      # the last granule is partial
+    for op, p, n in ops:
+        if op == "clear":
+            n = min(n, 4400 - p)
+            assert fast.clear(p, n) == slow.clear(p, n)
+            continue
+        runs = [(q, min(m, 4400 - q)) for q, m in ((p, n), (p + n // 2, 1), (p // 2, n // 3 + 1)) if q < 4400]
+        fast.touch_runs(runs, granule)
+        for q, m in runs:
+            slow.touch(q, m, granule)
+        assert fast.bits == slow.bits
+
+
 def test_ranges_outside_guest_ram_are_refused():
     with pytest.raises(ModelError):
         ResidentMap(100).set(90, 20)
