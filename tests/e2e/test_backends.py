@@ -1,0 +1,181 @@
+"""touch-free across the host side: QEMU version, guest RAM backing, host THP.
+
+Every case boots a real guest, touches and frees FREED_MIB in it, and holds the
+measurement to the model's prediction from the guest's own snapshots (verdict
+`within`, and the measured curve on the predicted per-pass plateaus).
+
+What moves depends on the backing (QEMU ram_block_discard_range; config.model_host):
+- anon: MADV_DONTNEED; memfd and a file on tmpfs: fallocate(PUNCH_HOLE) on
+  shmem. QEMU's process RSS drops.
+- hugetlbfs: PUNCH_HOLE frees whole huge pages, but hugetlb pages are not in
+  Rss (smaps: Shared/Private_Hugetlb), so the process RSS stays flat and the
+  guest RAM mapping (hostmem.resident_kb) drops. Both are predicted: the model
+  has a metric for each.
+- 1 GiB huge pages: a page is larger than any report (order <= 10, 4 MiB):
+  QEMU skips every range as unaligned, so nothing comes back (item 5 of issue 6).
+
+By default only one case per mechanism runs (QEMU 10.0, hugetlbfs 2 MiB); the
+rest carry the `matrix` marker.
+"""
+import pytest
+
+from harness import hostmem, qemu_bin
+from harness.config import GuestConfig, model_host
+from harness.errors import UserError
+from harness.hostsetup import HostUnsupported, hugetlb_unsupported
+from harness.model import predict_touch_free, verdict
+from harness.prediction import NOISE_MIB, curve_mismatches, predict
+from harness.scenarios import touch_free
+from harness.snapshot import snapshot_from_capture
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+FREED_MIB = 1024
+# Touching 1 GiB raised the measured metric by 1012-1028 MiB in 12 runs
+# (tests/e2e/test_touch_free.py): twice the worst deficit.
+REUSE_SLACK_MIB = 24.0
+CURVE_JITTER_S = 0.5  # as in tests/e2e/test_touch_free.py
+
+CASES = [
+    pytest.param({"qemu": "10.0"}, id="qemu-10.0"),
+    pytest.param({"backend": "hugetlbfs"}, id="hugetlbfs-2M"),
+    pytest.param({"qemu": "10.0", "backend": "memfd"}, id="qemu-10.0-memfd", marks=pytest.mark.matrix),
+    pytest.param({"backend": "memfd"}, id="memfd", marks=pytest.mark.matrix),
+    pytest.param({"backend": "file"}, id="file-tmpfs", marks=pytest.mark.matrix),
+    pytest.param({"qemu": "10.0", "backend": "hugetlbfs"}, id="qemu-10.0-hugetlbfs-2M", marks=pytest.mark.matrix),
+    pytest.param({"host_thp": True}, id="anon-thp-on", marks=pytest.mark.matrix),
+    pytest.param({"host_thp": False}, id="anon-thp-off", marks=pytest.mark.matrix),
+]
+
+
+def _boot(guest_factory, **kw):
+    """A guest, or a skip with the reason when this host cannot provide the backing."""
+    cfg = GuestConfig(**kw)
+    if cfg.backend == "hugetlbfs" and (why := hugetlb_unsupported(cfg.hugepage_mib)):
+        pytest.skip(why)
+    try:
+        return guest_factory(**kw)
+    except HostUnsupported as e:
+        pytest.skip(str(e))
+
+
+def _mapping_view(r: dict, p) -> dict:
+    """The result as seen through the guest RAM mapping, with the mapping's prediction."""
+    j = p.to_json()
+    return dict(r, rss_peak_mib=r["ram_rss_peak_mib"], drop_mib=r["ram_drop_mib"],
+                samples=[[t, ram, ram] for t, _, ram in r["samples"]],
+                predicted_mib=j["expected_mib"], predicted_lo_mib=j["lo_mib"], predicted_hi_mib=j["hi_mib"],
+                predicted_curve=j["curve"], predicted_seconds_to_90pct=j["seconds_to_90pct"],
+                terms=j["terms"], verdict=verdict(r["ram_drop_mib"], p))
+
+
+def _predict_hugetlb(r: dict, cfg: GuestConfig, metric: str):
+    """The model on a hugetlbfs result: harness.prediction.predict does not pass the host page
+    size or the metric through yet (it calls predict_touch_free with backend only), so this
+    makes the same call with both. Remove once prediction.predict reads them from the result."""
+    ph = r["phases"][-1] if r.get("phases") else r  # the snapshots stay in the phase
+    order = ph["reportable_order"]
+    return predict_touch_free(
+        snapshot_from_capture(ph["snapshots"]["held"], reporting_order=order),
+        snapshot_from_capture(ph["snapshots"]["freed"], reporting_order=order),
+        kernel=r["kernel"], order=order, freed_mib=r["freed_mib"], noise_mib=NOISE_MIB,
+        backend="hugetlbfs", host_page_size=cfg.host_page_size, metric=metric,
+        discard_inhibited=not r["reporting_negotiated"])
+
+
+def t90(samples, peak, drop, col):
+    """Seconds after the free until the metric in column `col` fell by 90% of `drop`."""
+    if drop <= 4.0:
+        return None
+    return next((t for t, *v in samples if t >= 0 and peak - v[col - 1] >= 0.9 * drop), None)
+
+
+def _explain(r, metric="rss"):
+    return (f"{metric} drop {r['drop_mib']} MiB, predicted {r['predicted_mib']} in "
+            f"[{r['predicted_lo_mib']}, {r['predicted_hi_mib']}]; terms: "
+            + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]" for t in r["terms"]))
+
+
+def _record(request, record_property, label, r, col):
+    meas = t90(r["samples"], r["rss_peak_mib"], r["drop_mib"], col)
+    line = (f"{request.node.name} {label}: QEMU {r['qemu']}, drop {r['drop_mib']} MiB, predicted {r['predicted_mib']} "
+            f"[{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] {r['verdict']}, "
+            f"t90 {meas} s (predicted {r['predicted_seconds_to_90pct']} s)")
+    record_property(label, line)
+    print("\n" + line)
+
+
+def _touch_free(g, record_property):
+    r = touch_free.run(g, mib=FREED_MIB)
+    assert r["reporting_negotiated"], "VIRTIO_BALLOON_F_REPORTING (bit 5) not negotiated"
+    for k in ("qemu", "kernel", "backend", "drop_mib", "ram_drop_mib"):
+        record_property(k, r[k])
+    return r
+
+
+@pytest.mark.parametrize("dims", CASES)
+def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, record_property, dims):
+    g = _boot(guest_factory, **dims)
+    cfg = g.cfg
+    if "qemu" in dims:
+        assert qemu_bin.series_matches(g.qemu.version, dims["qemu"]), g.qemu.version
+    r = _touch_free(g, record_property)
+    model_backend, metric = model_host(cfg.backend)
+
+    if metric == "rss":
+        # The model knows a file on tmpfs as shmem (memfd): same discard path.
+        r.update(predict(dict(r, backend=model_backend)))
+        _record(request, record_property, "rss", r, 1)
+        assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
+        assert r["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
+        assert r["verdict"] == "within", _explain(r)
+        assert curve_mismatches(r, CURVE_JITTER_S) == [], "the measured curve left the predicted steps"
+    else:
+        # hugetlb: the mapping gives the memory back, the process RSS does not see it at all
+        m = _mapping_view(r, _predict_hugetlb(r, cfg, "mapping"))
+        _record(request, record_property, "mapping", m, 2)
+        print(f"  process RSS drop {r['drop_mib']} MiB (hugetlb pages are outside Rss)")
+        assert r["ram_rss_peak_mib"] - r["ram_rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, \
+            "the workload did not hold its memory"
+        assert m["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
+        assert m["verdict"] == "within", _explain(m, "mapping")
+        assert curve_mismatches(m, CURVE_JITTER_S) == [], "the mapping's curve left the predicted steps"
+        p_rss = _predict_hugetlb(r, cfg, "rss")
+        assert p_rss.expected_mib == 0 and verdict(r["drop_mib"], p_rss) == "within", \
+            f"hugetlb pages are outside Rss: RSS drop {r['drop_mib']} MiB, predicted [{p_rss.lo_mib}, {p_rss.hi_mib}]"
+
+    if cfg.host_thp is not None:
+        vma = hostmem.mapping_at(hostmem.parse_smaps(open(f"/proc/{g.pid}/smaps").read()), g.ram_hva(0))
+        huge = vma.kb.get("AnonHugePages", 0)
+        record_property("anon_huge_kb", huge)
+        if cfg.host_thp:
+            assert huge > 0, "host THP on, yet no THP backs guest RAM"
+        else:
+            assert huge == 0, f"host THP off (PR_SET_THP_DISABLE), yet {huge} kB of THP back guest RAM"
+
+
+@pytest.mark.matrix
+def test_pages_larger_than_any_report_give_nothing_back(request, guest_factory, record_property):
+    """hugetlbfs with 1 GiB pages: reports are at most 4 MiB (order 10), never aligned to a
+    1 GiB page, so QEMU skips them (virtio_balloon_handle_report) and the model predicts 0."""
+    if "pdpe1gb" not in open("/proc/cpuinfo").read():
+        pytest.skip("the host CPU has no 1 GiB pages (no pdpe1gb)")
+    g = _boot(guest_factory, backend="hugetlbfs", hugepage_mib=1024)
+    r = _touch_free(g, record_property)
+    # A guest's first touch of a 1 GiB page backs all of it: QEMU's mapping was whole already.
+    assert r["ram_rss_before_mib"] == pytest.approx(g.cfg.memory_mib, abs=1)
+    p = _predict_hugetlb(r, g.cfg, "mapping")
+    m = _mapping_view(r, p)
+    _record(request, record_property, "mapping", m, 2)
+    assert p.expected_mib == 0 and p.inputs["host_page_size"] == 1 << 30
+    assert m["verdict"] == "within", _explain(m, "mapping")
+    assert r["reportable_mib"] >= FREED_MIB / 2, "the free made blocks reportable: only QEMU ignored them"
+
+
+def test_system_qemu_is_72():
+    try:
+        q = qemu_bin.find("7.2")
+    except UserError as e:
+        pytest.skip(str(e))
+    assert qemu_bin.series_matches(q.version, "7.2") and q.data_dirs == ()
+
