@@ -13,7 +13,7 @@ from .errors import GuestError, LaunchError, UserError
 from .model.errors import ModelError
 from .procfs import ProcParseError
 
-SCENARIOS = ("touch-free", "fragment", "reuse", "integrity")
+SCENARIOS = ("touch-free", "fragment", "reuse", "integrity", "page-cache")
 
 
 def _progress(msg: str) -> None:
@@ -117,11 +117,12 @@ def cmd_run(a) -> int:
     from . import prediction
     from .guest import Guest
     from .plot import plot
-    from .scenarios import fragment, integrity, reuse, touch_free
+    from .scenarios import fragment, integrity, page_cache, reuse, touch_free
 
     cfg = GuestConfig(memory_mib=a.memory, smp=a.smp, accel=a.accel, reporting=a.reporting,
                       reporting_order=a.reporting_order, kernel=a.guest_kernel, qemu=a.qemu, backend=a.backend,
-                      hugepage_mib=a.hugepage_size, numa_nodes=a.numa_nodes, host_thp=a.host_thp)
+                      hugepage_mib=a.hugepage_size, numa_nodes=a.numa_nodes, host_thp=a.host_thp,
+                      disk_mib=a.mib + 64 if a.scenario == "page-cache" else 0)
     if a.mib >= cfg.memory_mib:
         raise UserError(f"--mib {a.mib} must be below the guest's memory ({cfg.memory_mib} MiB)")
     g = Guest(cfg, progress=_progress)
@@ -129,7 +130,8 @@ def cmd_run(a) -> int:
         _progress(f"booting a {cfg.memory_mib} MiB guest ({g.cfg.accel}, QEMU {g.qemu.version})")
         g.launch()
         _progress(f"guest up in {g.boot_s:.1f} s")
-        scenario = {"touch-free": touch_free, "fragment": fragment, "reuse": reuse, "integrity": integrity}[a.scenario]
+        scenario = {"touch-free": touch_free, "fragment": fragment, "reuse": reuse, "integrity": integrity,
+                    "page-cache": page_cache}[a.scenario]
         kw = {} if a.scenario == "integrity" else {"mib": a.mib}
         result = scenario.run(g, progress=_progress, **kw)
     finally:

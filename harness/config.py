@@ -66,6 +66,7 @@ class GuestConfig:
     qemu: str | None = None
     hugepage_mib: int = 2  # hugetlb page size of the hugetlbfs backend
     numa_nodes: int = 1  # guest NUMA nodes: RAM and vCPUs split evenly, one memory backend and socket each
+    disk_mib: int = 0  # >0: a sparse raw virtio-blk disk of this size (/dev/vda), for page-cache data
     # Host transparent huge pages for the guest's anonymous RAM. None: as the host has it
     # (QEMU madvises guest RAM MADV_HUGEPAGE, so THP in `madvise` or `always` mode backs it).
     # True: the same, but the host mode must allow it. False: PR_SET_THP_DISABLE on QEMU alone.
@@ -91,6 +92,8 @@ class GuestConfig:
             raise UserError(f"huge page size {self.hugepage_mib} MiB not one of {', '.join(map(str, HUGEPAGE_MIB))}")
         if self.hugepage_mib != 2 and self.backend != "hugetlbfs":
             raise UserError("a huge page size applies only to the hugetlbfs backend")
+        if not 0 <= self.disk_mib <= 1 << 20:
+            raise UserError(f"disk {self.disk_mib} MiB out of range (0 .. 1 TiB)")
         if self.numa_nodes not in NUMA_NODES:
             raise UserError(f"NUMA nodes {self.numa_nodes} not one of {', '.join(map(str, NUMA_NODES))}")
         # One socket per node: vCPUs of one socket share a cache, and the guest kernel warns

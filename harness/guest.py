@@ -127,6 +127,15 @@ class Guest:
             self.shutdown()
             raise
 
+    def _disk(self) -> str | None:
+        """A sparse raw file in the private run directory: reads of it are zeros, costs no space."""
+        if not self.cfg.disk_mib:
+            return None
+        path = self.rundir / "disk.raw"
+        with open(path, "wb") as f:
+            f.truncate(self.cfg.disk_mib << 20)
+        return str(path)
+
     def _start_qemu(self) -> bool:
         self._key, pub = keys.key_pair()
         ours, theirs = socket.socketpair()
@@ -135,7 +144,8 @@ class Guest:
             qemu=str(self.qemu.path), kernel=str(self.image.kernel), initrd=str(self.image.initrd),
             base_cmdline=self.image.cmdline, qmp_fd=theirs.fileno(), console_log=str(self.console_log),
             ssh_port=self.ssh_port, ssh_pubkey_b64=pub,
-            data_dirs=tuple(str(d) for d in self.qemu.data_dirs), mem_path=self.mem_path)
+            data_dirs=tuple(str(d) for d in self.qemu.data_dirs), mem_path=self.mem_path,
+            disk=self._disk())
         self.argv = qemu_argv.build(self.cfg, res)
         self.t_start = time.monotonic()
         with open(self.qemu_log, "wb") as log:

@@ -22,6 +22,7 @@ class Resources:
     # The directory QEMU creates (and at once unlinks) its RAM file in: a tmpfs for the
     # `file` backend, a hugetlbfs mount of the configured page size for `hugetlbfs`
     mem_path: str | None = None
+    disk: str | None = None  # the raw disk file, when cfg.disk_mib > 0
 
 
 def kernel_cmdline(cfg: GuestConfig, res: Resources) -> str:
@@ -95,4 +96,9 @@ def build(cfg: GuestConfig, res: Resources) -> list[str]:
     ]
     if cfg.hinting:
         argv += ["-object", "iothread,id=iot0"]
+    if cfg.disk_mib:
+        if not res.disk:
+            raise ValueError("disk_mib set but no disk file given")
+        argv += ["-drive", f"file={res.disk},if=none,id=d0,format=raw",
+                 "-device", "virtio-blk-pci,drive=d0"]
     return argv + ["-device", balloon]

@@ -7,7 +7,7 @@ bounds are stated where they are used.
 import pytest
 
 from harness.prediction import curve_mismatches, predict
-from harness.scenarios import fragment, integrity, reuse
+from harness.scenarios import fragment, integrity, page_cache, reuse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -77,3 +77,15 @@ def test_data_in_use_survives_ten_reporting_cycles(guest_factory):
         # Each cycle was really reported and discarded, as the model predicts.
         assert ph["verdict"] == "within", _explain(ph)
         assert ph["drop_mib"] > 0.9 * churn - REUSE_SLACK_MIB, _explain(ph)
+
+
+def test_dropped_page_cache_is_reported(guest_factory):
+    mib = 512
+    g = guest_factory(disk_mib=mib + 64)
+    r = page_cache.run(g, mib=mib)
+    predict(r)
+    _invariants_hold(r)
+    assert r["cached_mib"] >= mib, "the read must leave the data in the guest's page cache"
+    ph = _phases(r)["drop-caches"]
+    assert ph["verdict"] == "within", _explain(ph)
+    assert ph["drop_mib"] > 0.9 * mib - REUSE_SLACK_MIB, _explain(ph)
