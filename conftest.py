@@ -23,7 +23,20 @@ DEFAULT_PAIRS = (("6.12", "10.0"),)
 
 def pytest_addoption(parser):
     parser.addoption("--matrix", choices=("default", "full"), default="default",
-                     help="guest kernel x QEMU pairs for tests that take them: default (6.12 x 10.0) or full (all)")
+                     help="default: a subset (6.12 x 10.0 for kernel x QEMU tests, no `matrix` tests); "
+                          "full: every kernel x QEMU pair and every `matrix` test")
+
+
+def pytest_collection_modifyitems(config, items):
+    # The default run is a sensible subset; `matrix` tests join with --matrix full.
+    if config.getoption("matrix") == "full":
+        return
+    keep, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("matrix") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def pytest_generate_tests(metafunc):
