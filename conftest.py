@@ -81,3 +81,20 @@ def guest_factory(request):
             shutil.copytree(g.rundir, dest)
             request.node.add_report_section("teardown", "artifacts", f"guest logs: {dest}")
         shutil.rmtree(g.rundir, ignore_errors=True)
+
+
+PHASE_FIELDS = ("kernel", "qemu", "backend", "drop_mib", "ram_drop_mib", "predicted_mib", "predicted_lo_mib",
+                "predicted_hi_mib", "verdict", "seconds_to_90pct", "predicted_seconds_to_90pct", "freed_mib")
+
+
+@pytest.fixture
+def report(record_property):
+    """report(result): record every phase's measured vs predicted figures in the JUnit XML
+    (one property per phase), for ci/results_table.py to turn into a table."""
+    import json
+
+    def rec(result: dict) -> None:
+        for ph in result.get("phases") or [result]:
+            row = {k: ph.get(k, result.get(k)) for k in PHASE_FIELDS}
+            record_property(f"phase:{ph.get('phase', 'main')}", json.dumps(row))
+    return rec

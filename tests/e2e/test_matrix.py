@@ -11,15 +11,13 @@ from harness.scenarios import touch_free
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
-def test_touch_free_within_the_model(guest_factory, kernel_qemu, record_property):
+def test_touch_free_within_the_model(guest_factory, kernel_qemu, report):
     kernel, qemu = kernel_qemu
     g = guest_factory(kernel=kernel, qemu=qemu)
     assert g.qemu.version.startswith(qemu + "."), g.qemu.version
     r = touch_free.run(g, mib=1024)
     predict(r)
-    for k in ("kernel", "qemu", "drop_mib", "predicted_mib", "predicted_lo_mib", "predicted_hi_mib",
-              "seconds_to_90pct", "predicted_seconds_to_90pct"):
-        record_property(k, r[k])
+    report(r)
     assert r["reporting_negotiated"]
     assert r["verdict"] == "within", (r["drop_mib"], r["predicted_mib"], r["predicted_lo_mib"], r["predicted_hi_mib"])
     assert curve_mismatches(r) == []

@@ -23,11 +23,12 @@ def test_command_line_order(guest_factory, kernel, effective):
 
 
 @pytest.mark.parametrize("order", [10, 8], ids=["order10", "order8"])
-def test_reclaim_at_other_orders_matches_the_model(guest_factory, order):
+def test_reclaim_at_other_orders_matches_the_model(guest_factory, order, report):
     g = guest_factory(reporting_order=order)
     assert guestfacts.reporting_order(g) == order
     r = touch_free.run(g, mib=1024)
     predict(r)
+    report(r)
     assert r["reportable_order"] == order
     assert r["verdict"] == "within", (r["drop_mib"], r["predicted_mib"], r["predicted_lo_mib"], r["predicted_hi_mib"])
     assert curve_mismatches(r) == []

@@ -34,10 +34,11 @@ def _explain(ph):
             f"[{ph['predicted_lo_mib']}, {ph['predicted_hi_mib']}], reportable {ph['reportable_mib']}")
 
 
-def test_fragmented_free_memory_is_not_reported_until_it_merges(guest_factory):
+def test_fragmented_free_memory_is_not_reported_until_it_merges(guest_factory, report):
     g = guest_factory()
     r = fragment.run(g, mib=1024)
     predict(r)
+    report(r)
     _invariants_hold(r)
     punch, rest = _phases(r)["punch"], _phases(r)["free-rest"]
     # Half the buffer went back to the guest, in blocks below order 9: the model
@@ -51,10 +52,11 @@ def test_fragmented_free_memory_is_not_reported_until_it_merges(guest_factory):
     assert curve_mismatches(rest) == []
 
 
-def test_reported_memory_comes_back_when_touched_and_goes_again(guest_factory):
+def test_reported_memory_comes_back_when_touched_and_goes_again(guest_factory, report):
     g = guest_factory()
     r = reuse.run(g, mib=1024)
     predict(r)
+    report(r)
     _invariants_hold(r)
     assert r["retouch_rise_mib"] >= 1024 - REUSE_SLACK_MIB, "re-touching reported memory must fault it back in"
     for ph in r["phases"]:
@@ -62,11 +64,12 @@ def test_reported_memory_comes_back_when_touched_and_goes_again(guest_factory):
         assert ph["drop_mib"] > 0.9 * 1024 - REUSE_SLACK_MIB, _explain(ph)
 
 
-def test_data_in_use_survives_ten_reporting_cycles(guest_factory):
+def test_data_in_use_survives_ten_reporting_cycles(guest_factory, report):
     keep, churn, cycles = 256, 512, 10
     g = guest_factory()
     r = integrity.run(g, keep_mib=keep, churn_mib=churn, cycles=cycles)
     predict(r)
+    report(r)
     _invariants_hold(r)
     assert r["verified_pages"] == keep * PAGES_PER_MIB
     assert r["mismatched_pages"] == 0, f"{r['mismatched_pages']} kept pages changed under reporting"
@@ -79,11 +82,12 @@ def test_data_in_use_survives_ten_reporting_cycles(guest_factory):
         assert ph["drop_mib"] > 0.9 * churn - REUSE_SLACK_MIB, _explain(ph)
 
 
-def test_dropped_page_cache_is_reported(guest_factory):
+def test_dropped_page_cache_is_reported(guest_factory, report):
     mib = 512
     g = guest_factory(disk_mib=mib + 64)
     r = page_cache.run(g, mib=mib)
     predict(r)
+    report(r)
     _invariants_hold(r)
     assert r["cached_mib"] >= mib, "the read must leave the data in the guest's page cache"
     ph = _phases(r)["drop-caches"]

@@ -29,13 +29,11 @@ CURVE_JITTER_S = 0.5
 FREED_MIB = 1024
 
 
-def _measure(guest_factory, record_property, reporting: bool) -> dict:
+def _measure(guest_factory, report, reporting: bool) -> dict:
     g = guest_factory(reporting=reporting)
     r = touch_free.run(g, mib=FREED_MIB)
     r.update(predict(r))
-    for k in ("kernel", "qemu", "accel", "reporting", "drop_mib", "predicted_mib", "predicted_lo_mib",
-              "predicted_hi_mib", "seconds_to_90pct", "predicted_seconds_to_90pct"):
-        record_property(k, r[k])
+    report(r)
     assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
     v = r["per_block"]["violations"]  # harness/perblock.py: reported blocks absent on the host, none while off
     assert v["count"] == 0, "\n".join(v["first"])
@@ -48,8 +46,8 @@ def _within(r):
             + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]" for t in r["terms"]))
 
 
-def test_reporting_on_gives_back_what_the_model_predicts(guest_factory, record_property):
-    r = _measure(guest_factory, record_property, reporting=True)
+def test_reporting_on_gives_back_what_the_model_predicts(guest_factory, report):
+    r = _measure(guest_factory, report, reporting=True)
     assert r["reporting_negotiated"], "VIRTIO_BALLOON_F_REPORTING (bit 5) not negotiated"
     assert r["reporting_order"] == 9  # pageblock_order on x86_64, set at registration (6.1)
     assert r["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
@@ -57,8 +55,8 @@ def test_reporting_on_gives_back_what_the_model_predicts(guest_factory, record_p
     assert curve_mismatches(r, CURVE_JITTER_S) == [], "the measured curve left the predicted steps"
 
 
-def test_reporting_off_gives_back_nothing(guest_factory, record_property):
-    r = _measure(guest_factory, record_property, reporting=False)
+def test_reporting_off_gives_back_nothing(guest_factory, report):
+    r = _measure(guest_factory, report, reporting=False)
     assert not r["reporting_negotiated"]
     assert r["predicted_mib"] == 0
     assert r["verdict"] == "within", _within(r)

@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""JUnit XML (pytest --junitxml) -> a Markdown table of every measured phase vs its prediction.
+
+usage: ci/results_table.py results.xml [more.xml ...]
+"""
+import json
+import sys
+import xml.etree.ElementTree as ET
+
+
+def rows(paths):
+    for path in paths:
+        for tc in ET.parse(path).getroot().iter("testcase"):
+            failed = tc.find("failure") is not None or tc.find("error") is not None
+            for p in tc.iter("property"):
+                if p.get("name", "").startswith("phase:"):
+                    yield tc.get("name"), p.get("name")[6:], json.loads(p.get("value")), failed
+
+
+def main(paths):
+    print("| test | phase | kernel | QEMU | freed | measured drop | predicted [lo, hi] | verdict | t90 measured / predicted (s) | test |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, phase, r, failed in rows(paths):
+        print(f"| {name} | {phase} | {r['kernel']} | {r['qemu']} | {r['freed_mib']} | {r['drop_mib']} | "
+              f"{r['predicted_mib']} [{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] | {r['verdict']} | "
+              f"{r['seconds_to_90pct']} / {r['predicted_seconds_to_90pct']} | {'FAILED' if failed else 'passed'} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
