@@ -104,6 +104,8 @@ def _human(r: dict) -> str:
             f"{ph['verdict']:>8} {str(ph['seconds_to_90pct']):>8} / {str(ph['predicted_seconds_to_90pct']):<8}")
     lines.append("  (MiB; QEMU process RSS; drop = peak - after; reportable = guest buddyinfo blocks >= order "
                  f"{r['reportable_order']}, after - before the release; predicted by harness/model from the guest's snapshots)")
+    if r.get("metric") == "mapping":
+        lines.append("  judged on the guest RAM mapping (ram_drop_mib): hugetlb pages are outside the process RSS")
     extras = [f"{k}={r[k]}" for k in EXTRAS if k in r]
     if extras:
         lines.append("  " + "  ".join(extras))

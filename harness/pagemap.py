@@ -4,7 +4,8 @@ The guest-physical -> host-virtual layout is derived, not assumed: the guest's
 /proc/iomem "System RAM" ranges give the guest-physical ranges, QEMU's own
 `gpa2hva` (Guest.ram_hva) gives each range's host address, and the range's
 last byte is translated too, to prove the range is one contiguous host mapping
-(above 4 GiB the PC memory hole makes guest-physical and mapping offset differ).
+(above 4 GiB the PC memory hole makes guest-physical and mapping offset differ;
+with two NUMA nodes a range spans two backends and is split where they meet).
 
 A page counts as held by the host if QEMU's page tables map it or it is swapped
 out (pagemap, Documentation/admin-guide/mm/pagemap.rst, fs/proc/task_mmu.c
@@ -61,16 +62,26 @@ def parse_system_ram(iomem: str) -> list[tuple[int, int]]:
 
 
 def layout(guest) -> list[RamRange]:
-    """The guest's RAM ranges with their host addresses (two gpa2hva per range)."""
+    """The guest's RAM ranges with their host addresses, split where the host mapping changes
+    (one backend per NUMA node: a guest "System RAM" range can span two host mappings)."""
     ranges = []
     for start, end in parse_system_ram(guest.run("cat /proc/iomem").stdout):
-        hva = guest.ram_hva(start * PAGE)
-        last = guest.ram_hva(end * PAGE - 1)
-        if last - hva != (end - start) * PAGE - 1:
-            raise ValueError(f"guest RAM pfn {start:#x}-{end:#x} is not one contiguous host mapping "
-                             f"({hva:#x} .. {last:#x})")
-        ranges.append(RamRange(start, end - start, hva))
+        ranges += _contiguous(guest, start, end)
     return ranges
+
+
+def _contiguous(guest, start: int, end: int) -> list[RamRange]:
+    """Pieces of guest pfns [start, end) that are each one contiguous host mapping: a piece is
+    contiguous when its first and last byte are as far apart on the host as in the guest;
+    otherwise it is halved (a few gpa2hva calls per mapping boundary)."""
+    hva = guest.ram_hva(start * PAGE)
+    last = guest.ram_hva(end * PAGE - 1)
+    if last - hva == (end - start) * PAGE - 1:
+        return [RamRange(start, end - start, hva)]
+    if end - start == 1:
+        raise ValueError(f"guest pfn {start:#x} does not map to one host page ({hva:#x} .. {last:#x})")
+    mid = (start + end) // 2
+    return _contiguous(guest, start, mid) + _contiguous(guest, mid, end)
 
 
 def held_of(entries: bytes) -> bytes:

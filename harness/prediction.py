@@ -6,6 +6,7 @@ it with other kernel constants (what-ifs).
 """
 from __future__ import annotations
 
+from .config import model_host
 from .model import ReportingParams, ResidentMap, predict_touch_free, verdict
 from .perblock import Capture
 from .snapshot import snapshot_from_capture
@@ -34,10 +35,14 @@ def predict_phase(phase: dict, facts: dict, params: ReportingParams | None = Non
         # which of their pages the host held then (kpageflags x QEMU pagemap).
         cap = Capture.from_json(phase["captures"]["freed"])
         exact = {"blocks": cap.blocks, "resident": ResidentMap.from_bytes(cap.held)}
+    # A file on tmpfs is discarded like memfd; hugetlb pages are outside Rss, so only
+    # the guest RAM mapping can move (config.model_host).
+    backend, metric = model_host(facts.get("backend", "anon"))
     p = predict_touch_free(
         before, after, kernel=facts["kernel"], order=order,
         freed_mib=phase["freed_mib"] if resident_freed_mib is None else resident_freed_mib, **exact,
-        noise_mib=NOISE_MIB, backend=facts.get("backend", "anon"), params=params or ReportingParams(),
+        noise_mib=NOISE_MIB, backend=backend, metric=metric, host_page_size=facts.get("host_page_size", 4096),
+        params=params or ReportingParams(),
         # With reporting off no report reaches QEMU: for the host that is the
         # same as a QEMU that discards nothing.
         discard_inhibited=not facts["reporting_negotiated"])
@@ -50,7 +55,8 @@ def predict_phase(phase: dict, facts: dict, params: ReportingParams | None = Non
         "terms": j["terms"],
         "predicted_curve": j["curve"],
         "model": {k: j[k] for k in ("per_zone", "per_order", "passes", "why")},
-        "verdict": verdict(phase["drop_mib"], p),
+        "metric": metric,
+        "verdict": verdict(phase["drop_mib" if metric == "rss" else "ram_drop_mib"], p),
     }
 
 
@@ -68,7 +74,7 @@ def predict(result: dict, params: ReportingParams | None = None) -> dict:
         ph.update(predict_phase(ph, result, params, resident))
         ph["model_resident_freed_mib"] = round(resident, 1)
         unreported = max(0.0, resident - ph["predicted_mib"])
-    top = {k: v for k, v in phases[-1].items() if k.startswith("predicted_") or k in ("terms", "model")}
+    top = {k: v for k, v in phases[-1].items() if k.startswith("predicted_") or k in ("terms", "model", "metric")}
     top["verdict"] = "within" if all(ph["verdict"] == "within" for ph in phases) else "outside"
     top["phase_verdicts"] = {ph.get("phase", "main"): ph["verdict"] for ph in phases}
     result.update(top)
@@ -101,15 +107,17 @@ def curve_mismatches(result: dict, jitter_s: float = 0.5) -> list[str]:
     """Where the measured drop left the predicted curve (plus the interval's widths) on a plateau.
 
     samples are [seconds after the free, QEMU RSS MiB, RAM mapping MiB]; the
-    drop at t is peak - RSS(t).
+    drop at t is peak - RSS(t), of the metric the prediction is for.
     """
+    col, peak = (2, result["ram_rss_peak_mib"]) if result.get("metric") == "mapping" else (1, result["rss_peak_mib"])
     lo = result["predicted_mib"] - result["predicted_lo_mib"]
     hi = result["predicted_hi_mib"] - result["predicted_mib"]
     bad = []
     for t0, t1, c in plateaus(result["predicted_curve"], jitter_s):
-        for t, rss, _ in result["samples"]:
+        for sample in result["samples"]:
+            t = sample[0]
             if t0 <= t <= t1:
-                drop = result["rss_peak_mib"] - rss
+                drop = peak - sample[col]
                 if not c - lo <= drop <= c + hi:
                     bad.append(f"at {t:.2f} s the drop was {drop:.1f} MiB, predicted {c:.1f} in [{c - lo:.1f}, {c + hi:.1f}]")
     return bad

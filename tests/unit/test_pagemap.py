@@ -63,11 +63,22 @@ def test_layout_from_gpa2hva():
     assert ranges == [RamRange(1, 0x9e, base + 0x1000), RamRange(0x100, 0x7ffe0 - 0x100, base + 0x100000)]
 
 
-def test_layout_refuses_a_range_split_across_host_mappings():
-    base = 0x7f0000000000
-    hole = lambda gpa: base + gpa + (1 << 30 if gpa >= 0x40000000 else 0)  # noqa: E731
-    with pytest.raises(ValueError, match="not one contiguous host mapping"):
-        pagemap.layout(FakeGuest(IOMEM_Q35_2G, hole))
+def test_layout_splits_a_range_where_the_host_mapping_changes():
+    # two NUMA nodes: guest RAM from 1 GiB on lives in a second backend elsewhere on the host
+    base, node1 = 0x7f0000000000, 0x7e0000000000
+    two = lambda gpa: node1 + gpa - 0x40000000 if gpa >= 0x40000000 else base + gpa  # noqa: E731
+    ranges = pagemap.layout(FakeGuest(IOMEM_Q35_2G, two))
+    covered = sorted((r.pfn, r.end) for r in ranges)
+    assert covered[0][0] == 1 and covered[-1][1] == 0x7ffe0
+    for r in ranges:  # every piece is one contiguous host mapping
+        assert r.hva == two(r.pfn * 4096)
+        assert two((r.end - 1) * 4096) == r.hva + (r.pages - 1) * 4096
+        assert r.end <= 0x40000 or r.pfn >= 0x40000, "a piece straddles the two backends"
+
+
+def test_layout_refuses_a_page_without_one_host_page():
+    with pytest.raises(ValueError, match="does not map to one host page"):
+        pagemap.layout(FakeGuest(IOMEM_Q35_2G, lambda gpa: 0x7f0000000000 + 2 * gpa))
 
 
 @given(st.lists(st.integers(0, (1 << 64) - 1), max_size=64))
