@@ -97,15 +97,17 @@ def _human(r: dict) -> str:
     lines.append(f"  {'phase':<11} {'freed':>7} {'peak':>8} {'after':>8} {'drop':>8} {'reportable':>10} "
                  f"{'predicted [lo, hi]':>26} {'verdict':>8} {'t90 meas/pred (s)':>18}")
     for ph in r["phases"]:
+        m = "ram_" if ph.get("metric") == "mapping" else ""  # the figures the verdict is on
         lines.append(
-            f"  {ph['phase']:<11} {ph['freed_mib']:>7g} {ph['rss_peak_mib']:>8.1f} {ph['rss_after_mib']:>8.1f} "
-            f"{ph['drop_mib']:>8.1f} {ph['reportable_mib']:>10.1f} "
+            f"  {ph['phase']:<11} {ph['freed_mib']:>7g} {ph[m + 'rss_peak_mib']:>8.1f} {ph[m + 'rss_after_mib']:>8.1f} "
+            f"{ph[m + 'drop_mib']:>8.1f} {ph['reportable_mib']:>10.1f} "
             f"{ph['predicted_mib']:>8.1f} [{ph['predicted_lo_mib']:>7.1f}, {ph['predicted_hi_mib']:>7.1f}] "
             f"{ph['verdict']:>8} {str(ph['seconds_to_90pct']):>8} / {str(ph['predicted_seconds_to_90pct']):<8}")
     lines.append("  (MiB; QEMU process RSS; drop = peak - after; reportable = guest buddyinfo blocks >= order "
                  f"{r['reportable_order']}, after - before the release; predicted by harness/model from the guest's snapshots)")
     if r.get("metric") == "mapping":
-        lines.append("  judged on the guest RAM mapping (ram_drop_mib): hugetlb pages are outside the process RSS")
+        lines.append(f"  figures of the guest RAM mapping: hugetlb pages are outside the process RSS "
+                     f"(its drop: {r['drop_mib']} MiB)")
     extras = [f"{k}={r[k]}" for k in EXTRAS if k in r]
     if extras:
         lines.append("  " + "  ".join(extras))
