@@ -241,22 +241,31 @@ class Zone:
         pcp, thps = self.pcp, self.pcp_thp
         thp = 1 << self.pb_order
         best = -1
+        count = self.pcp_count
+        tail = pcp[-1][0] + pcp[-1][1] if pcp else -1      # where the newest entry ends
         for i in range(i, len(runs)):
             run = runs[i]
             pfn, n = run
             if n <= 0 or pfn < start or pfn + n > end:
+                self.pcp_count = count
                 return best, i
             if n == thp and not pfn & (thp - 1):
                 thps.append(pfn)
-            elif pcp and (last := pcp[-1])[0] + last[1] == pfn:
-                pcp[-1] = (last[0], last[1] + n)
+            elif pfn == tail:
+                pcp[-1] = (pcp[-1][0], pcp[-1][1] + n)
+                tail += n
             else:
                 pcp.append(run)                    # the run's own tuple: no new object per run
-            self.pcp_count += n
-            if self.pcp_count >= high:
+                tail = pfn + n
+            count += n
+            if count >= high:
+                self.pcp_count = count
                 o = self._drain_over_high()
                 if o > best:
                     best = o
+                count = self.pcp_count
+                tail = pcp[-1][0] + pcp[-1][1] if pcp else -1
+        self.pcp_count = count
         return best, len(runs)
 
     def _drain_over_high(self) -> int:
@@ -393,11 +402,14 @@ class Zone:
                 out.append(run)                    # the pcp's tuple itself: no new object per run
             need -= k
         self.pcp_count -= npages - need
+        if not need:
+            return out
         lists, where, nr_free, unrep = self.lists, self.where, self.nr_free, self.unrep
+        by_order = [lists[o][mt] for o in range(self.nr_orders)]
+        taken = 0
         while need:
             # _take_smallest_block, inlined
-            for o in range(self.nr_orders):
-                lst = lists[o][mt]
+            for o, lst in enumerate(by_order):
                 if lst:
                     break
             else:
@@ -412,16 +424,17 @@ class Zone:
                 unrep[o][mt] -= 1
             size = 1 << o
             take = size if size <= need else need
-            if out and out[-1][0] + out[-1][1] == pfn:
-                out[-1] = (out[-1][0], out[-1][1] + take)
+            if out and (last := out[-1])[0] + last[1] == pfn:
+                out[-1] = (last[0], last[1] + take)
             else:
                 out.append((pfn, take))
-            self.free_pages -= take
+            taken += take
             need -= take
             if take < size:
                 # the rest of the block stays free as expand() would leave it
                 for p, ro in aligned_blocks(pfn + take, size - take, self.max_order):
                     self._add(p, ro, mt, False)
+        self.free_pages -= taken
         return out
 
     def _take_smallest_block(self, mt: int):
@@ -574,7 +587,7 @@ class Machine:
         watermark plus the lowmem reserve for the requested zone; then min;
         no reclaim is modelled, so running out raises ModelError.
         """
-        zl = self.zonelist(node, highest)
+        zl = self._zonelists.get((node, highest)) or self.zonelist(node, highest)
         classzone = _ZONE_IDX[highest]
         z = zl[0] if zl else None
         if z is not None:                          # fast path: the first zone has room above low
