@@ -7,8 +7,10 @@ waits for the ack), so the result is a timeline of reports and host drops.
 from __future__ import annotations
 
 import gc
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from operator import attrgetter
 
 from .buddy import MOVABLE, Machine
@@ -59,7 +61,15 @@ def touch(t: float, tag: str, mib: float, **kw) -> Touch:
 class SimResult:
     passes: list[Pass] = field(default_factory=list)
     drops: list[tuple[float, Discard]] = field(default_factory=list)   # per report, time order
-    held: dict = field(default_factory=dict)
+    # tag -> the (pfn, n) runs it holds, flat in one array('q'): pfn, n, pfn, n, ... A long
+    # trace holds a million runs; as tuples they cost ~90 bytes each, scattered (a cache miss
+    # per run when freed) and were objects for the cyclic GC to examine; here 16 bytes, in a row
+    held_flat: dict[str, array] = field(default_factory=dict, repr=False)
+
+    @property
+    def held(self) -> dict[str, list[tuple[int, int]]]:
+        """tag -> (pfn, n) runs the workload still holds (a copy)."""
+        return {tag: _pairs(flat) for tag, flat in self.held_flat.items()}
 
     def curve(self, metric: str = "rss", since: float = 0.0) -> list[tuple[float, float]]:
         """(t - since, cumulative MiB) of host drop for reports at or after `since`."""
@@ -76,6 +86,11 @@ class SimResult:
 
 
 _T = attrgetter("t")
+
+
+def _pairs(flat: array) -> list[tuple[int, int]]:
+    it = iter(flat)
+    return list(zip(it, it))
 
 
 @contextmanager
@@ -138,24 +153,21 @@ class Simulation:
             runs = machine.alloc_thp(-(-op.pages // per), node=op.node)
         else:
             runs = machine.alloc_pages(op.pages, op.mt, node=op.node)
-        held = self.result.held
-        if op.tag in held:
-            held[op.tag].extend(runs)
-        else:
-            held[op.tag] = runs
+        flat = self.result.held_flat.setdefault(op.tag, array("q"))
+        flat.extend(chain.from_iterable(runs))
         if self.resident is not None:
             self.resident.touch_runs(runs, self._granule)
 
     def _free(self, op: Free) -> None:
-        runs = self.result.held.pop(op.tag, None)
-        if runs is None:
+        flat = self.result.held_flat.pop(op.tag, None)
+        if flat is None:
             raise ModelError(f"free of unknown tag {op.tag!r}")
-        self._freed(runs, op.t)
+        self._freed(_pairs(flat), op.t)
 
     def _fragment(self, op: Fragment) -> None:
-        held = self.result.held
-        runs = held.get(op.tag)
-        if runs is None:
+        held = self.result.held_flat
+        flat = held.get(op.tag)
+        if flat is None:
             raise ModelError(f"fragment of unknown tag {op.tag!r}")
         k = op.keep_every
         if k < 1:
@@ -163,13 +175,16 @@ class Simulation:
         if k == 1:
             return
         keep, drop = [], []
-        for pfn, n in runs:
+        for pfn, n in _pairs(flat):
             if n == 1:
                 keep.append((pfn, 1))
                 continue
-            keep += [(pfn + i, 1) for i in range(0, n, k)]
-            drop += [(pfn + i + 1, k - 1 if n - i - 1 >= k - 1 else n - i - 1) for i in range(0, n - 1, k)]
-        held[op.tag] = keep
+            keep += zip(range(pfn, pfn + n, k), repeat(1))             # every k-th page stays,
+            drop += zip(range(pfn + 1, pfn + n, k), repeat(k - 1))     # the k - 1 after it go
+            last, m = drop[-1]
+            if last + m > pfn + n:
+                drop[-1] = (last, pfn + n - last)                       # (the last hole ends with the run)
+        held[op.tag] = array("q", chain.from_iterable(keep))
         self._freed(drop, op.t)
 
     def _register(self, op: Register) -> None:
