@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import psutil
+from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from . import accel, hostsetup, image, keys, qemu_argv, qemu_bin
@@ -226,8 +227,17 @@ class Guest:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def qmp_cmd(self, cmd: str, **args):
+        """A QMP command; a QEMU that died or hung up is a GuestError like any other guest failure."""
+        if self.qmp is None:
+            raise GuestError(f"QMP {cmd}: QEMU not running")
+        try:
+            return self.qmp.cmd(cmd, **args)
+        except (QMPError, OSError, EOFError) as e:
+            raise GuestError(f"QMP {cmd} failed ({e.__class__.__name__}: {e}); QEMU exit code {self.proc.poll()}") from e
+
     def hmp(self, command: str) -> str:
-        return self.qmp.cmd("human-monitor-command", **{"command-line": command})
+        return self.qmp_cmd("human-monitor-command", **{"command-line": command})
 
     def ram_hva(self, gpa: int = 0) -> int:
         """Host virtual address of guest-physical `gpa`, from QEMU itself (HMP gpa2hva)."""
@@ -254,7 +264,7 @@ class Guest:
         return tuple(self.ram_hva(pfn * 4096) for _, pfn in sorted(first.items()))
 
     def query_balloon(self) -> dict:
-        return self.qmp.cmd("query-balloon")
+        return self.qmp_cmd("query-balloon")
 
     def console_tail(self, lines: int = 30) -> str:
         return tail(self.console_log, lines)

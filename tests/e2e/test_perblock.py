@@ -89,6 +89,7 @@ def _record(record_property, r: Run, reporting: bool) -> dict:
     return s
 
 
+@pytest.mark.matrix  # every scenario test checks these invariants too (scenarios/common.py)
 def test_reported_blocks_are_absent_on_the_host(guest_factory, record_property, kernel):
     g = guest_factory(reporting=True, kernel=kernel)
     r = touch_free_captures(g, reporting=True)
@@ -107,6 +108,7 @@ def test_reported_blocks_are_absent_on_the_host(guest_factory, record_property, 
     assert s["settled"]["pages"]["reported"]["pages"] >= FREED_PAGES
 
 
+@pytest.mark.matrix  # every scenario test checks these invariants too (scenarios/common.py)
 def test_reporting_off_marks_no_block_reported(guest_factory, record_property, kernel):
     g = guest_factory(reporting=False, kernel=kernel)
     r = touch_free_captures(g, reporting=False)

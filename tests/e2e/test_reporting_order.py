@@ -22,9 +22,14 @@ def test_command_line_order(guest_factory, kernel, effective):
     assert guestfacts.reporting_order(g) == effective
 
 
-@pytest.mark.parametrize("order", [10, 8], ids=["order10", "order8"])
-def test_reclaim_at_other_orders_matches_the_model(guest_factory, order, report):
-    g = guest_factory(reporting_order=order)
+# Below order 9 a report discards half of a 2 MiB host huge page. Seen once with
+# host THP: 3 reported order-8 blocks fully held again by the host at the settled
+# capture, consistent with khugepaged collapsing the half-empty range back into a
+# huge page (max_ptes_none 511 here; not verified further). The order-8 case
+# therefore runs with host THP off for QEMU (PR_SET_THP_DISABLE).
+@pytest.mark.parametrize("order,host_thp", [(10, None), (8, False)], ids=["order10", "order8-host-thp-off"])
+def test_reclaim_at_other_orders_matches_the_model(guest_factory, order, host_thp, report):
+    g = guest_factory(reporting_order=order, host_thp=host_thp)
     assert guestfacts.reporting_order(g) == order
     r = touch_free.run(g, mib=1024)
     predict(r)

@@ -32,7 +32,8 @@ SHAPES = [
 
 
 def _per_node_reportable(r) -> dict[int, float]:
-    held, freed = (procfs.parse_buddyinfo(r["snapshots"][k]["buddyinfo"]) for k in ("held", "freed"))
+    snaps = r["phases"][-1]["snapshots"]  # kept in the phase, not copied to the top
+    held, freed = (procfs.parse_buddyinfo(snaps[k]["buddyinfo"]) for k in ("held", "freed"))
     o = r["reportable_order"]
     return {n: round(procfs.free_mib_at_or_above([z for z in freed if z.node == n], o)
                      - procfs.free_mib_at_or_above([z for z in held if z.node == n], o), 1)
