@@ -82,6 +82,7 @@ class Zone:
         self.lowmem_reserve = tuple(lowmem_reserve) or (0,)
         self.nr_reserved_highatomic = nr_reserved_highatomic
         self.lists = [[OrderedDict() for _ in range(MIGRATE_TYPES)] for _ in range(self.nr_orders)]
+        self.lists_of_mt = [[per_mt[mt] for per_mt in self.lists] for mt in range(MIGRATE_TYPES)]  # [mt][order]
         self.where: dict[int, tuple[int, int]] = {}
         self.nr_free = [0] * self.nr_orders       # free_area[order].nr_free: all migratetypes
         # unreported blocks per list: lets a reporting walk stop once it has seen them all
@@ -404,19 +405,23 @@ class Zone:
         self.pcp_count -= npages - need
         if not need:
             return out
-        lists, where, nr_free, unrep = self.lists, self.where, self.nr_free, self.unrep
-        by_order = [lists[o][mt] for o in range(self.nr_orders)]
-        taken = 0
+        where, nr_free, unrep = self.where, self.nr_free, self.unrep
+        by_order = self.lists_of_mt[mt]
+        taken = low = 0
         while need:
-            # _take_smallest_block, inlined
-            for o, lst in enumerate(by_order):
+            # _take_smallest_block, inlined. Only the last block taken is split, so lists below
+            # the order just emptied stay empty: the next search starts there.
+            for o in range(low, self.nr_orders):
+                lst = by_order[o]
                 if lst:
                     break
             else:
                 if not self._steal_fallback(0, mt):   # moves a block of another type to this list
                     self.alloc_short = need
                     break
+                low = 0
                 continue
+            low = o
             pfn, rep = lst.popitem(last=False)
             del where[pfn]
             nr_free[o] -= 1
@@ -431,9 +436,14 @@ class Zone:
             taken += take
             need -= take
             if take < size:
-                # the rest of the block stays free as expand() would leave it
+                # the rest of the block stays free as expand() would leave it: _add at the list heads
                 for p, ro in aligned_blocks(pfn + take, size - take, self.max_order):
-                    self._add(p, ro, mt, False)
+                    lst = by_order[ro]
+                    lst[p] = False
+                    lst.move_to_end(p, last=False)
+                    where[p] = (ro, mt)
+                    nr_free[ro] += 1
+                    unrep[ro][mt] += 1
         self.free_pages -= taken
         return out
 

@@ -167,14 +167,14 @@ class ResidentMap:
             return
         full = self._full.get(granule)
         if full is None:
-            full = self._full[granule] = bytearray(size // granule)   # complete granules only
+            full = self._full[granule] = bytearray(-(-size // granule))   # a partial last granule stays 0
         for pfn, n in runs:
             gi = pfn // granule
+            if 0 <= pfn < size and full[gi] and 0 <= n <= (gi + 1) * granule - pfn:
+                continue                                 # inside a granule known resident
             g = gi * granule
             if pfn < 0 or n < 0 or pfn + n > g + granule or g + granule > size:
                 self.touch(pfn, n, granule)
-            elif full[gi]:
-                pass                                     # every page already resident
             elif bits[pfn] or bits.count(1, g, g + granule):
                 bits[pfn:pfn + n] = b"\x01" * n          # the granule is backed: only the pages written
                 if bits.find(0, g, g + granule) < 0:
