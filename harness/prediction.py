@@ -103,21 +103,41 @@ def plateaus(curve: list, jitter_s: float, gap_s: float = 0.1) -> list[tuple[flo
     return out
 
 
+def order_slack_mib(phase: dict) -> float:
+    """MiB of free, unreported blocks >= the order, in zones a pass visits, that the host did
+    not hold right after the release. kpageflags gives no free-list order, so the model cannot
+    know which pass meets them: each can take a report slot of a held block in an early pass
+    (seen: a 6.12 plateau 12 MiB short of the predicted step, the total within). They move
+    the curve's intermediate plateaus, not the total."""
+    if "captures" not in phase:
+        return 0.0
+    cap = Capture.from_json(phase["captures"]["freed"])
+    gated = {z.name for z in cap.scan.zones if z.gated(cap.order)}
+    pages = sum(b.pages - cap.held_in(b.head, b.end) for b in cap.blocks
+                if b.order >= cap.order and not b.reported and b.zone not in gated)
+    return pages * 4096 / (1 << 20)
+
+
 def curve_mismatches(result: dict, jitter_s: float = 0.5) -> list[str]:
-    """Where the measured drop left the predicted curve (plus the interval's widths) on a plateau.
+    """Where the measured drop left the predicted curve on a plateau: beyond the interval's
+    widths, or on the low side also beyond order_slack_mib (a plateau before the last).
 
     samples are [seconds after the free, QEMU RSS MiB, RAM mapping MiB]; the
     drop at t is peak - RSS(t), of the metric the prediction is for.
     """
     col, peak = (2, result["ram_rss_peak_mib"]) if result.get("metric") == "mapping" else (1, result["rss_peak_mib"])
+    phase = (result.get("phases") or [result])[-1]
+    slack = order_slack_mib(phase)
     lo = result["predicted_mib"] - result["predicted_lo_mib"]
     hi = result["predicted_hi_mib"] - result["predicted_mib"]
     bad = []
-    for t0, t1, c in plateaus(result["predicted_curve"], jitter_s):
+    windows = plateaus(result["predicted_curve"], jitter_s)
+    for i, (t0, t1, c) in enumerate(windows):
+        low = c - lo - (slack if i < len(windows) - 1 else 0.0)
         for sample in result["samples"]:
             t = sample[0]
             if t0 <= t <= t1:
                 drop = peak - sample[col]
-                if not c - lo <= drop <= c + hi:
-                    bad.append(f"at {t:.2f} s the drop was {drop:.1f} MiB, predicted {c:.1f} in [{c - lo:.1f}, {c + hi:.1f}]")
+                if not low <= drop <= c + hi:
+                    bad.append(f"at {t:.2f} s the drop was {drop:.1f} MiB, predicted {c:.1f} in [{low:.1f}, {c + hi:.1f}]")
     return bad

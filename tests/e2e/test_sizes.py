@@ -1,0 +1,43 @@
+"""touch-free at other sizes and guest shapes, each held to the model.
+
+Sizes: 256 MiB, and most of what a 2 GiB guest has free (1600 of ~1900 MiB).
+Shapes: 1 vCPU; a 6 GiB guest whose freed memory lies mostly above 4 GiB, in a
+Normal zone beside DMA32 (the model then runs both zones' lists and budgets).
+"""
+import pytest
+
+from harness import procfs
+from harness.prediction import curve_mismatches, predict
+from harness.scenarios import touch_free
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
+
+
+def _check(r, report):
+    predict(r)
+    report(r)
+    assert r["reporting_negotiated"]
+    assert r["verdict"] == "within", (r["drop_mib"], r["predicted_mib"], r["predicted_lo_mib"], r["predicted_hi_mib"])
+    assert r["predicted_mib"] >= r["freed_mib"] / 2, "the model should expect most of the free back"
+    assert curve_mismatches(r) == []
+    assert r["per_block"]["violations"]["count"] == 0, r["per_block"]["violations"]["first"]
+
+
+@pytest.mark.parametrize("mib", [256, 1600], ids=["256MiB", "most-of-free-1600MiB"])
+def test_sizes(guest_factory, report, mib):
+    _check(touch_free.run(guest_factory(), mib=mib), report)
+
+
+@pytest.mark.matrix
+def test_one_vcpu(guest_factory, report):
+    _check(touch_free.run(guest_factory(smp=1), mib=1024), report)
+
+
+def test_guest_above_4gib_has_a_normal_zone(guest_factory, report):
+    g = guest_factory(memory_mib=6144)
+    zones = {z.zone for z in procfs.parse_buddyinfo(g.run("cat /proc/buddyinfo").stdout)}
+    assert {"DMA32", "Normal"} <= zones, zones
+    r = touch_free.run(g, mib=4096)
+    _check(r, report)
+    per_zone = r["phases"][-1]["model"]["per_zone"]
+    assert any("Normal" in z for z in per_zone), per_zone
