@@ -42,6 +42,10 @@ FALLBACKS = {
 }
 
 
+# (order, migratetype) values of Zone.where, made once: no new tuple per block put on a list
+_OM = tuple(tuple((o, m) for m in range(MIGRATE_TYPES)) for o in range(32))
+
+
 def mergeable(mt: int) -> bool:
     # include/linux/mmzone.h migratetype_is_mergeable(): mt < MIGRATE_PCPTYPES
     return mt < MIGRATE_PCPTYPES
@@ -135,7 +139,7 @@ class Zone:
         lst[pfn] = reported
         if not tail:
             lst.move_to_end(pfn, last=False)
-        self.where[pfn] = (order, mt)
+        self.where[pfn] = _OM[order][mt]
         self.nr_free[order] += 1
         if not reported:
             self.unrep[order][mt] += 1
@@ -207,7 +211,7 @@ class Zone:
         lst[pfn] = False
         if not tail:
             lst.move_to_end(pfn, last=False)
-        where[pfn] = (order, mt)
+        where[pfn] = _OM[order][mt]
         self.nr_free[order] += 1
         self.unrep[order][mt] += 1
         return pfn, order
@@ -405,13 +409,15 @@ class Zone:
         self.pcp_count -= npages - need
         if not need:
             return out
+        last_pcp = out[-1] if out else None
         where, nr_free, unrep = self.where, self.nr_free, self.unrep
-        by_order = self.lists_of_mt[mt]
-        taken = low = 0
+        by_order, om = self.lists_of_mt[mt], _OM
+        end = last_pcp[0] + last_pcp[1] if out else -1      # where the last run ends
+        taken = o = 0
         while need:
             # _take_smallest_block, inlined. Only the last block taken is split, so lists below
-            # the order just emptied stay empty: the next search starts there.
-            for o in range(low, self.nr_orders):
+            # the one used last stay empty: the search goes on from there.
+            for o in range(o, self.nr_orders):
                 lst = by_order[o]
                 if lst:
                     break
@@ -419,31 +425,36 @@ class Zone:
                 if not self._steal_fallback(0, mt):   # moves a block of another type to this list
                     self.alloc_short = need
                     break
-                low = 0
+                o = 0
                 continue
-            low = o
-            pfn, rep = lst.popitem(last=False)
-            del where[pfn]
-            nr_free[o] -= 1
-            if not rep:
-                unrep[o][mt] -= 1
             size = 1 << o
-            take = size if size <= need else need
-            if out and (last := out[-1])[0] + last[1] == pfn:
-                out[-1] = (last[0], last[1] + take)
-            else:
-                out.append((pfn, take))
-            taken += take
-            need -= take
-            if take < size:
-                # the rest of the block stays free as expand() would leave it: _add at the list heads
-                for p, ro in aligned_blocks(pfn + take, size - take, self.max_order):
-                    lst = by_order[ro]
-                    lst[p] = False
-                    lst.move_to_end(p, last=False)
-                    where[p] = (ro, mt)
-                    nr_free[ro] += 1
-                    unrep[ro][mt] += 1
+            while lst and need:                    # this list stays the smallest while it lasts
+                pfn, rep = lst.popitem(last=False)
+                del where[pfn]
+                nr_free[o] -= 1
+                if not rep:
+                    unrep[o][mt] -= 1
+                take = size if size <= need else need
+                if pfn == end:
+                    out[-1] = (out[-1][0], out[-1][1] + take)
+                else:
+                    out.append((pfn, take))
+                end = pfn + take
+                taken += take
+                need -= take
+                if take < size:
+                    # the rest of the block stays free as expand() would leave it, at the list
+                    # heads (_add): pieces aligned to their lowest set bit, low to high
+                    p, stop = end, pfn + size
+                    while p < stop:
+                        ro = (p & -p).bit_length() - 1
+                        rl = by_order[ro]
+                        rl[p] = False
+                        rl.move_to_end(p, last=False)
+                        where[p] = om[ro][mt]
+                        nr_free[ro] += 1
+                        unrep[ro][mt] += 1
+                        p += 1 << ro
         self.free_pages -= taken
         return out
 

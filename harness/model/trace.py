@@ -163,7 +163,8 @@ class Simulation:
         flat = self.result.held_flat.pop(op.tag, None)
         if flat is None:
             raise ModelError(f"free of unknown tag {op.tag!r}")
-        self._freed(_pairs(flat), op.t)
+        it = iter(flat)
+        self._freed(list(zip(it, it)), op.t)
 
     def _fragment(self, op: Fragment) -> None:
         held = self.result.held_flat
@@ -194,7 +195,8 @@ class Simulation:
     def _freed(self, runs, t: float) -> None:
         # __free_one_page -> page_reporting_notify_free with the merged order
         best = self.machine.free_runs(runs)
-        self.reporter.notify_free(best, self.threshold, t, self.params.delay_s)
+        if best >= self.threshold:                # (the common case, below it, needs no call)
+            self.reporter.notify_free(best, self.threshold, t, self.params.delay_s)
 
 
 def simulate(machine: Machine, trace, *, threshold: int, params: ReportingParams = ReportingParams(),
