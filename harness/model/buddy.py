@@ -100,6 +100,8 @@ class Zone:
         self.pcp: deque = deque()                  # order-0 (pfn, npages) runs, oldest first
         self.pcp_thp: deque = deque()              # pageblock_order blocks (THPs), oldest first
         self.pcp_count = 0                         # pages on both
+        self.pcp_pushes = 0                        # free_to_pcp / free_range calls: pcp may hold new pages
+        self.pcp_runs = 0                          # leading runs of the last alloc_pages taken whole from pcp
         self.alloc_short = 0                       # pages the last alloc_pages could not get
 
     # ---- identity and small helpers
@@ -230,6 +232,7 @@ class Zone:
             return self._free_run(pfn, npages)
         self.pcp.append((pfn, npages))
         self.pcp_count += npages
+        self.pcp_pushes += 1
         if self.pcp_count < self.pcp_high:
             return -1
         return self._drain_over_high()
@@ -244,6 +247,7 @@ class Zone:
         run: the loop keeps the zone's fields in locals."""
         start, end, high = self.start, self.end, self.pcp_high
         pcp, thps = self.pcp, self.pcp_thp
+        self.pcp_pushes += 1
         thp = 1 << self.pb_order
         best = -1
         count = self.pcp_count
@@ -407,6 +411,7 @@ class Zone:
                 out.append(run)                    # the pcp's tuple itself: no new object per run
             need -= k
         self.pcp_count -= npages - need
+        self.pcp_runs = len(out)
         if not need:
             return out
         last_pcp = out[-1] if out else None
@@ -456,6 +461,8 @@ class Zone:
                         unrep[ro][mt] += 1
                         p += 1 << ro
         self.free_pages -= taken
+        if last_pcp is not None and out[self.pcp_runs - 1] is not last_pcp:
+            self.pcp_runs -= 1                     # a buddy block joined the last pcp run
         return out
 
     def _take_smallest_block(self, mt: int):
@@ -567,6 +574,7 @@ class Machine:
         self._spans = spans
         self._zonelists: dict = {}
         self._last = self.zones[0] if self.zones else None
+        self.pcp_runs = 0          # leading runs of the last alloc_pages taken whole from a pcp list
 
     def zone_of(self, pfn: int) -> Zone:
         i = bisect_right(self._starts, pfn) - 1
@@ -616,8 +624,10 @@ class Machine:
             if z.free_pages + z.pcp_count - z.nr_reserved_highatomic - z.wmark_low - reserve - 1 >= npages:
                 out = z.alloc_pages(npages, mt)
                 if not z.alloc_short:
+                    self.pcp_runs = z.pcp_runs
                     return out
                 self.free_runs(out)
+        self.pcp_runs = 0
         out: list[tuple[int, int]] = []
         need = npages
         for use_min in (False, True):

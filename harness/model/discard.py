@@ -74,6 +74,7 @@ class ResidentMap:
         # takes residency away, and it resets the flags, so a 1 is always true (a 0 may be
         # stale: it only sends touch_runs the slow way). Write bits through the methods.
         self._full: dict[int, bytearray] = {}
+        self.clears = 0            # clear() calls that dropped residency
 
     @classmethod
     def from_ranges(cls, nr_pages: int, ranges) -> "ResidentMap":
@@ -116,6 +117,7 @@ class ResidentMap:
         was = self.count(pfn, n)
         if was:
             self.bits[pfn:pfn + n] = bytes(n)
+            self.clears += 1
             for g, full in self._full.items():
                 a, b = pfn // g, (pfn + n - 1) // g + 1
                 full[a:b] = bytes(b - a)

@@ -12,9 +12,9 @@ import hashlib
 
 import pytest
 
-from harness.model.discard import ResidentMap
+from harness.model.discard import HostConfig, ResidentMap
 from harness.model.synth import fresh_machine, mixed_trace
-from harness.model.trace import Simulation
+from harness.model.trace import Free, Register, Simulation, Touch
 
 
 def digest(obj) -> str:
@@ -66,3 +66,52 @@ PINNED = {
 @pytest.mark.parametrize("memory_mib", sorted(PINNED))
 def test_mixed_trace_outputs_are_pinned(memory_mib):
     assert outputs(20_000, memory_mib) == PINNED[memory_mib]
+
+
+# ---- pages taken back from a pcp list are not touched again: only while that is a no-op
+
+def held_pages_resident(sim, res) -> bool:
+    return all(res.count(p, n) == n for runs in sim.result.held.values() for p, n in runs)
+
+
+@pytest.mark.parametrize("thp", [True, False])
+def test_a_clear_between_runs_makes_pages_back_from_the_pcp_touched_again(thp):
+    m = fresh_machine("6.1", 8192, smp=2)
+    res = ResidentMap(m.end_pfn)
+    sim = Simulation(m, threshold=9, resident=res, host=HostConfig(thp=thp))
+    sim.run([Register(0.0), Touch(1.0, "a", 40)])
+    for p, n in sim.result.held["a"]:
+        res.clear(p, n)                                  # someone else drops a's pages
+    sim.run([Free(2.0, "a"), Touch(3.0, "b", 40)])       # b takes them back from the pcp
+    assert held_pages_resident(sim, res)
+    sim.run([Free(4.0, "b"), Touch(5.0, "c", 40)])       # and for good: held pages may be cleared
+    assert held_pages_resident(sim, res)
+
+
+@pytest.mark.parametrize("before_first_run", [True, False])
+def test_pages_put_on_the_pcp_by_someone_else_are_touched(before_first_run):
+    m = fresh_machine("6.1", 8192, smp=2)
+    res = ResidentMap(m.end_pfn)
+    sim = Simulation(m, threshold=9, resident=res, host=HostConfig(thp=False))   # 4K faults
+    if not before_first_run:
+        sim.run([Register(0.0), Touch(1.0, "a", 40)])
+    m.free_runs(m.alloc_pages(40))                        # never touched, now on the pcp
+    sim.run([Touch(6.0, "b", 40)])                        # b takes them from the pcp
+    assert held_pages_resident(sim, res)
+
+
+def test_pages_back_from_the_pcp_in_one_run_stay_resident():
+    m = fresh_machine("6.1", 8192, smp=2)
+    res = ResidentMap(m.end_pfn)
+    sim = Simulation(m, threshold=9, resident=res)
+    sim.run(mixed_trace(3000, 8192, seed=5))
+    assert held_pages_resident(sim, res)
+
+
+def test_a_pcp_run_joined_by_a_buddy_block_is_touched():
+    m = fresh_machine("6.1", 8192, smp=2)
+    res = ResidentMap(m.end_pfn)
+    sim = Simulation(m, threshold=9, resident=res, host=HostConfig(thp=False))     # 4K faults
+    sim.run([Register(0.0), Touch(1.0, "a", 10), Free(2.0, "a")])   # 10 pages of an order-10 block, now on the pcp
+    sim.run([Touch(3.0, "b", 12)])           # those 10, then the 2 after them from the buddy lists
+    assert len(sim.result.held["b"]) == 1 and held_pages_resident(sim, res)
