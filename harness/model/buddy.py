@@ -398,6 +398,7 @@ class Zone:
         need = npages
         self.alloc_short = 0
         pcp = self.pcp
+        start = -1                                 # where the last run taken starts
         while need and pcp:                        # rmqueue_pcplist: order-0 list, most recent first
             run = pcp.pop()
             p, k = run
@@ -405,10 +406,11 @@ class Zone:
                 pcp.append((p, k - need))
                 p, k = p + k - need, need
                 run = (p, k)
-            if out and p + k == out[-1][0]:        # LIFO hands a freed run back top-down: rejoin it
+            if p + k == start:                     # LIFO hands a freed run back top-down: rejoin it
                 out[-1] = (p, k + out[-1][1])
             else:
                 out.append(run)                    # the pcp's tuple itself: no new object per run
+            start = p
             need -= k
         self.pcp_count -= npages - need
         self.pcp_runs = len(out)
