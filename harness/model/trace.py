@@ -188,7 +188,7 @@ class Simulation:
             per = 1 << machine.spec.pageblock_order
             runs = machine.alloc_thp(-(-op.pages // per), node=op.node)
         else:
-            runs = machine.alloc_pages(op.pages, op.mt, node=op.node)
+            runs = machine.alloc_pages(op.pages, op.mt, op.node)
         flat = self.result.held_flat.setdefault(op.tag, array("Q"))
         flat.extend(chain.from_iterable(runs))
         if self.resident is not None:
@@ -201,7 +201,9 @@ class Simulation:
         if flat is None:
             raise ModelError(f"free of unknown tag {op.tag!r}")
         it = iter(flat)
-        self._freed(list(zip(it, it)), op.t)
+        best = self.machine.free_runs(list(zip(it, it)))       # _freed, inlined (hot)
+        if best >= self.threshold:
+            self.reporter.notify_free(best, self.threshold, op.t, self.params.delay_s)
 
     def _fragment(self, op: Fragment) -> None:
         held = self.result.held_flat
