@@ -115,3 +115,15 @@ def test_a_pcp_run_joined_by_a_buddy_block_is_touched():
     sim.run([Register(0.0), Touch(1.0, "a", 10), Free(2.0, "a")])   # 10 pages of an order-10 block, now on the pcp
     sim.run([Touch(3.0, "b", 12)])           # those 10, then the 2 after them from the buddy lists
     assert len(sim.result.held["b"]) == 1 and held_pages_resident(sim, res)
+
+
+def test_a_trace_runs_in_time_order_and_equal_times_in_given_order():
+    from harness.model.errors import ModelError
+    from harness.model.trace import touch
+    sim = Simulation(fresh_machine("6.1", 512), threshold=9)
+    sim.run([Free(2.0, "a"), touch(1.0, "a", 1), touch(1.0, "b", 1)])
+    assert list(sim.result.held) == ["b"]
+    with pytest.raises(ModelError, match="free of unknown tag 'c'"):
+        sim.run([Free(3.0, "c"), touch(3.0, "c", 1)])
+    with pytest.raises(ModelError, match="unknown trace op"):
+        sim.run([object()])
