@@ -65,7 +65,8 @@ class ResidentMap:
     """Which guest pfns are backed by host memory: one byte per guest page.
 
     A bytearray so that marking and counting a range are single C calls: a
-    64 GiB guest costs 16 MiB here.
+    64 GiB guest costs 16 MiB here. Change it through the methods, not .bits:
+    touch_runs and Simulation keep track of what is known resident.
     """
 
     def __init__(self, nr_pages: int, resident: bool = False):
@@ -74,7 +75,7 @@ class ResidentMap:
         # takes residency away, and it resets the flags, so a 1 is always true (a 0 may be
         # stale: it only sends touch_runs the slow way). Write bits through the methods.
         self._full: dict[int, bytearray] = {}
-        self.clears = 0            # clear() calls that dropped residency
+        self.clears = 0            # clear() calls that dropped residency (a Simulation notices others')
 
     @classmethod
     def from_ranges(cls, nr_pages: int, ranges) -> "ResidentMap":
