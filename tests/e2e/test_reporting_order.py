@@ -27,7 +27,8 @@ def test_command_line_order(guest_factory, kernel, effective):
 # capture, consistent with khugepaged collapsing the half-empty range back into a
 # huge page (max_ptes_none 511 here; not verified further). The order-8 case
 # therefore runs with host THP off for QEMU (PR_SET_THP_DISABLE).
-@pytest.mark.parametrize("order,host_thp", [(10, None), (8, False)], ids=["order10", "order8-host-thp-off"])
+@pytest.mark.parametrize("order,host_thp", [pytest.param(10, None, marks=pytest.mark.matrix), (8, False)],
+                         ids=["order10", "order8-host-thp-off"])
 def test_reclaim_at_other_orders_matches_the_model(guest_factory, order, host_thp, report):
     g = guest_factory(reporting_order=order, host_thp=host_thp)
     assert guestfacts.reporting_order(g) == order
