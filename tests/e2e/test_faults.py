@@ -17,6 +17,7 @@ from harness.errors import GuestError
 from harness.guest import sweep_stale_rundirs
 from harness.paths import REPO
 from harness.scenarios import touch_free
+from tests.e2e.reaping import gone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -31,18 +32,6 @@ g.launch()
 print(g.pid, g.rundir, flush=True)
 time.sleep(600)
 """
-
-
-def _gone(pid: int, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _launch_child():
@@ -61,7 +50,7 @@ def test_killed_launcher_takes_qemu_with_it(sig):
     assert psutil.pid_exists(qemu) and rundir.exists()
     child.send_signal(sig)
     child.wait(timeout=30)
-    assert _gone(qemu), f"QEMU {qemu} outlived its launcher ({sig.name})"
+    assert gone(qemu), f"QEMU {qemu} outlived its launcher ({sig.name})"
     # SIGKILL leaves no chance to clean up: the next guest's sweep removes the directory.
     sweep_stale_rundirs()
     assert not rundir.exists(), f"{rundir} left behind"
@@ -80,7 +69,7 @@ def test_cli_interrupted_shuts_its_guest_down():
     rest = p.stderr.read()
     assert p.wait(timeout=60) == 130, rest
     assert "interrupted" in rest and "QEMU quit" in rest
-    assert _gone(qemu)
+    assert gone(qemu)
 
 
 def test_qemu_killed_mid_scenario_is_a_clear_error(guest_factory):
