@@ -26,10 +26,6 @@ def reporting_order(guest) -> int:
     return int(guest.run(f"cat {ORDER_PARAM}").stdout)
 
 
-def buddyinfo(guest) -> list[procfs.BuddyZone]:
-    return procfs.parse_buddyinfo(guest.run("cat /proc/buddyinfo").stdout)
-
-
 SNAPSHOT_FILES = {
     "buddyinfo": "/proc/buddyinfo",
     "zoneinfo": "/proc/zoneinfo",

@@ -17,12 +17,13 @@ tests/data/perblock/):
   free and reported later; the rest went to smaller blocks, per-cpu lists and page tables.
   SLACK_PAGES (8192, 32 MiB) allows that.
 """
-import time
 from dataclasses import dataclass
 
 import pytest
 
-from harness import guestfacts, hostmem, image, pagemap, perblock, procfs
+from harness import guestfacts, image, perblock, procfs
+from harness.prediction import NOISE_MIB
+from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -39,10 +40,6 @@ def kernel(request):
 FREED_MIB = 1024
 FREED_PAGES = FREED_MIB * 256
 SLACK_PAGES = 8192
-NOISE_MIB = 5.0  # as tests/e2e/test_touch_free.py: twice the idle RSS noise of one sample
-# As harness/scenarios/touch_free.py: settled = moved < 4 MiB over 5 s (longer than the 2 s
-# reporting delay plus a pass).
-STABLE_WINDOW_S, STABLE_EPS_MIB, SETTLE_TIMEOUT_S = 5.0, 4.0, 120.0
 
 
 @dataclass
@@ -57,32 +54,13 @@ class Run:
 
 
 def touch_free_captures(g, reporting: bool) -> Run:
-    ranges = pagemap.layout(g)
-    order = guestfacts.reporting_order(g)
-    order = order if 0 <= order <= 10 else 9  # no driver registered: the order it would pick
-    if reporting:
-        # Boot-time passes finished: a pass running between the free and the first capture
-        # would release some freed pages before we saw them held.
-        perblock.wait_reported(g, order, ranges)
-    with hostmem.Sampler(g.pid, g.ram_hva(0)) as s:
-        t_idle = time.monotonic()
-        s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, t_idle), SETTLE_TIMEOUT_S, "idle RSS to settle")
-        wl = g.ssh.start("e2emem")
-        try:
-            wl.ask(f"touch a {FREED_MIB}")
-            t_touched = time.monotonic()
-            peak = s.wait_for(lambda xs: xs[-1].t > t_touched, 10, "a sample after the touch")
-            t_free = time.monotonic()
-            wl.ask("free a")
-        finally:
-            wl.close()
-        after_free = perblock.capture(g, order, ranges)  # within the 2 s reporting delay
-        t_first = time.monotonic() - t_free
-        after = s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, t_free), SETTLE_TIMEOUT_S,
-                           "RSS to settle after the free")
-        settled = perblock.capture(g, order, ranges)
-    g.check_healthy()
-    return Run(after_free, settled, guestfacts.balloon_features(g), order, peak.rss_mib, after.rss_mib, t_first)
+    """The default scenario (harness/scenarios): it waits for the boot-time passes, settles,
+    touches and frees, and keeps a capture right after the free and one once RSS settled."""
+    r = touch_free.run(g, mib=FREED_MIB)
+    ph = r["phases"][-1]
+    caps = {k: perblock.Capture.from_json(ph["captures"][k]) for k in ("freed", "settled")}
+    return Run(caps["freed"], caps["settled"], guestfacts.balloon_features(g), r["reportable_order"],
+               r["rss_peak_mib"], r["rss_after_mib"], ph["first_capture_s"])
 
 
 def _record(record_property, r: Run, reporting: bool) -> dict:
