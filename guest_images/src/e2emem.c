@@ -10,7 +10,13 @@
  *   verify NAME               re-check the pattern: "ok pages=P bad=B"
  *   zerocheck NAME            count pages that are not all zero: "ok pages=P nonzero=N"
  *   punch NAME KEEP_KIB GAP_KIB   unmap GAP after every KEEP (fragments NAME)
+ *   pfns NAME [KEEP_KIB GAP_KIB]  the guest PFNs backing NAME (or the parts punch would
+ *                             unmap) in virtual-address order, the order munmap frees them:
+ *                             "ok pages=P runs=R PFN+N[h] ..." (h: part of a THP), from
+ *                             /proc/self/pagemap and /proc/kpageflags (needs root)
  *   free NAME                 unmap the whole region
+ *   cpu N                     pin this process to CPU N (sched_setaffinity): munmap then
+ *                             frees on that CPU's per-cpu lists, which the model reads
  *   quit
  *
  * Built statically on the host (see harness/image.py), so it needs nothing in the guest.
@@ -20,8 +26,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAXR 64
 #define PG 4096UL
@@ -125,6 +134,66 @@ static int do_map(const char *name, long mib, uint64_t seed, enum how how, int n
 	return 0;
 }
 
+#define KPF_THP 22
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN ((1ULL << 55) - 1)
+
+/* One line: the PFN runs behind [off, off+len) of every step-th window of r, VA order. */
+static void do_pfns(struct region *r, size_t keep, size_t gap)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
+	if (pm < 0 || kf < 0) {
+		printf("err open pagemap/kpageflags\n");
+		if (pm >= 0) close(pm);
+		if (kf >= 0) close(kf);
+		return;
+	}
+	size_t cap = 1 << 16, used = 0, pages = 0, runs = 0;
+	char *out = malloc(cap);
+	unsigned long long start = 0, n = 0;
+	int huge = 0;
+	/* without keep/gap: the whole region as one window */
+	size_t first = gap ? keep : 0, step = gap ? keep + gap : r->len, wlen = gap ? gap : r->len;
+	for (size_t w = first; w < r->len; w += step) {
+		size_t end = w + wlen <= r->len ? w + wlen : r->len;
+		for (size_t off = w; off < end; off += PG) {
+			uint64_t e = 0, f = 0;
+			off_t vpn = (off_t)((uintptr_t)(r->base + off) / PG);
+			if (pread(pm, &e, 8, vpn * 8) != 8 || !(e & PM_PRESENT))
+				continue;
+			unsigned long long pfn = e & PM_PFN;
+			if (!pfn) {	/* PFNs read as 0 without CAP_SYS_ADMIN */
+				printf("err pagemap shows PFN 0: not root?\n");
+				close(pm), close(kf), free(out);
+				return;
+			}
+			if (pread(kf, &f, 8, (off_t)pfn * 8) != 8)
+				f = 0;
+			int h = (f >> KPF_THP) & 1;
+			pages++;
+			if (n && pfn == start + n && h == huge) {
+				n++;
+				continue;
+			}
+			if (n) {
+				if (cap - used < 64) out = realloc(out, cap *= 2);
+				used += snprintf(out + used, cap - used, " %llu+%llu%s", start, n, huge ? "h" : "");
+				runs++;
+			}
+			start = pfn, n = 1, huge = h;
+		}
+	}
+	if (n) {
+		if (cap - used < 64) out = realloc(out, cap *= 2);
+		used += snprintf(out + used, cap - used, " %llu+%llu%s", start, n, huge ? "h" : "");
+		runs++;
+	}
+	close(pm);
+	close(kf);
+	printf("ok pages=%zu runs=%zu%.*s\n", pages, runs, (int)used, out);
+	free(out);
+}
+
 int main(void)
 {
 	char line[256], cmd[32], name[32];
@@ -138,6 +207,16 @@ int main(void)
 			continue;
 		if (!strcmp(cmd, "quit"))
 			break;
+		if (!strcmp(cmd, "cpu") && n == 2) {
+			cpu_set_t set;
+			CPU_ZERO(&set);
+			CPU_SET(atoi(name), &set);
+			if (sched_setaffinity(0, sizeof(set), &set))
+				printf("err sched_setaffinity %s\n", name);
+			else
+				printf("ok cpu=%d\n", sched_getcpu());
+			continue;
+		}
 		if (n < 2) {
 			printf("err missing name\n");
 			continue;
@@ -189,6 +268,13 @@ int main(void)
 				done += l;
 			}
 			printf("ok unmapped_kib=%zu ms=%.0f\n", done / 1024, now_ms() - t0);
+		} else if (!strcmp(cmd, "pfns")) {
+			n = sscanf(line, "%*s %*s %ld %ld", &a, &b);
+			if (n == 2 && (a <= 0 || b <= 0 || (a * 1024) % PG || (b * 1024) % PG)) {
+				printf("err usage: pfns NAME [KEEP_KIB GAP_KIB] (multiples of 4)\n");
+				continue;
+			}
+			do_pfns(r, n == 2 ? a * 1024 : 0, n == 2 ? b * 1024 : 0);
 		} else if (!strcmp(cmd, "free")) {
 			double t0 = now_ms();
 			munmap(r->base, r->len);

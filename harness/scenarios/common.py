@@ -11,6 +11,7 @@ import time
 from contextlib import contextmanager
 
 from .. import guestfacts, hostmem, pagemap, perblock, procfs
+from ..snapshot import parse_zoneinfo
 
 # Stability: RSS counts as settled when it moved less than STABLE_EPS_MIB over
 # STABLE_WINDOW_S. The window must exceed the kernel's 2 s reporting delay
@@ -20,6 +21,9 @@ STABLE_WINDOW_S = 5.0
 STABLE_EPS_MIB = 4.0
 SETTLE_TIMEOUT_S = 120.0
 PAGEBLOCK_ORDER = 9  # x86_64 with HUGETLB_PAGE (include/linux/pageblock-flags.h)
+# The workload runs pinned here, so its frees go onto this CPU's per-cpu lists, which the
+# model reads before the release (harness/model/release.py).
+WORKLOAD_CPU = 0
 
 
 class Run:
@@ -39,27 +43,68 @@ class Run:
         self.order = o if 0 <= o <= 10 else PAGEBLOCK_ORDER
         self.wl = None
         self.ranges = pagemap.layout(guest)  # guest-physical -> host mapping, for per-block captures
+        self.activity: dict = {}  # guest activity rates measured in the idle window (see measuring)
 
     def ask(self, line: str) -> str:
         """A command to the guest workload (guest_images/src/e2emem.c)."""
         if self.wl is None:
             self.wl = self.g.ssh.start("e2emem")
+            self.wl.ask(f"cpu {WORKLOAD_CPU if self.g.cfg.smp > 1 else 0}")
         return self.wl.ask(line)
+
+    def pre_release(self, unmaps: str | None, t_ref: float) -> dict:
+        """What the model may know, read before the release: the workload's mapped pages and the
+        ones the release unmaps (its own pagemap, in the order munmap frees them), the guest's
+        free blocks with the host's residency, and what one capture costs in guest activity."""
+        cpu = WORKLOAD_CPU if self.g.cfg.smp > 1 else 0
+        out: dict = {"cpu": cpu, "read_at": {}}
+        if unmaps is not None:
+            # Pages already on the workload CPU's per-cpu lists are free pages /proc cannot
+            # place. The workload takes them first (an allocation takes the newest pcp pages,
+            # then refills a batch from the buddy lists), and keeps them: what the model
+            # cannot place shrinks to that batch and to other lists' pages.
+            n = sum(p.count for z in parse_zoneinfo(self.g.run("cat /proc/zoneinfo").stdout)
+                    for p in z.pagesets if p.cpu == cpu)
+            if n:
+                self.ask(f"touch pcp-{len(self.phases)} {-(-n // 256)} nohuge")
+            out["pcp_taken"] = True
+            region = unmaps.split()[0]
+            out["mapped"] = pfn_runs(self.ask(f"pfns {region}"))
+            out["read_at"]["mapped"] = time.monotonic()
+            out["unmapped"] = pfn_runs(self.ask(f"pfns {unmaps}")) if unmaps != region else out["mapped"]
+            out["read_at"]["unmapped"] = time.monotonic()
+        vm0 = self.g.run("cat /proc/vmstat").stdout
+        cap = perblock.capture(self.g, self.order, self.ranges)
+        out["read_at"]["capture"] = time.monotonic()
+        vm1 = self.g.run("cat /proc/vmstat").stdout
+        out["capture"] = cap.to_json()
+        out["capture_vmstat"] = [vm0, vm1]
+        out["t_ref"] = t_ref
+        return out
 
     def settle(self, since: float, what: str) -> hostmem.Sample:
         return self.s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
 
-    def release(self, name: str, action, freed_mib: float, carries_unreported: bool = False) -> dict:
+    def release(self, name: str, action, freed_mib: float, carries_unreported: bool = False,
+                unmaps: str | None = None) -> dict:
         """Measure one phase: `action()` releases about `freed_mib` MiB in the guest.
 
+        unmaps: the e2emem region the action unmaps ("a"), or its part ("a 1024 1024": what
+        `punch a 1024 1024` unmaps); its pages are read before the release for the model.
         carries_unreported: nothing was allocated since the previous release, so
         what it left resident and unreported is released again here (see prediction.py)."""
+        t_held = time.monotonic()
         held = guestfacts.snapshot_texts(self.g)
+        pre = self.pre_release(unmaps, t_held)
         t0 = time.monotonic()
         peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
         self.progress(f"{name}: releasing {freed_mib:g} MiB")
         t_action = time.monotonic()
+        pre["read_at_s"] = {k: round(v - t_action, 3) for k, v in pre.pop("read_at").items()}
+        pre["read_at_s"]["snapshot"] = round(t_held - t_action, 3)
+        del pre["t_ref"]
         action()
+        release_s = time.monotonic() - t_action
         freed = guestfacts.snapshot_texts(self.g)
         # The guest's free blocks and the host's residency, block by block, right
         # after the release (the model's exact input) and once RSS has settled.
@@ -89,6 +134,8 @@ class Run:
             "carries_unreported": carries_unreported,
             "per_block": perblock.summary(cap_freed, cap_settled, self.g.cfg.reporting),
             "first_capture_s": round(first_capture_s, 2),  # from the release; within the 2 s delay?
+            "release_s": round(release_s, 3),  # the action's SSH round trip: munmap and all
+            "pre": {**pre, "activity": self.activity},
             "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
         }
         self.phases.append(phase)
@@ -125,7 +172,10 @@ def measuring(guest, progress=lambda m: None):
                 perblock.wait_reported(guest, run.order, run.ranges)
             progress("waiting for the idle guest's RSS to settle")
             t = time.monotonic()
+            vm0 = guest.run("cat /proc/vmstat").stdout
             run.settle(t, "idle RSS to settle")
+            vm1 = guest.run("cat /proc/vmstat").stdout
+            run.activity = {"vmstat": [vm0, vm1], "seconds": round(time.monotonic() - t, 2)}
             idle = s.since(time.monotonic() - STABLE_WINDOW_S)
             run.idle = s.latest()
             run.idle_noise = max(x.rss_mib for x in idle) - min(x.rss_mib for x in idle)
@@ -133,6 +183,16 @@ def measuring(guest, progress=lambda m: None):
         finally:
             if run.wl is not None:
                 run.wl.close()
+
+
+def pfn_runs(reply: str) -> list[list]:
+    """e2emem's `pfns` reply -> [[pfn, pages, huge], ...] in the order it listed them."""
+    out = []
+    for tok in reply.split()[3:]:
+        huge = tok.endswith("h")
+        pfn, _, n = tok.rstrip("h").partition("+")
+        out.append([int(pfn), int(n), huge])
+    return out
 
 
 def time_to_fraction(samples, t0, peak, drop, frac):

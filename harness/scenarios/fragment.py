@@ -21,7 +21,8 @@ def run(guest, mib: int = 1024, thp: bool = False, progress=lambda m: None) -> d
         before = r.idle
         progress(f"touching {mib} MiB in the guest ({'huge' if thp else '4 KiB'} pages)")
         r.ask(f"touch a {mib}" + ("" if thp else " nohuge"))
-        r.release("punch", lambda: r.ask(f"punch a {CHUNK_KIB} {CHUNK_KIB}"), mib / 2)
-        r.release("free-rest", lambda: r.ask("free a"), mib / 2, carries_unreported=True)
+        r.release("punch", lambda: r.ask(f"punch a {CHUNK_KIB} {CHUNK_KIB}"), mib / 2,
+                  unmaps=f"a {CHUNK_KIB} {CHUNK_KIB}")
+        r.release("free-rest", lambda: r.ask("free a"), mib / 2, carries_unreported=True, unmaps="a")
         return r.result("fragment", freed_mib=mib, guest_thp=thp, rss_before_mib=round(before.rss_mib, 1),
                         ram_rss_before_mib=round(before.ram_rss_mib, 1), idle_noise_mib=round(r.idle_noise, 1))

@@ -26,7 +26,7 @@ def run(guest, keep_mib: int = 256, churn_mib: int = 512, cycles: int = 10, prog
         r.ask(f"fill keep {keep_mib} 20261123")
         for i in range(cycles):
             r.ask(f"touch churn {churn_mib}")
-            r.release(f"cycle-{i + 1}", lambda: r.ask("free churn"), churn_mib)
+            r.release(f"cycle-{i + 1}", lambda: r.ask("free churn"), churn_mib, unmaps="churn")
         verify = r.ask("verify keep")
         zero = r.ask(f"alloc z {churn_mib}")
         zc = r.ask("zerocheck z")

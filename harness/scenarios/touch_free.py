@@ -9,6 +9,6 @@ def run(guest, mib: int = 1024, progress=lambda m: None) -> dict:
         before = r.idle
         progress(f"touching {mib} MiB in the guest")
         r.ask(f"touch a {mib}")
-        r.release("free", lambda: r.ask("free a"), mib)
+        r.release("free", lambda: r.ask("free a"), mib, unmaps="a")
         return r.result("touch-free", freed_mib=mib, rss_before_mib=round(before.rss_mib, 1),
                         ram_rss_before_mib=round(before.ram_rss_mib, 1), idle_noise_mib=round(r.idle_noise, 1))

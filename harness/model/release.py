@@ -1,0 +1,641 @@
+"""The reference allocator runs a release: from the guest's state before it, the free blocks after it.
+
+Pure, self-contained input types (no parser imports): what a phase read before the release,
+each input stamped with when it was read (seconds relative to the release, all <= 0).
+
+The free path, as the guest's kernel runs it (Linux 6.1.176 / 6.12.95 mm/page_alloc.c):
+- munmap frees the region's pages in virtual-address order on the CPU the workload runs on
+  (zap_pte_range -> release_pages -> free_unref_page_list): order-0 pages and whole THPs
+  (pcp_allowed_order: order <= PAGE_ALLOC_COSTLY_ORDER or pageblock_order) go onto that
+  CPU's per-cpu lists (free_unref_page_commit, list_add: newest at the head).
+- when the list's count reaches `high`, free_pcppages_bulk frees nr_pcp_free pages, from the
+  list the page went to first (oldest first: list_last_entry), then the others round robin,
+  merging each with its free buddies (__free_one_page).
+  6.1 nr_pcp_free: batch << free_factor, free_factor++ while below high - batch and below
+  CONFIG_PCP_BATCH_SCALE_MAX (5), clamped to [batch, high - batch]; free_factor is halved by
+  each allocation (rmqueue_pcplist), so after the workload's touch it starts at 0.
+  6.12 nr_pcp_free: free_count (pages freed in a row, capped at batch << 5) clamped to
+  [batch, high - batch]; nr_pcp_high lifts high to free_count + batch when count >= high,
+  within [high_min, high_max], and vmstat's decay_pcp_high lowers it again by 1/8 per second
+  towards high_min, freeing what is over it (the residue drains after the release).
+- a THP partly unmapped stays allocated (deferred split, freed only when a shrinker splits it);
+  one whose every mapped page is unmapped is freed whole, as one pageblock_order block.
+What this leaves on the per-cpu lists (the newest pages freed) is the predicted residue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .buddy import MOVABLE, Machine, Zone
+from .errors import ModelError
+from .kernel import KernelSpec, kernel_spec
+
+PCP_BATCH_SCALE_MAX = 5          # Debian's CONFIG_PCP_BATCH_SCALE_MAX (mm/Kconfig default), 6.1 and 6.12
+
+
+@dataclass(frozen=True)
+class Pcp:
+    """One CPU's per-cpu pageset of a zone, as /proc/zoneinfo prints it."""
+    cpu: int
+    count: int
+    high: int
+    batch: int
+
+
+@dataclass(frozen=True)
+class ZoneState:
+    node: int
+    name: str
+    start: int
+    end: int
+    wmark_min: int
+    wmark_low: int
+    wmark_high: int
+    boost: int = 0
+    lowmem_reserve: tuple[int, ...] = ()
+    highatomic: int = 0
+    pcps: tuple[Pcp, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.node}/{self.name}"
+
+    @property
+    def label(self) -> str:
+        """The per-block captures' zone name: 'DMA32' on node 0, 'Normal@node1' elsewhere."""
+        return self.name if self.node == 0 else f"{self.name}@node{self.node}"
+
+    def pcp(self, cpu: int) -> Pcp | None:
+        return next((p for p in self.pcps if p.cpu == cpu), None)
+
+
+@dataclass(frozen=True)
+class FreeBlock:
+    pfn: int
+    order: int
+    reported: bool
+    mt: int = MOVABLE
+
+
+@dataclass(frozen=True)
+class Run:
+    """Guest pages [pfn, pfn + pages) in the order the release frees them; huge: part of a THP."""
+    pfn: int
+    pages: int
+    huge: bool = False
+
+
+@dataclass(frozen=True)
+class PreRelease:
+    """Everything the model may know, all read before the release."""
+    kernel: str
+    order: int                              # effective page_reporting_order
+    zones: tuple[ZoneState, ...]
+    blocks: tuple[FreeBlock, ...]           # the guest's free blocks (kpageflags), reported or not
+    held: bytes                             # held[pfn]: the host holds the page (QEMU's pagemap)
+    mapped: tuple[Run, ...]                 # the workload's mapped pages (its own pagemap)
+    unmapped: tuple[Run, ...]               # of those, what the release unmaps, in its order
+    cpu: int | None = None                  # the CPU the release runs on (the workload is pinned)
+    # the workload took its CPU's order-0 movable pcp pages just before (an allocation takes
+    # them newest first): what is left there is at most one refill batch, the rest of the
+    # count sits on other lists
+    pcp_taken: bool = False
+    read_at_s: dict = field(default_factory=dict)   # input name -> seconds relative to the release
+
+    def __post_init__(self):
+        late = {k: v for k, v in self.read_at_s.items() if v > 0}
+        if late:
+            raise ModelError(f"inputs read after the release: {late}: the model predicts from before it")
+
+
+@dataclass(frozen=True)
+class FreedPages:
+    """What the release gives to the page allocator, per the kernel's unmap rules."""
+    runs: tuple[Run, ...]                   # order-0 runs and whole THPs (huge=True, 2^pb pages)
+    deferred_thp: int                       # THPs partly unmapped: left on the deferred split queue
+
+    @property
+    def pages(self) -> int:
+        return sum(r.pages for r in self.runs)
+
+
+def pages_freed_by_unmap(mapped, unmapped, pageblock_order: int = 9) -> FreedPages:
+    """Pure: which pages munmap frees. A 4 KiB page goes when unmapped; a THP only when none of
+    its pages stays mapped (mm/huge_memory.c deferred_split_folio otherwise), and then whole."""
+    thp = 1 << pageblock_order
+    still = {}                              # THP head -> mapped pages not unmapped
+    for r in mapped:
+        if r.huge:
+            for p in range(r.pfn, r.pfn + r.pages):
+                still[p & ~(thp - 1)] = still.get(p & ~(thp - 1), 0) + 1
+    for r in unmapped:
+        if r.huge:
+            for p in range(r.pfn, r.pfn + r.pages):
+                still[p & ~(thp - 1)] -= 1
+    runs, seen, deferred = [], set(), set()
+    for r in unmapped:
+        if not r.huge:
+            runs.append(Run(r.pfn, r.pages))
+            continue
+        for head in range(r.pfn & ~(thp - 1), r.pfn + r.pages, thp):
+            if head in seen or head in deferred:
+                continue
+            if still.get(head, 0) <= 0:
+                seen.add(head)
+                runs.append(Run(head, thp, True))
+            else:
+                deferred.add(head)
+    return FreedPages(tuple(runs), len(deferred))
+
+
+# mm/mmu_gather.c (6.1): the gather's first batch holds MMU_GATHER_BUNDLE = 8 pages, each
+# further one MAX_GATHER_BATCH = (PAGE_SIZE - 16) / 8 = 510, at most MAX_GATHER_BATCH_COUNT =
+# 10000 / 510 = 19 of them before a forced flush; tlb_batch_pages_flush frees batch by batch.
+GATHER_LOCAL, GATHER_BATCH, GATHER_BATCHES = 8, 510, 19
+
+
+def free_order(runs, version: tuple[int, int]) -> list[tuple[int, int, bool, bool]]:
+    """Pure: the release's pages (VA order) -> (pfn, pages, huge, descending) in the order the
+    kernel frees them. 6.1 release_pages (mm/swap.c) frees a THP at once (__folio_put_large)
+    but collects order-0 pages with list_add and frees them after the batch
+    (free_unref_page_list): per gather batch, THPs in VA order, then 4 KiB pages in reverse.
+    6.12 folios_put_refs -> free_unref_folios keeps the batch's order."""
+    if version >= (6, 2):
+        return [(r.pfn, r.pages, r.huge, False) for r in runs]
+    out: list = []
+    sizes = [GATHER_LOCAL] + [GATHER_BATCH] * GATHER_BATCHES
+    it = iter(runs)
+    cur = next(it, None)
+    left = cur.pages if cur else 0
+    while cur is not None:
+        for size in sizes:
+            thps, small, room = [], [], size
+            while room and cur is not None:
+                if cur.huge:
+                    thps.append((cur.pfn, cur.pages, True, False))   # one entry: a whole THP
+                    room -= 1
+                    cur = next(it, None)
+                    left = cur.pages if cur else 0
+                    continue
+                k = min(room, left)
+                start = cur.pfn + cur.pages - left
+                small.append((start, k, False, True))
+                room -= k
+                left -= k
+                if not left:
+                    cur = next(it, None)
+                    left = cur.pages if cur else 0
+            out += thps + small[::-1]
+            if cur is None:
+                break
+    return out
+
+
+def gather_pages(freed: FreedPages, version: tuple[int, int]) -> int:
+    """Order-0 pages the unmap itself puts on the per-cpu lists before the region's pages go:
+    zap_huge_pmd frees each THP's deposited page table at once (zap_deposited_table ->
+    pte_free), less the gather's own batch pages it allocates (tlb_next_batch, one per
+    GATHER_BATCH entries after the first GATHER_LOCAL, GFP_NOWAIT). Their positions are not
+    known: they join the pages of unknown position. (6.1 and 6.12 alike.)"""
+    thps = sum(1 for r in freed.runs if r.huge)
+    entries = thps + sum(r.pages for r in freed.runs if not r.huge)
+    batches = min(GATHER_BATCHES, max(0, -(-(entries - GATHER_LOCAL) // GATHER_BATCH)))
+    return thps - batches
+
+
+class PcpList:
+    """One CPU's per-cpu lists of one zone, in pages: the workload's order-0 movable list, the
+    THP list, and `unknown` pages already on the lists before the release (their pfns are not
+    in /proc; taken as the oldest of the order-0 list, see the pcp_placement term)."""
+
+    def __init__(self, zone: Zone, pcp: Pcp, version: tuple[int, int], unknown_elsewhere: bool = False,
+                 high_min: int | None = None, order0_unknown: int | None = None):
+        self.zone, self.batch, self.version = zone, max(1, pcp.batch), version
+        self.high = pcp.high
+        # 6.12: high_min is the zone's, the same on every CPU (zone_highsize); zoneinfo prints only
+        # the current high, which an idle CPU's decay has brought down to high_min
+        self.high_min = pcp.high if high_min is None else high_min
+        self.order0: list[list[int]] = []   # [pfn, n] oldest first; pfn -1: unknown pages
+        self.thp: list[int] = []            # THP heads, oldest first
+        self.count = pcp.count
+        # pages on lists a drain reaches last (round robin after its own list)
+        self.elsewhere = pcp.count if unknown_elsewhere else 0
+        if order0_unknown is not None:
+            self.elsewhere = max(0, pcp.count - order0_unknown)
+        if pcp.count - self.elsewhere:
+            self.order0.append([-1, pcp.count - self.elsewhere, False])
+        self.free_factor = 0                # 6.1: halved by every allocation; the touch made it 0
+        self.free_count = 0                 # 6.12: pages freed in a row
+        self.best = -1                      # largest merged order reaching a buddy list
+        self.unknown_drained = 0
+
+    def free(self, run: Run, desc: bool = False) -> None:
+        pb = self.zone.pb_order
+        if self.high <= 0:                  # no pcp (boot pageset): straight to the buddy lists
+            o = self.zone.free_block(run.pfn, pb)[1] if run.huge else self.zone._free_run(run.pfn, run.pages)
+            self.best = max(self.best, o)
+            return
+        if run.huge:
+            for head in range(run.pfn, run.pfn + run.pages, 1 << pb):
+                self.thp.append(head)
+                self._added(1 << pb, thp=True)
+            return
+        lo, hi = run.pfn, run.pfn + run.pages     # pages not yet freed: [lo, hi)
+        while lo < hi:
+            k = min(hi - lo, max(1, self.high - self.count))
+            if desc:                               # freed high to low: the oldest is the highest
+                self.order0.append([hi - k, k, True])
+                hi -= k
+            else:
+                self.order0.append([lo, k, False])
+                lo += k
+            self._added(k, thp=False)
+
+    def _high(self) -> int:
+        return self.high
+
+    def _added(self, k: int, thp: bool) -> None:
+        self.count += k
+        b = self.batch
+        if self.version >= (6, 2):
+            self.free_count = min(self.free_count + k, b << PCP_BATCH_SCALE_MAX)
+            high = self.high
+            if self.count < high:
+                return
+            # nr_pcp_high returns the old high and lifts pcp->high to hold a batch of frees
+            # (high_max is not printed: taken as no limit)
+            if self.high < self.free_count + b:
+                self.high = self.free_count + b
+            n = b if high < b else min(max(self.free_count, b), high - b)
+        else:
+            if self.count < self.high:
+                return
+            if self.high < b:
+                n = 1
+            else:
+                n = b << self.free_factor
+                if n < self.high - b and self.free_factor < PCP_BATCH_SCALE_MAX:
+                    self.free_factor += 1
+                n = min(max(n, b), self.high - b)
+        self._bulk(min(n, self.count), thp_first=thp)
+
+    def _bulk(self, n: int, thp_first: bool) -> None:
+        # free_pcppages_bulk: the list the page went to first, then the others
+        lists = (self._drain_thp, self._drain_order0) if thp_first else (self._drain_order0, self._drain_thp)
+        for drain in lists:
+            n = drain(n)
+            if n <= 0:
+                return
+        if n > 0 and self.elsewhere:
+            k = min(n, self.elsewhere)
+            self.elsewhere -= k
+            self.count -= k
+            self.unknown_drained += k
+
+    def _drain_order0(self, n: int) -> int:
+        z = self.zone
+        while n > 0 and self.order0:
+            ent = self.order0[0]                    # [pfn, pages, descending]
+            k = min(n, ent[1])
+            if ent[0] < 0:
+                self.unknown_drained += k
+            elif ent[2]:                            # oldest at the top
+                self.best = max(self.best, z._free_run(ent[0] + ent[1] - k, k))
+            else:
+                self.best = max(self.best, z._free_run(ent[0], k))
+                ent[0] += k
+            ent[1] -= k
+            if not ent[1]:
+                self.order0.pop(0)
+            self.count -= k
+            n -= k
+        return n
+
+    def _drain_thp(self, n: int) -> int:
+        z, pb = self.zone, self.zone.pb_order
+        while n > 0 and self.thp:
+            head = self.thp.pop(0)
+            self.best = max(self.best, z.free_block(head, pb)[1])
+            self.count -= 1 << pb
+            n -= 1 << pb
+        return n
+
+    def decay(self) -> None:
+        """6.12 decay_pcp_high run until high reaches high_min: what is over it goes back."""
+        if self.version < (6, 2):
+            return
+        while self.high > self.high_min:
+            self.high = max(self.count - (self.batch << PCP_BATCH_SCALE_MAX), self.high - (self.high >> 3),
+                            self.high_min)
+            if self.count > self.high:
+                self._bulk(self.count - self.high, thp_first=False)
+
+    def residue(self) -> list[tuple[int, int]]:
+        """The release's own pages still on the lists."""
+        pb = 1 << self.zone.pb_order
+        return [(p, n) for p, n, _ in self.order0 if p >= 0] + [(h, pb) for h in self.thp]
+
+
+@dataclass
+class Released:
+    """The model guest after the release, before any report."""
+    machine: Machine
+    spec: KernelSpec
+    freed: FreedPages
+    residue: list[tuple[int, int]]          # the release's pages left on per-cpu lists
+    residue_drains: bool                    # 6.12: the residue goes back by decay within seconds
+    unknown_drained: int                    # pages of unknown position the drains gave back
+    notified: bool                          # a merge reached the reporting order: a pass is requested
+    elsewhere_left: int = 0                 # pages of unknown position still on other lists
+
+
+def zone_model(zs: ZoneState, spec: KernelSpec) -> Zone:
+    return Zone(node=zs.node, name=zs.name, start_pfn=zs.start, spanned=zs.end - zs.start, spec=spec,
+                wmark_min=zs.wmark_min, wmark_low=zs.wmark_low, wmark_high=zs.wmark_high, boost=zs.boost,
+                lowmem_reserve=zs.lowmem_reserve, nr_reserved_highatomic=zs.highatomic)
+
+
+def machine_before(pre: PreRelease) -> tuple[Machine, KernelSpec]:
+    """The model guest as it was read: its free blocks, reported ones at their lists' tails."""
+    spec = kernel_spec(pre.kernel)
+    zones = {zs.key: zone_model(zs, spec) for zs in pre.zones if zs.end > zs.start}
+    m = Machine(list(zones.values()), spec)
+    unrep = sorted((b for b in pre.blocks if not b.reported), key=lambda b: -b.pfn)
+    for b in unrep + [b for b in pre.blocks if b.reported]:
+        z = m.zone_of(b.pfn)
+        if b.order >= z.pb_order:
+            for p in range(b.pfn, b.pfn + (1 << b.order), 1 << z.pb_order):
+                z.set_pageblock_mt(p, b.mt)
+        elif b.mt != MOVABLE:
+            z.set_pageblock_mt(b.pfn, b.mt)
+        z.add_free_block(b.pfn, b.order, b.mt, reported=b.reported, tail=True)
+    return m, spec
+
+
+def run_release(pre: PreRelease, *, residue: int | None = None) -> Released:
+    """Free the release's pages through the per-cpu lists of the CPU it runs on.
+
+    residue: instead, leave exactly the newest `residue` pages of the release on the lists (a
+    THP stays whole) and give the rest straight to the buddy lists: the bounds of the
+    pcp_residue term."""
+    m, spec = machine_before(pre)
+    freed = pages_freed_by_unmap(pre.mapped, pre.unmapped, spec.pageblock_order)
+    seq = free_order(freed.runs, spec.version)
+    if residue is not None:
+        return _forced_residue(m, spec, freed, seq, residue, pre.order)
+    cpu = pre.cpu if pre.cpu is not None else 0
+    extra = gather_pages(freed, spec.version)
+    lists: dict[str, PcpList] = {}
+    for zs in pre.zones:
+        if zs.end <= zs.start:
+            continue
+        p = zs.pcp(cpu) or Pcp(cpu, 0, 0, 1)
+        if p.high > 0 and extra:            # the pages the unmap itself frees and takes, before ours
+            p = Pcp(p.cpu, max(0, p.count + extra), p.high, p.batch)
+            extra = 0
+        lists[zs.key] = PcpList(m.zone(zs.key), p, spec.version,
+                                high_min=min((q.high for q in zs.pcps), default=p.high),
+                                order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None)
+    for pfn, n, huge, desc in seq:
+        while n:                            # a run split where zones meet
+            z = m.zone_of(pfn if not desc else pfn + n - 1)
+            if desc:
+                k = min(n, pfn + n - z.start)
+                lists[z.key].free(Run(pfn + n - k, k, huge), desc=True)
+            else:
+                k = min(n, z.end - pfn)
+                lists[z.key].free(Run(pfn, k, huge))
+                pfn += k
+            n -= k
+    for pl in lists.values():
+        pl.decay()
+    best = max((pl.best for pl in lists.values()), default=-1)
+    return Released(machine=m, spec=spec, freed=freed,
+                    residue=[x for pl in lists.values() for x in pl.residue()],
+                    residue_drains=spec.version >= (6, 2),
+                    unknown_drained=sum(pl.unknown_drained for pl in lists.values()),
+                    elsewhere_left=sum(pl.elsewhere for pl in lists.values()),
+                    notified=best >= pre.order)
+
+
+def _forced_residue(m: Machine, spec: KernelSpec, freed: FreedPages, seq, k: int, order: int) -> Released:
+    keep: list[tuple[int, int]] = []
+    cut = len(seq)
+    while cut and k > 0:                    # the newest pages, from the end of the sequence
+        pfn, n, huge, desc = seq[cut - 1]
+        if huge or n <= k:
+            keep.append((pfn, n))
+            k -= n
+            cut -= 1
+            continue
+        # part of a run: its newest pages are its low end when freed descending
+        keep.append((pfn, k) if desc else (pfn + n - k, k))
+        seq = seq[:cut - 1] + [((pfn + k, n - k, huge, desc) if desc else (pfn, n - k, huge, desc))]
+        k = 0
+    best = -1
+    for pfn, n, huge, desc in seq[:cut]:
+        z = m.zone_of(pfn)
+        o = z.free_block(pfn, spec.pageblock_order)[1] if huge else m.free_runs([(pfn, n)], via_pcp=False)
+        best = max(best, o)
+    return Released(machine=m, spec=spec, freed=freed, residue=keep, residue_drains=False,
+                    unknown_drained=0, notified=best >= order)
+
+
+# --- the predicted layout against the real one ------------------------------------------
+
+@dataclass(frozen=True)
+class LayoutCheck:
+    """Predicted free blocks (head, order) vs the real ones, at orders >= min_order."""
+    min_order: int
+    predicted: int
+    real: int
+    matched: int
+    per_zone_order: dict                    # "zone/order" -> [predicted, real, matched]
+    only_predicted: tuple[tuple[int, int], ...]
+    only_real: tuple[tuple[int, int], ...]
+
+    @property
+    def exact(self) -> bool:
+        return self.matched == self.predicted == self.real
+
+    def to_json(self, shown: int = 10) -> dict:
+        return {"min_order": self.min_order, "predicted": self.predicted, "real": self.real,
+                "matched": self.matched, "exact": self.exact, "per_zone_order": self.per_zone_order,
+                "first_only_predicted": [list(x) for x in self.only_predicted[:shown]],
+                "first_only_real": [list(x) for x in self.only_real[:shown]],
+                "only_predicted": len(self.only_predicted), "only_real": len(self.only_real)}
+
+
+# --- the prediction -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Activity:
+    """Guest activity the model cannot schedule, as rates measured in the idle window before the
+    release (vmstat pgalloc_* and pgfree deltas over its length), plus what one of our own
+    captures costs (its vmstat delta, also measured before the release)."""
+    alloc_pages_per_s: float = 0.0
+    free_pages_per_s: float = 0.0
+    capture_alloc_pages: float = 0.0
+    captures_in_window: int = 1
+
+
+@dataclass(frozen=True)
+class Host:
+    backend: str = "anon"
+    page_size: int = 4096
+    discard_inhibited: bool = False
+    poison_val: int = 0
+    metric: str = "rss"
+
+
+def _drop_of(rel: Released, pre: PreRelease, host: Host, params) -> tuple[list, list]:
+    """Run the reporting passes on a released model guest; per report (t, MiB dropped, Report)."""
+    from .discard import HostConfig, ResidentMap, discard
+    from .reporting import Reporter, run_until_idle
+    h = HostConfig(backend=host.backend, page_size=host.page_size, discard_inhibited=host.discard_inhibited,
+                   poison_val=host.poison_val)
+    res = ResidentMap.from_bytes(pre.held, rel.machine.end_pfn)
+    thr = params.order if params.order is not None else pre.order
+    rep = Reporter()
+    if rel.notified or (params.order is not None and any(
+            not r for z in rel.machine.zones for _, o, _, r in z.free_blocks() if o >= thr)):
+        rep.request(0.0, params.delay_s)
+    passes = run_until_idle(rel.machine, rep, params, thr)
+    events = []
+    for p in passes:
+        for r in p.reports:
+            d = discard(r.blocks, h, res)
+            got = d.rss_pages if host.metric == "rss" else d.mapping_pages
+            events.append((r.t, got / 256, r))
+    return events, passes
+
+
+def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
+                    activity: Activity = Activity(), sample_period_s: float = 0.1):
+    """Predict a release from before it: the layout after it, the host's drop, its curve, and an
+    interval of named terms. Returns (Prediction, Released)."""
+    from .predict import Prediction, Term
+    from .reporting import ReportingParams
+    params = params or ReportingParams()
+    if noise_mib < 0:
+        raise ModelError("noise_mib must be >= 0")
+    rel = run_release(pre)
+    layout_free = {z.key: [(pfn, o, mt) for pfn, o, mt, _ in z.free_blocks()] for z in rel.machine.zones}
+    events, passes = _drop_of(rel, pre, host, params)
+    thr = params.order if params.order is not None else pre.order
+    total = sum(m for _, m, _ in events)
+    curve, cum = [(0.0, 0.0)], 0.0
+    rcurve, rcum = [(0.0, 0.0)], 0.0
+    per_zone: dict = {}
+    per_order: dict = {}
+    for t, m, r in events:
+        cum += m
+        rcum += r.pages / 256
+        curve.append((t, cum))
+        rcurve.append((t, rcum))
+        pz = per_zone.setdefault(r.zone, {"reported_mib": 0.0, "dropped_mib": 0.0, "reports": 0})
+        pz["reported_mib"] += r.pages / 256
+        pz["dropped_mib"] += m
+        pz["reports"] += 1
+        for _, o in r.blocks:
+            po = per_order.setdefault(o, {"reported_blocks": 0, "reported_mib": 0.0})
+            po["reported_blocks"] += 1
+            po["reported_mib"] += (1 << o) / 256
+    moves = not host.discard_inhibited and host.poison_val == 0 and not (
+        host.backend == "hugetlbfs" and host.metric == "rss")
+    block_mib = (1 << thr) / 256
+
+    def drop_with_residue(k: int) -> float:
+        return sum(m for _, m, _ in _drop_of(run_release(pre, residue=k), pre, host, params)[0])
+
+    terms = [Term("rss_noise", "RSS noise of this run's idle guest, measured before the release (input)",
+                  -noise_mib, noise_mib)]
+    # Which of the release's newest pages stay on the per-cpu lists depends on where the last
+    # drain fell, which /proc cannot pin down (free_factor, the mmu_gather's own batch pages,
+    # pages of unknown list already there). After the last add the count is below high, plus
+    # a THP's overshoot, and pages of other lists the drains did not reach share that count
+    # (the model's, less one largest drain): the residue is 0 .. that many of the newest
+    # pages. The term is the model run with each end.
+    cpu = pre.cpu if pre.cpu is not None else 0
+    highs = [(zs.pcp(cpu).high if zs.pcp(cpu) else 0) for zs in pre.zones]
+    if rel.residue_drains:                  # 6.12: decay leaves at most high_min
+        highs = [min((q.high for q in zs.pcps), default=0) for zs in pre.zones]
+    max_drain = max((zs.pcp(cpu).batch << PCP_BATCH_SCALE_MAX for zs in pre.zones if zs.pcp(cpu)), default=0)
+    k_hi = max(highs, default=0) + (1 << rel.spec.pageblock_order) - 1 - max(0, rel.elsewhere_left - max_drain)
+    d_hi = (drop_with_residue(0) - total) if moves else 0.0
+    d_lo = (drop_with_residue(k_hi) - total) if moves else 0.0
+    terms.append(Term("pcp_residue", f"the release's newest pages left on CPU {cpu}'s per-cpu lists: 0 to "
+                      f"{k_hi} pages (high + a THP) instead of the model's {sum(n for _, n in rel.residue)}: "
+                      "the model run with each", min(0.0, d_lo, d_hi), max(0.0, d_lo, d_hi)))
+    if pre.cpu is None:
+        raise ModelError("the release's CPU is not known: pin the workload (e2emem `cpu N`)")
+    # Drained pages of unknown position can each complete at most one block of the order.
+    small_held = 0
+    from .discard import ResidentMap
+    res = ResidentMap.from_bytes(pre.held, rel.machine.end_pfn)
+    for z in rel.machine.zones:
+        for pfn, o, _, _ in z.free_blocks():
+            if o < thr:
+                small_held += res.count(pfn, 1 << o)
+    # the model's drains reached rel.unknown_drained of them; where the last drain falls is not
+    # known (pcp_residue), so one more of the largest drain (batch << PCP_BATCH_SCALE_MAX)
+    unk = min(rel.unknown_drained + max_drain, sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu)))
+    unk_hi = min(unk << thr, small_held + unk) / 256 if moves else 0.0
+    terms.append(Term("pcp_unknown_pages", f"up to {unk} per-cpu pages from before the release (position "
+                      f"unknown) can go back to the buddy lists during it; each can complete one {block_mib:g} MiB block (bounded by "
+                      f"the held pages of free blocks below the order, and themselves)", 0.0, unk_hi))
+    window = (passes[-1].t_end if passes else 0.0) + params.delay_s
+    alloc_p = activity.alloc_pages_per_s * window + activity.capture_alloc_pages * activity.captures_in_window
+    free_p = activity.free_pages_per_s * window + activity.capture_alloc_pages * activity.captures_in_window
+
+    def blocks(pages: float) -> float:
+        return -(-int(pages) // (1 << thr)) * block_mib if pages > 0 else 0.0
+
+    act_lo = min(total, blocks(alloc_p)) if moves else 0.0
+    act_hi = blocks(free_p) if moves else 0.0
+    terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
+                      f"{activity.alloc_pages_per_s:.0f} pages/s and {activity.captures_in_window} capture(s), "
+                      f"measured before the release): each can split an unreported block", -act_lo, 0.0))
+    terms.append(Term("guest_frees", f"guest frees over the window (idle rate {activity.free_pages_per_s:.0f} "
+                      "pages/s and the captures): each can complete a resident block", 0.0, act_hi))
+    lo = total + sum(t.lo_mib for t in terms)
+    hi = total + sum(t.hi_mib for t in terms)
+    for v in per_zone.values():
+        for k in list(v):
+            if isinstance(v[k], float):
+                v[k] = round(v[k], 2)
+    pass_json = [{"t_start": round(p.t_start, 3), "t_end": round(p.t_end, 3), "reports": len(p.reports),
+                  "reported_mib": round(p.pages / 256, 2), "again": p.again, "gated": list(p.gated)}
+                 for p in passes]
+    why = [f"pass {i} at {p.t_start:.2f} s: {p.pages / 256:.0f} MiB in {len(p.reports)} report(s)"
+           f"{'; budget spent, another pass' if p.again else ''}" for i, p in enumerate(passes, 1)]
+    inputs = {"kernel": pre.kernel, "order": thr, "cpu": pre.cpu, "freed_pages": rel.freed.pages,
+              "deferred_thp": rel.freed.deferred_thp, "residue_pages": sum(n for _, n in rel.residue),
+              "residue_drains": rel.residue_drains, "unknown_drained": unk, "read_at_s": pre.read_at_s,
+              "noise_mib": noise_mib, "backend": host.backend, "metric": host.metric,
+              "params": {"capacity": params.capacity, "delay_s": params.delay_s,
+                         "budget_divisor": params.budget_divisor, "zone_gate": params.zone_gate,
+                         "order": params.order}, "layout": "pre-release"}
+    p = Prediction(expected_mib=total, lo_mib=lo, hi_mib=hi, metric=host.metric, terms=tuple(terms),
+                   curve=tuple(curve), reported_curve=tuple(rcurve), total_mib=total, rss_mib=total,
+                   mapping_mib=total, per_zone=per_zone, per_order=dict(sorted(per_order.items())),
+                   passes=tuple(pass_json), why=tuple(why), inputs=inputs)
+    return p, rel, layout_free
+
+
+def compare_layout_blocks(predicted: dict, zone_labels: dict, real, min_order: int) -> LayoutCheck:
+    """predicted: zone key -> [(pfn, order, mt)] (the model's free blocks right after the release);
+    real: (head, order, zone label) read from the guest after it."""
+    pred = {(pfn, o): zone_labels[k] for k, bl in predicted.items() for pfn, o, _ in bl if o >= min_order}
+    got = {(h, o): zl for h, o, zl in real if o >= min_order}
+    both = pred.keys() & got.keys()
+    table: dict = {}
+    for (h, o), zl in pred.items():
+        table.setdefault(f"{zl}/{o}", [0, 0, 0])[0] += 1
+    for (h, o), zl in got.items():
+        t = table.setdefault(f"{zl}/{o}", [0, 0, 0])
+        t[1] += 1
+        if (h, o) in both:
+            t[2] += 1
+    return LayoutCheck(min_order, len(pred), len(got), len(both), dict(sorted(table.items())),
+                       tuple(sorted(pred.keys() - both)), tuple(sorted(got.keys() - both)))
