@@ -96,5 +96,10 @@ def report(record_property):
     def rec(result: dict) -> None:
         for ph in result.get("phases") or [result]:
             row = {k: ph.get(k, result.get(k)) for k in PHASE_FIELDS}
+            lay = ph.get("layout") or {}
+            row.update(layout_real=lay.get("real"), layout_matched=lay.get("matched"),
+                       layout_predicted=lay.get("predicted"), measured_t90_s=ph.get("measured_t90_s"),
+                       t90_interval_s=ph.get("predicted_t90_interval_s"),
+                       terms={t["name"]: [t["lo_mib"], t["hi_mib"]] for t in ph.get("terms", [])})
             record_property(f"phase:{ph.get('phase', 'main')}", json.dumps(row))
     return rec

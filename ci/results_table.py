@@ -18,12 +18,16 @@ def rows(paths):
 
 
 def main(paths):
-    print("| test | phase | kernel | QEMU | freed | measured drop | predicted [lo, hi] | verdict | t90 measured / predicted (s) | test |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| test | phase | kernel | QEMU | freed | measured drop | predicted [lo, hi] | width | verdict "
+          "| t90 measured / predicted (s) | blocks >= order: real / predicted / matched | test |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, phase, r, failed in rows(paths):
+        width = r["predicted_hi_mib"] - r["predicted_lo_mib"]
         print(f"| {name} | {phase} | {r['kernel']} | {r['qemu']} | {r['freed_mib']} | {r['drop_mib']} | "
-              f"{r['predicted_mib']} [{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] | {r['verdict']} | "
-              f"{r['seconds_to_90pct']} / {r['predicted_seconds_to_90pct']} | {'FAILED' if failed else 'passed'} |")
+              f"{r['predicted_mib']} [{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] | {width:.1f} | {r['verdict']} | "
+              f"{r.get('measured_t90_s', r['seconds_to_90pct'])} / {r['predicted_seconds_to_90pct']} | "
+              f"{r.get('layout_real')} / {r.get('layout_predicted')} / {r.get('layout_matched')} | "
+              f"{'FAILED' if failed else 'passed'} |")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--delay", type=float, default=2.0, help="PAGE_REPORTING_DELAY in seconds (kernel: 2)")
     pr.add_argument("--capacity", type=int, default=32, help="PAGE_REPORTING_CAPACITY (kernel: 32)")
     pr.add_argument("--budget-divisor", type=int, default=16, help="budget = nr_free / (capacity * this) (kernel: 16)")
+    pr.add_argument("--budget-offset", type=int, default=0, help="budget off by this many reports (kernel: 0)")
     pr.add_argument("--order", type=int, default=None, help="reporting order (default: the guest's)")
     pr.add_argument("--no-zone-gate", action="store_true", help="drop the low-watermark zone gate")
     pr.add_argument("--json", action="store_true")
@@ -177,13 +178,16 @@ def cmd_predict(a) -> int:
         raise UserError(f"{a.result}: not a result file with snapshots ({e.__class__.__name__}: {e})") from None
     try:
         params = ReportingParams(capacity=a.capacity, delay_s=a.delay, budget_divisor=a.budget_divisor,
-                                 order=a.order, zone_gate=not a.no_zone_gate)
+                                 order=a.order, zone_gate=not a.no_zone_gate, budget_offset=a.budget_offset)
     except ValueError as e:
         raise UserError(str(e)) from None
-    p = prediction.predict(result, params)
+    try:
+        p = prediction.predict(result, params)
+    except ModelError as e:
+        raise UserError(f"{a.result}: the model cannot run on it: {e}") from None
     if a.json:
         print(json.dumps(p))
-        return 0
+        return 0 if p["verdict"] == "within" else 1
     print(f"model on {a.result}: {result['freed_mib']} MiB freed, {result['kernel']}, "
           f"delay {a.delay} s, capacity {a.capacity}, budget divisor {a.budget_divisor}")
     print(f"  predicted drop {p['predicted_mib']:.1f} MiB in [{p['predicted_lo_mib']:.1f}, {p['predicted_hi_mib']:.1f}]"
@@ -192,7 +196,15 @@ def cmd_predict(a) -> int:
     print("  curve (s after the free: MiB back): " + ", ".join(f"{t:g}: {m:.0f}" for t, m in p["predicted_curve"]))
     for t in p["terms"]:
         print(f"  term {t['name']}: [{t['lo_mib']:+.1f}, {t['hi_mib']:+.1f}] MiB  {t['explanation']}")
-    return 0
+    for ph in result.get("phases") or [result]:
+        jd = ph.get("judgement")
+        if jd:
+            print(f"  phase {ph.get('phase', 'main')}: {jd['verdict'].upper()}; total {jd['total']}; "
+                  f"t90 {jd['t90']}; curve: {len(jd['curve'])} sample(s) off the predicted plateaus")
+            for c in jd["curve"][:3]:
+                print(f"    {c}")
+    print(f"  verdict of the measured run under these constants: {p['verdict'].upper()}")
+    return 0 if p["verdict"] == "within" else 1
 
 
 def main(argv: list[str] | None = None) -> int:

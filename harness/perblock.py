@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from . import pagemap, procfs
+from .model.reporting import zone_gate_mark
 from .pagemap import RamRange
 
 MAX_ORDER = 10  # largest buddy order on x86_64, 6.1 and 6.12
@@ -82,7 +83,7 @@ class Zone:
         page_reporting_process_zone needs zone_watermark_ok(low + (32 << order)).
         (Approximate: ignores the unusable highatomic/CMA free pages.) ZONE_DMA, 4095 pages
         on x86_64, always is at order >= 7."""
-        return self.free <= self.low + (PAGE_REPORTING_CAPACITY << order)
+        return self.free <= zone_gate_mark(self.low, order, PAGE_REPORTING_CAPACITY)
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,8 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
     runs = lambda xs: tuple(Run(int(p), int(n), bool(h)) for p, n, h in xs)  # noqa: E731
     p = PreRelease(kernel=facts["kernel"], order=phase["reportable_order"], zones=zones, blocks=tuple(blocks),
                    held=bytes(cap.held), mapped=runs(pre.get("mapped", [])), unmapped=runs(pre.get("unmapped", [])),
-                   cpu=pre.get("cpu"), pcp_taken=bool(pre.get("pcp_taken")), read_at_s=dict(pre.get("read_at_s", {})))
+                   cpu=pre.get("cpu"), pcp_taken=bool(pre.get("pcp_taken")),
+                   kind=pre.get("kind", "munmap"), read_at_s=dict(pre.get("read_at_s", {})))
     act = pre.get("activity") or {}
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])
@@ -273,10 +274,23 @@ def t90_interval(pred: Prediction, release_s: float, sample_period_s: float = SA
     return (t - sample_period_s, t + release_s + sample_period_s + PASS_LATENCY_S * passes_before)
 
 
-def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | None = None) -> dict:
-    """Prediction fields and the judgement of one phase, from its before-the-release inputs only."""
+def measured_t90(phase: dict, metric: str) -> float | None:
+    """Seconds from the release until the metric first fell by 90% of its drop (None: no drop
+    above the settle threshold). samples are [t, QEMU RSS, RAM mapping RSS]."""
+    col, peak, drop = ((2, phase["ram_rss_peak_mib"], phase["ram_drop_mib"]) if metric == "mapping"
+                       else (1, phase["rss_peak_mib"], phase["drop_mib"]))
+    if drop <= 4.0:   # scenarios/common.py STABLE_EPS_MIB: below it nothing counts as a drop
+        return None
+    return next((s[0] for s in phase["samples"] if s[0] >= 0 and peak - s[col] >= 0.9 * drop), None)
+
+
+def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | None = None,
+                          metric: str | None = None) -> dict:
+    """Prediction fields and the judgement of one phase, from its before-the-release inputs only.
+    metric: the figure judged, by default the backend's (the RAM mapping for hugetlbfs)."""
     pre, activity = pre_release_input(phase, facts)
-    backend, metric = model_host(facts.get("backend", "anon"))
+    backend, default_metric = model_host(facts.get("backend", "anon"))
+    metric = metric or default_metric
     host = Host(backend=backend, page_size=facts.get("host_page_size", 4096),
                 discard_inhibited=not facts["reporting_negotiated"], metric=metric)
     noise = facts.get("idle_noise_mib")
@@ -303,8 +317,9 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
     fields["layout"]["residue_pages"] = sum(n for _, n in rel.residue)
     t90 = None
     iv = t90_interval(pred, phase.get("release_s", 0.0))
-    if iv is not None and phase.get("seconds_to_90pct") is not None:
-        m = phase["seconds_to_90pct"]
+    m = measured_t90(phase, metric)
+    fields["measured_t90_s"] = m
+    if iv is not None and m is not None:
         t90 = ("within" if iv[0] <= m <= iv[1] else "outside") + \
             f": 90% after {m} s, predicted {j['seconds_to_90pct']} in [{iv[0]:.2f}, {iv[1]:.2f}]"
         fields["predicted_t90_interval_s"] = [round(iv[0], 3), round(iv[1], 3)]
@@ -312,6 +327,8 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
         t90 = f"outside: no measured time to 90%, predicted {j['seconds_to_90pct']} s"
     judged = {**phase, **fields}
     curve = tuple(curve_mismatches({**facts, **judged, "phases": [judged]}))
+    if iv is None and m is not None and measured > pred.hi_mib:
+        t90 = f"outside: the drop came back by {m} s, the model predicted none"
     jd = Judgement(total, curve, t90, fields["layout"])
     fields["judgement"] = jd.to_json()
     fields["verdict"] = jd.verdict

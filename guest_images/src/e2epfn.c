@@ -23,6 +23,10 @@
  *   A  anything else: allocated, on a per-cpu list, or isolated for a report
  * Block heads and orders are inferred on the host, where they can be tested.
  *
+ * `e2epfn cache` prints instead, on one line, the page-cache pages drop_caches can free:
+ * "ok pages=P runs=R PFN+N ...", pfn order (LRU, not anonymous, swap-backed, mapped,
+ * unevictable, dirty, under writeback or locked: mm/truncate.c mapping_evict_folio).
+ *
  * Small, static buffers faulted in before the scan: the scan should disturb
  * the free lists it looks at as little as possible.
  */
@@ -74,8 +78,50 @@ static double now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-int main(void)
+static int cache_pages(void)
 {
+	const uint64_t need = 1ULL << 5, skip = (1ULL << 12) | (1ULL << 14) | (1ULL << 11) | (1ULL << 18) |
+		(1ULL << 4) | (1ULL << 8) | (1ULL << 0) | (1ULL << 10);
+	int fd = open("/proc/kpageflags", O_RDONLY);
+	if (fd < 0) {
+		printf("err /proc/kpageflags\n");
+		return 1;
+	}
+	static char line[4 << 20];
+	size_t used = 0, pages = 0, runs = 0;
+	uint64_t pfn = 0, start = 0, len = 0;
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (size_t i = 0; i < (size_t)n / 8; i++, pfn++) {
+			if ((buf[i] & need) && !(buf[i] & skip)) {
+				pages++;
+				if (len && start + len == pfn) {
+					len++;
+					continue;
+				}
+				if (len && used < sizeof(line) - 48) {
+					used += snprintf(line + used, sizeof(line) - used, " %llu+%llu",
+							 (unsigned long long)start, (unsigned long long)len);
+					runs++;
+				}
+				start = pfn, len = 1;
+			}
+		}
+	}
+	close(fd);
+	if (len && used < sizeof(line) - 48) {
+		used += snprintf(line + used, sizeof(line) - used, " %llu+%llu",
+				 (unsigned long long)start, (unsigned long long)len);
+		runs++;
+	}
+	printf("ok pages=%zu runs=%zu%s\n", pages, runs, line);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "cache"))
+		return cache_pages();
 	static char out[256 << 10]; /* the runs (~10-30 KB) go out after the scan, not during it */
 	/* fault the buffers in now, so the scan itself allocates no guest pages */
 	memset(out, 0, sizeof(out));

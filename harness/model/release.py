@@ -100,6 +100,9 @@ class PreRelease:
     # them newest first): what is left there is at most one refill batch, the rest of the
     # count sits on other lists
     pcp_taken: bool = False
+    # what frees the pages: "munmap" (the workload's region, in VA order) or "drop_caches"
+    # (clean page cache, taken in pfn order: page index order is not in /proc)
+    kind: str = "munmap"
     read_at_s: dict = field(default_factory=dict)   # input name -> seconds relative to the release
 
     def __post_init__(self):
@@ -154,7 +157,12 @@ def pages_freed_by_unmap(mapped, unmapped, pageblock_order: int = 9) -> FreedPag
 GATHER_LOCAL, GATHER_BATCH, GATHER_BATCHES = 8, 510, 19
 
 
-def free_order(runs, version: tuple[int, int]) -> list[tuple[int, int, bool, bool]]:
+# mm/truncate.c (6.1): drop_caches frees page cache a pagevec (PAGEVEC_SIZE = 15) at a time,
+# pagevec_release -> release_pages.
+PAGEVEC = 15
+
+
+def free_order(runs, version: tuple[int, int], kind: str = "munmap") -> list[tuple[int, int, bool, bool]]:
     """Pure: the release's pages (VA order) -> (pfn, pages, huge, descending) in the order the
     kernel frees them. 6.1 release_pages (mm/swap.c) frees a THP at once (__folio_put_large)
     but collects order-0 pages with list_add and frees them after the batch
@@ -163,7 +171,7 @@ def free_order(runs, version: tuple[int, int]) -> list[tuple[int, int, bool, boo
     if version >= (6, 2):
         return [(r.pfn, r.pages, r.huge, False) for r in runs]
     out: list = []
-    sizes = [GATHER_LOCAL] + [GATHER_BATCH] * GATHER_BATCHES
+    sizes = [GATHER_LOCAL] + [GATHER_BATCH] * GATHER_BATCHES if kind == "munmap" else [PAGEVEC] * 1000
     it = iter(runs)
     cur = next(it, None)
     left = cur.pages if cur else 0
@@ -380,11 +388,11 @@ def run_release(pre: PreRelease, *, residue: int | None = None) -> Released:
     pcp_residue term."""
     m, spec = machine_before(pre)
     freed = pages_freed_by_unmap(pre.mapped, pre.unmapped, spec.pageblock_order)
-    seq = free_order(freed.runs, spec.version)
+    seq = free_order(freed.runs, spec.version, pre.kind)
     if residue is not None:
         return _forced_residue(m, spec, freed, seq, residue, pre.order)
     cpu = pre.cpu if pre.cpu is not None else 0
-    extra = gather_pages(freed, spec.version)
+    extra = gather_pages(freed, spec.version) if pre.kind == "munmap" else 0
     lists: dict[str, PcpList] = {}
     for zs in pre.zones:
         if zs.end <= zs.start:

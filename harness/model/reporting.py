@@ -38,6 +38,13 @@ from .buddy import ISOLATE, MIGRATE_TYPES, Machine, Zone
 IDLE, REQUESTED, ACTIVE = "idle", "requested", "active"
 
 
+def zone_gate_mark(low: int, order: int, capacity: int = 32) -> int:
+    """page_reporting_process_zone: a zone is walked only while its free pages pass
+    zone_watermark_ok(low + (capacity << order)); the one statement of that rule (the
+    per-block captures' Zone.gated reads it too)."""
+    return low + (capacity << order)
+
+
 @dataclass(frozen=True)
 class ReportingParams:
     """The kernel's constants, as parameters so a what-if can move them.
@@ -54,6 +61,7 @@ class ReportingParams:
     isolation_gate: bool = True   # __isolate_free_page: WMARK_MIN + (1 << order)
     order: int | None = None
     report_latency_s: float = 0.005
+    budget_offset: int = 0        # a what-if: the budget off by this many reports (kernel: 0)
 
     def __post_init__(self):
         if self.capacity < 1 or self.budget_divisor < 1 or self.delay_s < 0 or self.report_latency_s < 0:
@@ -136,7 +144,7 @@ class _Pass:
     def zone(self, zone: Zone) -> None:
         # page_reporting_process_zone
         p, thr = self.p, self.thr
-        if p.zone_gate and not zone.watermark_ok(zone.wmark_low + (p.capacity << thr)):
+        if p.zone_gate and not zone.watermark_ok(zone_gate_mark(zone.wmark_low, thr, p.capacity)):
             self.rec.gated.append(zone.key)
             return
         sg: list[tuple[int, int]] = []
@@ -159,7 +167,7 @@ class _Pass:
             return
         cap = p.capacity
         nr_free = zone.nr_free[order]
-        budget = -(-nr_free // (cap * p.budget_divisor))
+        budget = -(-nr_free // (cap * p.budget_divisor)) + p.budget_offset
         budget0, isolated, full, stop = budget, 0, 0, "exhausted"
         isolate = zone.isolate if p.isolation_gate else (lambda pfn, o: _isolate_ungated(zone, pfn, o))
         nxt = None

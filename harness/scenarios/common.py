@@ -52,13 +52,13 @@ class Run:
             self.wl.ask(f"cpu {WORKLOAD_CPU if self.g.cfg.smp > 1 else 0}")
         return self.wl.ask(line)
 
-    def pre_release(self, unmaps: str | None, t_ref: float) -> dict:
+    def pre_release(self, unmaps: str | None, t_ref: float, frees=None) -> dict:
         """What the model may know, read before the release: the workload's mapped pages and the
         ones the release unmaps (its own pagemap, in the order munmap frees them), the guest's
         free blocks with the host's residency, and what one capture costs in guest activity."""
         cpu = WORKLOAD_CPU if self.g.cfg.smp > 1 else 0
-        out: dict = {"cpu": cpu, "read_at": {}}
-        if unmaps is not None:
+        out: dict = {"cpu": cpu, "read_at": {}, "kind": "munmap" if frees is None else "drop_caches"}
+        if unmaps is not None or frees is not None:
             # Pages already on the workload CPU's per-cpu lists are free pages /proc cannot
             # place. The workload takes them first (an allocation takes the newest pcp pages,
             # then refills a batch from the buddy lists), and keeps them: what the model
@@ -68,6 +68,9 @@ class Run:
             if n:
                 self.ask(f"touch pcp-{len(self.phases)} {-(-n // 256)} nohuge")
             out["pcp_taken"] = True
+        if frees is not None:
+            out["mapped"] = out["unmapped"] = pfn_runs(frees())
+            out["read_at"]["mapped"] = out["read_at"]["unmapped"] = time.monotonic()
             region = unmaps.split()[0]
             out["mapped"] = pfn_runs(self.ask(f"pfns {region}"))
             out["read_at"]["mapped"] = time.monotonic()
@@ -86,16 +89,18 @@ class Run:
         return self.s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
 
     def release(self, name: str, action, freed_mib: float, carries_unreported: bool = False,
-                unmaps: str | None = None) -> dict:
+                unmaps: str | None = None, frees=None) -> dict:
         """Measure one phase: `action()` releases about `freed_mib` MiB in the guest.
 
         unmaps: the e2emem region the action unmaps ("a"), or its part ("a 1024 1024": what
         `punch a 1024 1024` unmaps); its pages are read before the release for the model.
+        frees: instead, a function returning the guest's reply listing the pages the action
+        frees (`e2epfn cache`), for releases that are not the workload's unmap.
         carries_unreported: nothing was allocated since the previous release, so
         what it left resident and unreported is released again here (see prediction.py)."""
         t_held = time.monotonic()
         held = guestfacts.snapshot_texts(self.g)
-        pre = self.pre_release(unmaps, t_held)
+        pre = self.pre_release(unmaps, t_held, frees)
         t0 = time.monotonic()
         peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
         self.progress(f"{name}: releasing {freed_mib:g} MiB")
