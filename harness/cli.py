@@ -157,7 +157,7 @@ def cmd_run(a) -> int:
     save()
     plot(result, str(stem.with_suffix(".png")))
     if a.json:
-        drop = ("samples", "snapshots", "model", "captures")
+        drop = ("samples", "snapshots", "model", "captures", "pre")
         slim = {k: v for k, v in result.items() if k not in drop}
         slim["phases"] = [{k: v for k, v in ph.items() if k not in drop} for ph in result["phases"]]
         print(json.dumps(slim))

@@ -52,7 +52,7 @@ class Run:
             self.wl.ask(f"cpu {WORKLOAD_CPU if self.g.cfg.smp > 1 else 0}")
         return self.wl.ask(line)
 
-    def pre_release(self, unmaps: str | None, t_ref: float, frees=None) -> dict:
+    def pre_release(self, unmaps: str | None, frees=None) -> dict:
         """What the model may know, read before the release: the workload's mapped pages and the
         ones the release unmaps (its own pagemap, in the order munmap frees them), the guest's
         free blocks with the host's residency, and what one capture costs in guest activity."""
@@ -71,6 +71,7 @@ class Run:
         if frees is not None:
             out["mapped"] = out["unmapped"] = pfn_runs(frees())
             out["read_at"]["mapped"] = out["read_at"]["unmapped"] = time.monotonic()
+        elif unmaps is not None:
             region = unmaps.split()[0]
             out["mapped"] = pfn_runs(self.ask(f"pfns {region}"))
             out["read_at"]["mapped"] = time.monotonic()
@@ -82,7 +83,6 @@ class Run:
         vm1 = self.g.run("cat /proc/vmstat").stdout
         out["capture"] = cap.to_json()
         out["capture_vmstat"] = [vm0, vm1]
-        out["t_ref"] = t_ref
         return out
 
     def settle(self, since: float, what: str) -> hostmem.Sample:
@@ -100,14 +100,13 @@ class Run:
         what it left resident and unreported is released again here (see prediction.py)."""
         t_held = time.monotonic()
         held = guestfacts.snapshot_texts(self.g)
-        pre = self.pre_release(unmaps, t_held, frees)
+        pre = self.pre_release(unmaps, frees)
         t0 = time.monotonic()
         peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
         self.progress(f"{name}: releasing {freed_mib:g} MiB")
         t_action = time.monotonic()
         pre["read_at_s"] = {k: round(v - t_action, 3) for k, v in pre.pop("read_at").items()}
         pre["read_at_s"]["snapshot"] = round(t_held - t_action, 3)
-        del pre["t_ref"]
         action()
         release_s = time.monotonic() - t_action
         freed = guestfacts.snapshot_texts(self.g)
@@ -150,7 +149,7 @@ class Run:
         """Facts, the phases, and the main (last) phase's numbers at the top level."""
         g = self.g
         self.g.check_healthy()
-        heavy = ("phase", "snapshots", "captures")  # kept once, in the phase itself
+        heavy = ("phase", "snapshots", "captures", "pre")  # kept once, in the phase itself
         main = {k: v for k, v in self.phases[-1].items() if k not in heavy} if self.phases else {}
         return {
             "scenario": scenario, "accel": g.cfg.accel, "kernel": g.image.kernel_release, "qemu": g.qemu.version,
