@@ -7,10 +7,15 @@ phase's snapshots.
 """
 from __future__ import annotations
 
+import json
+import logging
+import re
 import time
 from contextlib import contextmanager
 
 from .. import guestfacts, hostmem, pagemap, perblock, procfs
+
+log = logging.getLogger(__name__)
 
 # Stability: RSS counts as settled when it moved less than STABLE_EPS_MIB over
 # STABLE_WINDOW_S. The window must exceed the kernel's 2 s reporting delay
@@ -25,8 +30,8 @@ PAGEBLOCK_ORDER = 9  # x86_64 with HUGETLB_PAGE (include/linux/pageblock-flags.h
 class Run:
     """One guest under measurement: its facts, its sampler, its workload process."""
 
-    def __init__(self, guest, sampler, progress):
-        self.g, self.s, self.progress = guest, sampler, progress
+    def __init__(self, guest, sampler):
+        self.g, self.s = guest, sampler
         self.phases: list[dict] = []
         self.facts = {
             "reporting_negotiated": guestfacts.reporting_negotiated(guest),
@@ -49,15 +54,19 @@ class Run:
     def settle(self, since: float, what: str) -> hostmem.Sample:
         return self.s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
 
-    def release(self, name: str, action, freed_mib: float, carries_unreported: bool = False) -> dict:
+    def release(self, name: str, action, freed_mib: float, carries_unreported: bool = False,
+                freed_pfns: list[tuple[int, int]] | None = None) -> dict:
         """Measure one phase: `action()` releases about `freed_mib` MiB in the guest.
 
         carries_unreported: nothing was allocated since the previous release, so
-        what it left resident and unreported is released again here (see prediction.py)."""
+        what it left resident and unreported is released again here (see prediction.py).
+        freed_pfns: the guest pages the release will free, as (first pfn, pages) runs, when
+        they are known beforehand (a user's workload: its pages from /proc/PID/pagemap)."""
         held = guestfacts.snapshot_texts(self.g)
         t0 = time.monotonic()
         peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
-        self.progress(f"{name}: releasing {freed_mib:g} MiB")
+        log.info("%s: releasing %g MiB", name, freed_mib,
+                 extra={"phase": name, "peak_mib": peak.rss_mib, "freed_mib": freed_mib})
         t_action = time.monotonic()
         action()
         freed = guestfacts.snapshot_texts(self.g)
@@ -65,7 +74,7 @@ class Run:
         # after the release (the model's exact input) and once RSS has settled.
         cap_freed = perblock.capture(self.g, self.order, self.ranges)
         first_capture_s = time.monotonic() - t_action
-        self.progress(f"{name}: waiting for RSS to settle")
+        log.info("%s: waiting for RSS to settle", name)
         after = self.settle(t0, f"RSS to settle after {name}")
         samples = self.s.since(t0)
         cap_settled = perblock.capture(self.g, self.order, self.ranges)
@@ -91,8 +100,20 @@ class Run:
             "first_capture_s": round(first_capture_s, 2),  # from the release; within the 2 s delay?
             "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
         }
+        if freed_pfns is not None:
+            phase["freed_pfns"] = [list(r) for r in freed_pfns]
         self.phases.append(phase)
+        self._keep(phase)
+        log.info("%s: drop %.1f MiB", name, drop, extra={"phase_done": name})
         return phase
+
+    def _keep(self, phase: dict) -> None:
+        """Each phase's snapshots and captures go to the guest's run directory as soon as they
+        are measured, so a run cut short later still has them."""
+        d = self.g.rundir / "phases"
+        d.mkdir(exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", phase["phase"])
+        (d / f"{len(self.phases):02d}-{name}.json").write_text(json.dumps(phase) + "\n")
 
     def result(self, scenario: str, **extra) -> dict:
         """Facts, the phases, and the main (last) phase's numbers at the top level."""
@@ -110,10 +131,12 @@ class Run:
 
 
 @contextmanager
-def measuring(guest, progress=lambda m: None):
-    """A Run with its sampler going, once the idle guest's RSS has settled."""
-    with hostmem.Sampler(guest.pid, guest.ram_hvas()) as s:
-        run = Run(guest, s, progress)
+def measuring(guest, progress=None):
+    """A Run with its sampler going, once the idle guest's RSS has settled. Samples are
+    kept in the guest's run directory (samples.csv) as they come. Progress goes to logging
+    (`progress` is accepted and unused, for scenarios written before that)."""
+    with hostmem.Sampler(guest.pid, guest.ram_hvas(), csv_path=guest.rundir / "samples.csv") as s:
+        run = Run(guest, s)
         try:
             if run.facts["reporting_negotiated"]:
                 # The boot-time passes report all free memory 256 MiB or so at a time
@@ -121,9 +144,9 @@ def measuring(guest, progress=lambda m: None):
                 # during them finds the worker already scheduled, not idle, and a 256 MiB
                 # free came back 0.95 s after it instead of after the 2 s delay. Every
                 # scenario therefore starts once nothing is left to report.
-                progress("waiting for the boot-time reporting passes to finish")
+                log.info("waiting for the boot-time reporting passes to finish", extra={"phase": "boot passes"})
                 perblock.wait_reported(guest, run.order, run.ranges)
-            progress("waiting for the idle guest's RSS to settle")
+            log.info("waiting for the idle guest's RSS to settle", extra={"phase": "idle"})
             t = time.monotonic()
             run.settle(t, "idle RSS to settle")
             idle = s.since(time.monotonic() - STABLE_WINDOW_S)

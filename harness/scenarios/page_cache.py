@@ -11,19 +11,23 @@ before the measurement (seen: Buffers 0 kB right after dd).
 """
 from __future__ import annotations
 
+import logging
+
 import re
 
 from .common import measuring
 
+log = logging.getLogger(__name__)
+
 DISK = "/dev/vda"
 
 
-def run(guest, mib: int = 512, progress=lambda m: None) -> dict:
+def run(guest, mib: int = 512) -> dict:
     g = guest
-    with measuring(g, progress) as r:
+    with measuring(g) as r:
         before = r.idle
         holder = g.ssh.start(f"exec sleep 100000 <{DISK}")
-        progress(f"reading {mib} MiB of {DISK} into the guest's page cache")
+        log.info(f"reading {mib} MiB of {DISK} into the guest's page cache")
         g.run(f"dd if={DISK} of=/dev/null bs=1M count={int(mib)} 2>/dev/null")
         cached_kb = int(re.search(r"Buffers:\s+(\d+)", g.run("cat /proc/meminfo").stdout).group(1))
         r.release("drop-caches", lambda: g.run("sync; echo 1 > /proc/sys/vm/drop_caches"), cached_kb / 1024)
