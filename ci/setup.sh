@@ -12,6 +12,7 @@ command -v gcc >/dev/null || need+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)  # the guest workload is linked statically
 command -v readelf >/dev/null || need+=(binutils)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
+[ -x /usr/sbin/depmod ] || [ -x /sbin/depmod ] || need+=(kmod)  # guest modules resolved by depmod/modprobe
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ] || ! apt-cache show --no-all-versions busybox-static >/dev/null 2>&1; then

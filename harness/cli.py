@@ -3,21 +3,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import shlex
+import shutil
 import signal
+import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
+from . import runfolder
 from .config import BACKENDS, NUMA_NODES, GuestConfig, parse_mib
-from .errors import GuestError, LaunchError, UserError
-from .model.errors import ModelError
-from .procfs import ProcParseError
+from .errors import (EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OUTSIDE, EXIT_WITHIN, Interrupted,
+                     UserError, classify)
+from .scenarios import SCENARIOS as REGISTRY
+from .scenarios import names
 
-SCENARIOS = ("touch-free", "fragment", "reuse", "integrity", "page-cache")
-
-
-def _progress(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+SCENARIOS = names()
+# Kernel series whose rules harness/model/ was written from and checked against (MEASURED.md).
+MODELLED_KERNELS = ((6, 1), (6, 12))
+log = logging.getLogger("harness.cli")
 
 
 def _onoff(v: str) -> bool:
@@ -36,22 +42,25 @@ def _mib(v: str) -> int:
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump: `balloon-e2e run -h` has the usage
         print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="balloon-e2e", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="boot a guest and run a scenario")
-    r.add_argument("scenario", nargs="?", default="touch-free", choices=SCENARIOS)
-    r.add_argument("--mib", type=_mib, default=1024, help="MiB to touch and free (default 1024)")
+def _guest_options(r: argparse.ArgumentParser) -> None:
+    """The options that say what guest to boot: the same for `run` and `shell`."""
     r.add_argument("--memory", type=_mib, default=2048, help="guest RAM (default 2048 MiB)")
     r.add_argument("--smp", type=int, default=2)
     r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     r.add_argument("--reporting", type=_onoff, default=True, metavar="on|off")
     r.add_argument("--reporting-order", type=int, default=None)
-    r.add_argument("--guest-kernel", default="6.1", choices=("6.1", "6.12"),
-                   help="Debian guest kernel: 6.1 (bookworm) or 6.12 (trixie)")
+    r.add_argument("--guest-kernel", default="6.1", metavar="VERSION",
+                   help="Debian guest kernel: 6.1 (bookworm), 6.12 (trixie), or any linux-image version apt "
+                        "finds in bookworm, bookworm-backports or trixie (e.g. 6.1.0-47-cloud-amd64)")
+    r.add_argument("--kernel", default=None, metavar="PATH",
+                   help="your own kernel: a linux-image .deb, or a bzImage (with --modules)")
+    r.add_argument("--modules", default=None, metavar="DIR",
+                   help="the bzImage's modules: lib/modules/<release>, or the INSTALL_MOD_PATH holding it")
+    r.add_argument("--kernel-arg", action="append", default=[], metavar="ARG",
+                   help="one more guest kernel command-line argument (repeatable)")
     r.add_argument("--qemu", default=None, metavar="7.2|10.0|PATH",
                    help="QEMU: 7.2 (bookworm's, installed), 10.0 (bookworm-backports', extracted into the cache "
                         "once, never installed) or a binary's path (default: $BALLOON_E2E_QEMU, else PATH)")
@@ -65,11 +74,32 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--host-thp", type=_onoff, default=None, metavar="on|off",
                    help="host THP for anonymous guest RAM: on (needs the host's madvise or always mode), off "
                         "(disabled for QEMU alone, prctl PR_SET_THP_DISABLE); default: as the host has it")
-    r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    r.add_argument("--out", default="results", help="directory for the result JSON and plot (default results/)")
-    r.add_argument("--keep-logs", action="store_true", help="keep the console and QEMU logs")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="balloon-e2e", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="boot a guest and run a scenario")
+    r.add_argument("scenario", nargs="?", default=None, choices=SCENARIOS,
+                   help="default touch-free, or workload with --workload")
+    r.add_argument("--mib", type=_mib, default=1024, help="MiB to touch and free (default 1024)")
+    _guest_options(r)
+    r.add_argument("--workload", default=None, metavar="CMD",
+                   help="your command, run in the guest by its /bin/sh; the release is its exit (each process "
+                        "that frees >= 16 MiB at its exit is a phase) unless --release says otherwise")
+    r.add_argument("--copy", action="append", default=[], metavar="FILE",
+                   help="copy FILE into the guest's /usr/local/bin (first on the workload's PATH; repeatable)")
+    r.add_argument("--release", default=None, metavar="CMD",
+                   help="the release: a command run once the workload's memory has settled")
+    r.add_argument("--timeout", type=float, default=900.0, help="seconds the workload may take (default 900)")
+    r.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout, nothing else")
+    r.add_argument("--out", default="results", help="where the run's folder goes (default results/)")
+    r.add_argument("--no-live", action="store_true", help="no live panel on a terminal, log lines only")
+    s = sub.add_parser("shell", help="boot a guest with the run options and open an SSH shell in it")
+    _guest_options(s)
+    sub.add_parser("list", help="the scenarios, one line each on what it proves")
     pr = sub.add_parser("predict", help="run the model alone on a saved result, with what-if kernel constants")
-    pr.add_argument("result", help="a results/*.json file written by `run`")
+    pr.add_argument("result", help="a result.json written by `run` (or its run folder)")
     pr.add_argument("--delay", type=float, default=2.0, help="PAGE_REPORTING_DELAY in seconds (kernel: 2)")
     pr.add_argument("--capacity", type=int, default=32, help="PAGE_REPORTING_CAPACITY (kernel: 32)")
     pr.add_argument("--budget-divisor", type=int, default=16, help="budget = nr_free / (capacity * this) (kernel: 16)")
@@ -77,13 +107,62 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--order", type=int, default=None, help="reporting order (default: the guest's)")
     pr.add_argument("--no-zone-gate", action="store_true", help="drop the low-watermark zone gate")
     pr.add_argument("--json", action="store_true")
-    i = sub.add_parser("image", help="build (or find) the cached guest image")
-    i.add_argument("--kernel", default="6.1")
+    i = sub.add_parser("image", help="the cached guest image: build (default), path, clean")
+    i.add_argument("action", nargs="?", default="build", choices=("build", "path", "clean"))
+    i.add_argument("--kernel", default=None, metavar="VERSION|PATH",
+                   help="as run's --guest-kernel, or a .deb / bzImage path (default 6.1)")
+    i.add_argument("--modules", default=None, metavar="DIR")
     return p
 
 
+def _kernel(a) -> str:
+    if a.kernel and a.guest_kernel != "6.1":
+        raise UserError("--kernel and --guest-kernel name two kernels: give one")
+    return a.kernel or a.guest_kernel
+
+
+def guest_config(a, disk_mib: int = 0) -> GuestConfig:
+    """The GuestConfig the guest options describe (a UserError if they do not fit)."""
+    return GuestConfig(memory_mib=a.memory, smp=a.smp, accel=a.accel, reporting=a.reporting,
+                       reporting_order=a.reporting_order, kernel=_kernel(a), modules=a.modules,
+                       kernel_args=tuple(a.kernel_arg), qemu=a.qemu, backend=a.backend,
+                       hugepage_mib=a.hugepage_size, numa_nodes=a.numa_nodes, host_thp=a.host_thp,
+                       disk_mib=disk_mib)
+
+
+def scenario_of(a) -> str:
+    """The scenario the run options ask for; a UserError if they contradict each other."""
+    scenario = a.scenario or ("workload" if a.workload else "touch-free")
+    if scenario == "workload" and not a.workload:
+        raise UserError("scenario workload needs --workload CMD")
+    if a.workload and scenario != "workload":
+        raise UserError(f"--workload runs your command as the scenario; drop {scenario!r} or --workload")
+    if (a.release or a.copy) and not a.workload:
+        raise UserError("--release and --copy go with --workload")
+    for f in a.copy:
+        if not Path(f).is_file():
+            raise UserError(f"--copy {f}: no such file")
+    if a.timeout <= 0:
+        raise UserError("--timeout must be positive")
+    return scenario
+
+
+# What each scenario's run() gets from the options.
+def _run_scenario(name: str, g, a) -> dict:
+    from .scenarios import fragment, integrity, page_cache, reuse, touch_free, workload
+    dispatch = {
+        "touch-free": lambda: touch_free.run(g, mib=a.mib),
+        "fragment": lambda: fragment.run(g, mib=a.mib),
+        "reuse": lambda: reuse.run(g, mib=a.mib),
+        "integrity": lambda: integrity.run(g),
+        "page-cache": lambda: page_cache.run(g, mib=a.mib),
+        "workload": lambda: workload.run(g, a.workload, release=a.release, copies=a.copy, timeout=a.timeout),
+    }
+    return dispatch[name]()
+
+
 EXTRAS = ("guest_thp", "retouch_rise_mib", "keep_mib", "cycles", "verified_pages", "mismatched_pages",
-          "zero_checked_pages", "nonzero_pages")
+          "zero_checked_pages", "nonzero_pages", "workload", "release")
 
 
 def _human(r: dict) -> str:
@@ -109,72 +188,211 @@ def _human(r: dict) -> str:
     if r.get("metric") == "mapping":
         lines.append(f"  figures of the guest RAM mapping: hugetlb pages are outside the process RSS "
                      f"(its drop: {r['drop_mib']} MiB)")
-    extras = [f"{k}={r[k]}" for k in EXTRAS if k in r]
+    extras = [f"{k}={r[k]}" for k in EXTRAS if k in r and r[k] is not None]
     if extras:
         lines.append("  " + "  ".join(extras))
-    lines.append(f"  verdict: {r['verdict'].upper()}; terms of the last phase's interval:")
+    caveat = f" ({r['model_caveat']})" if r.get("model_caveat") else ""
+    lines.append(f"  verdict: {r['verdict'].upper()}{caveat}; terms of the last phase's interval:")
     for t in r["terms"]:
         lines.append(f"    {t['name']:<22} [{t['lo_mib']:+7.1f}, {t['hi_mib']:+7.1f}] MiB  {t['explanation']}")
     return "\n".join(lines)
+
+
+def model_caveat(kernel_release: str) -> str | None:
+    """Pure: what the verdict must say when the model has no checked rules for this kernel."""
+    from .model.kernel import kernel_version
+    v = kernel_version(kernel_release)
+    if v in MODELLED_KERNELS:
+        return None
+    known = " and ".join(f"{a}.{b}" for a, b in MODELLED_KERNELS)
+    return (f"the model's rules were read from and checked on Linux {known}; {v[0]}.{v[1]} is predicted "
+            f"with the rules of {'6.12' if v >= (6, 2) else '6.1'}, unchecked")
+
+
+def _slim(result: dict) -> dict:
+    drop = ("samples", "snapshots", "model", "captures", "freed_pfns", "pre")
+    slim = {k: v for k, v in result.items() if k not in drop}
+    slim["phases"] = [{k: v for k, v in ph.items() if k not in drop} for ph in result["phases"]]
+    return slim
+
+
+def _logging(folder: Path | None, live_title: str | None):
+    """Log records of the harness to stderr (a live panel on a terminal) and, at DEBUG, to the
+    run folder's cli.log. Returns the live display (a context manager) or None."""
+    from . import live
+    root = logging.getLogger("harness")
+    root.setLevel(logging.DEBUG)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.propagate = False
+    display = None
+    if live_title is not None:
+        display = live.LiveDisplay(live_title)
+        root.addHandler(display)
+    else:
+        root.addHandler(live.plain_handler())
+    if folder is not None:
+        fh = logging.FileHandler(folder / "cli.log")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        fh.setLevel(logging.DEBUG)
+        root.addHandler(fh)
+    return display
 
 
 def cmd_run(a) -> int:
     from . import prediction
     from .guest import Guest
     from .plot import plot
-    from .scenarios import fragment, integrity, page_cache, reuse, touch_free
 
-    cfg = GuestConfig(memory_mib=a.memory, smp=a.smp, accel=a.accel, reporting=a.reporting,
-                      reporting_order=a.reporting_order, kernel=a.guest_kernel, qemu=a.qemu, backend=a.backend,
-                      hugepage_mib=a.hugepage_size, numa_nodes=a.numa_nodes, host_thp=a.host_thp,
-                      disk_mib=a.mib + 64 if a.scenario == "page-cache" else 0)
-    if a.mib >= cfg.memory_mib:
-        raise UserError(f"--mib {a.mib} must be below the guest's memory ({cfg.memory_mib} MiB)")
-    g = Guest(cfg, progress=_progress)
+    scenario = scenario_of(a)
+    if scenario != "workload" and a.mib >= a.memory:
+        raise UserError(f"--mib {a.mib} must be below the guest's memory ({a.memory} MiB)")
+    cfg = guest_config(a, disk_mib=a.mib + 64 if scenario == "page-cache" else 0)
+    started = time.time()
+    folder = runfolder.create(Path(a.out), scenario, started)
+    (folder / "command.txt").write_text(shlex.join(["balloon-e2e", *sys.argv[1:]]) + "\n")
+    runfolder.write_json(folder, "result.json", {"complete": False, "status": "running", "folder": str(folder)})
+    live_on = sys.stderr.isatty() and not a.no_live
+    display = _logging(folder, f"balloon-e2e {scenario}" if live_on else None)
+    g = None
+    measured = None
     try:
-        _progress(f"booting a {cfg.memory_mib} MiB guest ({g.cfg.accel}, QEMU {g.qemu.version})")
-        g.launch()
-        _progress(f"guest up in {g.boot_s:.1f} s")
-        scenario = {"touch-free": touch_free, "fragment": fragment, "reuse": reuse, "integrity": integrity,
-                    "page-cache": page_cache}[a.scenario]
-        kw = {} if a.scenario == "integrity" else {"mib": a.mib}
-        result = scenario.run(g, progress=_progress, **kw)
-    finally:
-        how = g.shutdown(keep_logs=a.keep_logs)
-        if a.keep_logs:
-            _progress(f"logs kept in {g.rundir}")
-        _progress(f"QEMU {how}")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{result['scenario']}-{'on' if a.reporting else 'off'}"
-    save = lambda: stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")  # noqa: E731
-    save()  # the measurement is kept even if the model fails on it
-    _progress("running the model on the guest's own snapshots")
-    try:
-        result.update(prediction.predict(result))
-    except (ProcParseError, ModelError) as e:
-        raise GuestError(f"the model could not use this run's snapshots ({e}); measurement kept in {stem}.json") from None
-    save()
-    plot(result, str(stem.with_suffix(".png")))
+        with display if display is not None else _Null():
+            try:
+                g = Guest(cfg, rundir=folder)
+                log.info("booting a %d MiB guest (%s, QEMU %s, kernel %s)", cfg.memory_mib, g.cfg.accel,
+                         g.qemu.version, g.image.kernel_release, extra={"phase": "boot"})
+                g.launch()
+                log.info("guest up in %.1f s", g.boot_s, extra={"qemu_pid": g.pid})
+                result = measured = _run_scenario(scenario, g, a)
+            finally:
+                if g is not None:
+                    how = g.shutdown()
+                    log.info("QEMU %s", how)
+            runfolder.write_json(folder, "result.json", {**result, "complete": False, "status": "predicting"})
+            log.info("running the model on the guest's own snapshots", extra={"phase": "model"})
+            result.update(prediction.predict(result))
+            caveat = model_caveat(result["kernel"])
+            if caveat:
+                result["model_caveat"] = caveat
+            runfolder.write_json(folder, "prediction.json", {
+                "verdict": result["verdict"], "model_caveat": caveat,
+                "phases": [{k: v for k, v in ph.items() if k.startswith("predicted_") or
+                            k in ("phase", "terms", "model", "metric", "verdict", "drop_mib", "ram_drop_mib")}
+                           for ph in result["phases"]]})
+            plot(result, str(folder / "plot.png"))
+            result.update(complete=True, status="complete", folder=str(folder))
+            runfolder.write_json(folder, "result.json", result)
+    except BaseException as e:  # noqa: BLE001 - every way out keeps the folder and says why
+        if isinstance(e, SystemExit):
+            raise
+        code, msg = classify(e)
+        status = {EXIT_INTERRUPTED: "interrupted", EXIT_BAD_INPUT: "bad input"}.get(code, "failed")
+        log.debug("run ended: %s", msg, exc_info=not isinstance(e, KeyboardInterrupt))
+        if code == EXIT_BAD_INPUT and (g is None or g.proc is None):
+            # found before any QEMU ran: the folder would hold nothing but the command
+            shutil.rmtree(folder, ignore_errors=True)
+            if a.json:
+                print(json.dumps({"complete": False, "status": status, "error": msg, "exit_code": code}))
+            print(f"balloon-e2e: {msg}", file=sys.stderr)
+            return code
+        record = runfolder.incomplete(status, msg, code, folder, started)
+        if measured is not None:  # the guest was measured, the model or the plot failed: keep the figures
+            record = {**_slim(measured), **record}
+        runfolder.write_json(folder, "result.json", record)
+        if a.json:
+            print(json.dumps(record))
+        # one line for bad input; a failure's message may carry its evidence (argv, logs) below
+        print(f"balloon-e2e: {msg} [run folder {folder} kept, marked incomplete: {status}]", file=sys.stderr)
+        return code
     if a.json:
-        drop = ("samples", "snapshots", "model", "captures", "pre")
-        slim = {k: v for k, v in result.items() if k not in drop}
-        slim["phases"] = [{k: v for k, v in ph.items() if k not in drop} for ph in result["phases"]]
-        print(json.dumps(slim))
+        print(json.dumps(_slim(result)))
     else:
         print(_human(result))
-    _progress(f"result {stem}.json, plot {stem}.png")
-    return 0 if result["verdict"] == "within" else 1
+    print(f"balloon-e2e: run folder {folder} (result.json, plot.png)", file=sys.stderr)
+    return EXIT_WITHIN if result["verdict"] == "within" else EXIT_OUTSIDE
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def cmd_shell(a) -> int:
+    """A guest with the run options, an SSH shell in it; QEMU is reaped however the shell ends.
+    On a terminal: an interactive shell (OpenSSH's ssh). Otherwise stdin is the script to run."""
+    from . import keys
+    from .guest import Guest
+    from .paths import cache_dir
+
+    cfg = guest_config(a)
+    interactive = sys.stdin.isatty()
+    ssh = shutil.which("ssh")
+    if interactive and not ssh:
+        raise UserError("an interactive shell needs OpenSSH's ssh client (apt-get install openssh-client); "
+                        "or pipe the commands in: echo 'uname -a' | balloon-e2e shell")
+    _logging(None, None)
+    g = Guest(cfg)
+    try:
+        log.info("booting a %d MiB guest (%s, kernel %s)", cfg.memory_mib, g.cfg.accel, g.image.kernel_release)
+        g.launch()
+        log.info("guest up in %.1f s; QEMU pid %d, console log %s", g.boot_s, g.pid, g.console_log)
+        if interactive:
+            keys.key_pair()
+            status = subprocess.call([ssh, "-i", str(cache_dir() / "ssh" / "id_ed25519"), "-p", str(g.ssh_port),
+                                      "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                      "-o", "LogLevel=ERROR", "root@127.0.0.1"])
+        else:
+            r = g.run(sys.stdin.read(), check=False, timeout=3600)
+            sys.stdout.write(r.stdout)
+            sys.stderr.write(r.stderr)
+            status = r.status
+        if status:
+            log.info("the guest shell exited %d", status)
+    finally:
+        log.info("QEMU %s", g.shutdown())
+    return EXIT_WITHIN
+
+
+def cmd_list(a) -> int:
+    width = max(len(s.name) for s in REGISTRY)
+    for s in REGISTRY:
+        print(f"{s.name:<{width}}  {s.proves}")
+    return EXIT_WITHIN
+
+
+def cmd_image(a) -> int:
+    from . import image
+    kernel = a.kernel or "6.1"
+    if a.modules and not (image.is_local(kernel) and not kernel.endswith(".deb")):
+        raise UserError("--modules goes with --kernel PATH of a bzImage")
+    if a.action == "build":
+        _logging(None, None)
+        print(image.get(kernel, modules=a.modules).dir)
+    elif a.action == "path":
+        d = image.cached(kernel, modules=a.modules)
+        if d is None:
+            raise UserError(f"no cached image for kernel {kernel} (build it: balloon-e2e image build --kernel {kernel})")
+        print(d)
+    else:
+        for d in image.clean():
+            print(f"removed {d}", file=sys.stderr)
+    return EXIT_WITHIN
 
 
 def cmd_predict(a) -> int:
     from . import prediction
     from .model import ReportingParams
 
+    path = Path(a.result)
+    path = path / "result.json" if path.is_dir() else path
     try:
-        result = json.loads(Path(a.result).read_text())
+        result = json.loads(path.read_text())
         result["phases"][-1]["snapshots"]["held"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         raise UserError(f"{a.result}: not a result file with snapshots ({e.__class__.__name__}: {e})") from None
     try:
         params = ReportingParams(capacity=a.capacity, delay_s=a.delay, budget_divisor=a.budget_divisor,
@@ -187,7 +405,7 @@ def cmd_predict(a) -> int:
         raise UserError(f"{a.result}: the model cannot run on it: {e}") from None
     if a.json:
         print(json.dumps(p))
-        return 0 if p["verdict"] == "within" else 1
+        return EXIT_WITHIN if p["verdict"] == "within" else EXIT_OUTSIDE
     print(f"model on {a.result}: {result['freed_mib']} MiB freed, {result['kernel']}, "
           f"delay {a.delay} s, capacity {a.capacity}, budget divisor {a.budget_divisor}")
     print(f"  predicted drop {p['predicted_mib']:.1f} MiB in [{p['predicted_lo_mib']:.1f}, {p['predicted_hi_mib']:.1f}]"
@@ -204,32 +422,30 @@ def cmd_predict(a) -> int:
             for c in jd["curve"][:3]:
                 print(f"    {c}")
     print(f"  verdict of the measured run under these constants: {p['verdict'].upper()}")
-    return 0 if p["verdict"] == "within" else 1
+    return EXIT_WITHIN if p["verdict"] == "within" else EXIT_OUTSIDE
+
+
+COMMANDS = {"run": cmd_run, "shell": cmd_shell, "list": cmd_list, "image": cmd_image, "predict": cmd_predict}
+
+
+def _terminated(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so every `finally` shuts its guest down.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _terminated)
     a = parser().parse_args(argv)
     try:
-        if a.cmd == "run":
-            return cmd_run(a)
-        if a.cmd == "predict":
-            return cmd_predict(a)
-        if a.cmd == "image":
-            from . import image
-            print(image.get(a.kernel, progress=_progress).dir)
-            return 0
-    except UserError as e:
-        print(f"balloon-e2e: error: {e}", file=sys.stderr)
-        return 2
-    except (LaunchError, GuestError, TimeoutError) as e:
-        print(f"balloon-e2e: failed: {e}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("balloon-e2e: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return COMMANDS[a.cmd](a)
+    except BaseException as e:  # noqa: BLE001 - an exit code that means what it says, whatever ended us
+        if isinstance(e, SystemExit):
+            raise
+        code, msg = classify(e)
+        print(f"balloon-e2e: {msg}", file=sys.stderr)
+        if code == EXIT_FAILURE and "unexpected" in msg:
+            traceback.print_exc(file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ MACHINES = ("q35", "pc")
 QEMU_VERSIONS = ("7.2", "10.0")  # bookworm's system QEMU; bookworm-backports' (harness/qemu_bin.py)
 NUMA_NODES = (1, 2)
 PAGE = 4096
+_KERNEL = re.compile(r"^[^\s\0]{1,4096}$")  # a version or a path: no spaces (it names a cache entry)
 _KARG = re.compile(r"^[A-Za-z0-9_.,:=+/-]+$")  # one kernel argument: no spaces, quotes or shell syntax
 
 
@@ -60,7 +61,10 @@ class GuestConfig:
     hinting: bool = False  # virtio-balloon free-page-hint
     backend: str = "anon"
     reporting_order: int | None = None  # None: the kernel's default
+    # "6.1" / "6.12" (the recipe's), any Debian linux-image version, or a path to a linux-image
+    # .deb or a bzImage (harness/image.py); `modules`: the bzImage's modules directory
     kernel: str = "6.1"
+    modules: str | None = None
     kernel_args: tuple[str, ...] = field(default_factory=tuple)
     # None: $BALLOON_E2E_QEMU, else qemu-system-x86_64 on PATH; "7.2", "10.0", or a path (harness/qemu_bin.py)
     qemu: str | None = None
@@ -86,6 +90,10 @@ class GuestConfig:
         for a in self.kernel_args:
             if not _KARG.match(a):
                 raise UserError(f"kernel argument {a!r} has characters outside [A-Za-z0-9_.,:=+/-]")
+        if not _KERNEL.match(self.kernel):
+            raise UserError(f"guest kernel {self.kernel!r}: not a version or a path")
+        if self.modules is not None and not ("/" in self.kernel and not self.kernel.endswith(".deb")):
+            raise UserError("--modules goes with --kernel PATH of a bzImage")
         if self.qemu is not None and self.qemu not in QEMU_VERSIONS and "/" not in self.qemu:
             raise UserError(f"QEMU {self.qemu!r} not one of {', '.join(QEMU_VERSIONS)} or a path to a qemu-system-x86_64")
         if self.hugepage_mib not in HUGEPAGE_MIB:

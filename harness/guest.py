@@ -7,8 +7,11 @@ with the process that launched it even if that process is SIGKILLed.
 from __future__ import annotations
 
 import ctypes
+import json
+import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -28,6 +31,7 @@ from .config import GuestConfig
 from .errors import GuestError, LaunchError
 from .ssh import Session
 
+log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 # Console lines that mean the guest kernel is in trouble, whatever the test measured.
 FAULTS = re.compile(r"Kernel panic|Oops|BUG:|Call Trace|general protection fault|WARNING: CPU|page allocation failure")
@@ -84,22 +88,29 @@ def tail(path: Path, lines: int = 30) -> str:
 class Guest:
     BOOT_TIMEOUT = 180.0  # s to SSH-ready; TCG boots take ~10 s here, 2 parallel guests ~2x
 
-    def __init__(self, cfg: GuestConfig, progress=lambda msg: None):
+    def __init__(self, cfg: GuestConfig, rundir: Path | None = None):
+        """rundir: where the console, QEMU log, argv and QMP transcript go, kept after shutdown
+        (the CLI's run folder); None: a private temporary directory, removed at shutdown."""
         self.cfg = replace(cfg, accel=accel.probe(cfg.accel))
-        self.progress = progress
         self.proc: subprocess.Popen | None = None
         self.qmp: QEMUMonitorProtocol | None = None
         self.ssh: Session | None = None
         self.argv: list[str] = []
-        self.image = image.get(self.cfg.kernel, progress=progress)
-        self.qemu = qemu_bin.find(self.cfg.qemu, progress=progress)
+        self.image = image.get(self.cfg.kernel, modules=self.cfg.modules)
+        self.qemu = qemu_bin.find(self.cfg.qemu)
         self._host = ExitStack()  # what the host lends this guest's RAM (hugetlb pages, a mount)
         self.mem_path: str | None = None
         sweep_stale_rundirs()
-        self.rundir = Path(tempfile.mkdtemp(prefix="balloon-e2e-"))  # mode 0700
-        (self.rundir / "owner").write_text(_owner_tag())
+        self.keeps_rundir = rundir is not None
+        if rundir is None:
+            self.rundir = Path(tempfile.mkdtemp(prefix="balloon-e2e-"))  # mode 0700
+            (self.rundir / "owner").write_text(_owner_tag())
+        else:
+            self.rundir = Path(rundir)
+            self.rundir.mkdir(parents=True, exist_ok=True)
         self.console_log = self.rundir / "console.log"
         self.qemu_log = self.rundir / "qemu.log"
+        self.qmp_log = self.rundir / "qmp.jsonl"
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -110,7 +121,7 @@ class Guest:
                 if self._start_qemu():
                     break
                 # another process took the forwarded port between our probe and QEMU's bind
-                self.progress(f"SSH port taken, retrying ({attempt + 1})")
+                log.info("SSH port taken, retrying (%d)", attempt + 1)
             else:
                 raise self._error("could not forward an SSH port after 5 tries")
             self.ssh = Session(self.ssh_port, self._key)
@@ -148,9 +159,10 @@ class Guest:
             data_dirs=tuple(str(d) for d in self.qemu.data_dirs), mem_path=self.mem_path,
             disk=self._disk())
         self.argv = qemu_argv.build(self.cfg, res)
+        (self.rundir / "qemu-argv.txt").write_text(shlex.join(self.argv) + "\n")
         self.t_start = time.monotonic()
-        with open(self.qemu_log, "wb") as log:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        with open(self.qemu_log, "wb") as qemu_out:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=qemu_out, stderr=subprocess.STDOUT,
                                          pass_fds=[theirs.fileno()],
                                          preexec_fn=lambda: _child_setup(self.cfg.host_thp is False),
                                          start_new_session=True)  # Ctrl-C reaches us, we shut QEMU down
@@ -165,6 +177,7 @@ class Guest:
                 self._reap()
                 return False
             raise self._error(f"QEMU did not start: {e}") from None
+        log.info("QEMU %d started", self.proc.pid, extra={"qemu_pid": self.proc.pid})
         return True
 
     def wait_console(self, text: str, deadline: float) -> None:
@@ -188,7 +201,7 @@ class Guest:
         if self.proc is not None and self.proc.poll() is None:
             how = "quit"
             try:
-                self.qmp.cmd("quit")
+                self._transcribe("quit", {}, self.qmp.cmd("quit"))
                 self.proc.wait(timeout=10)
             except Exception:
                 how = "killed"
@@ -196,8 +209,12 @@ class Guest:
             how = f"had exited ({self.proc.returncode})"
         self._reap()
         self._host.close()  # after QEMU is gone: its huge pages are free again
-        if not keep_logs:
+        if self.keeps_rundir:
+            (self.rundir / "disk.raw").unlink(missing_ok=True)  # sparse scratch, no evidence
+        elif not keep_logs:
             shutil.rmtree(self.rundir, ignore_errors=True)
+        if how == "killed":
+            log.warning("QEMU %d did not quit on QMP `quit` within 10 s: killed", self.proc.pid)
         return how
 
     def _reap(self):
@@ -232,9 +249,19 @@ class Guest:
         if self.qmp is None:
             raise GuestError(f"QMP {cmd}: QEMU not running")
         try:
-            return self.qmp.cmd(cmd, **args)
+            reply = self.qmp.cmd(cmd, **args)
         except (QMPError, OSError, EOFError) as e:
+            self._transcribe(cmd, args, None, error=f"{e.__class__.__name__}: {e}")
             raise GuestError(f"QMP {cmd} failed ({e.__class__.__name__}: {e}); QEMU exit code {self.proc.poll()}") from e
+        self._transcribe(cmd, args, reply)
+        return reply
+
+    def _transcribe(self, cmd: str, args: dict, reply, error: str | None = None) -> None:
+        """One line per QMP exchange in qmp.jsonl: the evidence of what was asked and answered."""
+        entry = {"t": round(time.time(), 3), "execute": cmd, "arguments": args}
+        entry.update({"error": error} if error else {"return": reply})
+        with open(self.qmp_log, "a") as f:
+            f.write(json.dumps(entry, default=str) + "\n")
 
     def hmp(self, command: str) -> str:
         return self.qmp_cmd("human-monitor-command", **{"command-line": command})

@@ -4,8 +4,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
+
+from .errors import GuestError
 
 KIB = 1024
 MIB = 1 << 20
@@ -82,6 +85,7 @@ class Sampler:
     ram_hva: int | tuple[int, ...]  # one host address per guest RAM backend (see ram_kb)
     period: float = 0.1
     samples: list[Sample] = field(default_factory=list)
+    csv_path: Path | None = None  # each sample is appended as it comes: a run cut short keeps them
 
     def __post_init__(self):
         self._proc = psutil.Process(self.pid)
@@ -99,6 +103,19 @@ class Sampler:
         self._thread.join()
 
     def _run(self):
+        out = None
+        if self.csv_path is not None:
+            new = not Path(self.csv_path).exists()
+            out = open(self.csv_path, "a", buffering=1)
+            if new:
+                out.write("unix_time,monotonic_s,qemu_rss_mib,guest_ram_rss_mib\n")
+        try:
+            self._sample_until_stopped(out)
+        finally:
+            if out is not None:
+                out.close()
+
+    def _sample_until_stopped(self, out):
         while not self._stop.is_set():
             try:
                 s = sample(self._proc, self.ram_hva)
@@ -110,6 +127,8 @@ class Sampler:
             with self._cond:
                 self.samples.append(s)
                 self._cond.notify_all()
+            if out is not None:
+                out.write(f"{time.time():.3f},{s.t:.3f},{s.rss_mib:.1f},{s.ram_rss_mib:.1f}\n")
             self._stop.wait(self.period)
 
     def latest(self) -> Sample:
@@ -117,7 +136,7 @@ class Sampler:
             while not self.samples and self.error is None:
                 self._cond.wait()
         if self.error is not None and not self.samples:
-            raise RuntimeError(f"sampling QEMU {self.pid} failed: {self.error}")
+            raise GuestError(f"sampling QEMU {self.pid} failed (QEMU gone?): {self.error}")
         return self.samples[-1]
 
     def wait_for(self, cond, timeout: float, what: str) -> Sample:
@@ -128,7 +147,8 @@ class Sampler:
                 if self.samples and cond(self.samples):
                     return self.samples[-1]
                 if self.error is not None:
-                    raise RuntimeError(f"sampling QEMU {self.pid} failed while waiting for {what}: {self.error}")
+                    raise GuestError(f"sampling QEMU {self.pid} failed (QEMU gone?) while waiting for {what}: "
+                                     f"{self.error}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -23,6 +24,8 @@ from . import apt
 from .config import QEMU_VERSIONS
 from .errors import UserError
 from .paths import cache_dir
+
+log = logging.getLogger(__name__)
 
 SYSTEM_QEMU = "/usr/bin/qemu-system-x86_64"
 # What a -kernel/-initrd boot of q35 needs from bookworm-backports: the binary,
@@ -66,7 +69,7 @@ def _executable(p: str | None) -> bool:
     return bool(p) and os.path.isfile(p) and os.access(p, os.X_OK)
 
 
-def find(spec: str | None = None, progress=lambda msg: None) -> Qemu:
+def find(spec: str | None = None) -> Qemu:
     """spec None: $BALLOON_E2E_QEMU, else qemu-system-x86_64 on PATH (installed by ci/setup.sh).
     "7.2": the system's QEMU, which must be 7.2.x. "10.0": bookworm-backports' (fetched and
     extracted once). Anything with a '/': that binary. Anything else: a one-line UserError."""
@@ -84,7 +87,7 @@ def find(spec: str | None = None, progress=lambda msg: None) -> Qemu:
             raise UserError(f"QEMU 7.2 wanted, but {p} is {v} (7.2 is Debian bookworm's)")
         return Qemu(Path(p), v)
     if spec == "10.0":
-        return backports(progress)
+        return backports()
     if "/" in spec:
         if not _executable(spec):
             raise UserError(f"QEMU {spec}: not an executable file")
@@ -92,7 +95,7 @@ def find(spec: str | None = None, progress=lambda msg: None) -> Qemu:
     raise UserError(f"QEMU {spec!r} not one of {', '.join(QEMU_VERSIONS)} or a path to a qemu-system-x86_64")
 
 
-def backports(progress=lambda msg: None) -> Qemu:
+def backports() -> Qemu:
     """bookworm-backports' QEMU 10.0.x, extracted (not installed) into the cache once.
 
     The cache entry is keyed by the exact package versions and hashes apt
@@ -109,7 +112,7 @@ def backports(progress=lambda msg: None) -> Qemu:
         with open(base / f".lock-10.0-{key}", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (final / "version").exists():
-                progress(f"extracting QEMU from {BACKPORTS} into {final} (once)")
+                log.info("extracting QEMU from %s into %s (once)", BACKPORTS, final)
                 debs = cache_dir() / "debs"
                 debs.mkdir(exist_ok=True)
                 tmp = Path(tempfile.mkdtemp(prefix=".tmp-10.0-", dir=base))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import socket
 import time
 from dataclasses import dataclass
@@ -78,9 +79,32 @@ class Session:
     def start(self, cmd: str) -> "Process":
         if self.client is None:
             raise GuestError("SSH session not connected")
-        chan = self.client.get_transport().open_session()
-        chan.exec_command(cmd)
+        try:
+            chan = self.client.get_transport().open_session()
+            chan.exec_command(cmd)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise GuestError(f"guest command {cmd!r} could not start: {e}") from e
         return Process(cmd, chan)
+
+    def put(self, path: str, data: bytes, mode: int = 0o755, timeout: float = 120) -> None:
+        """Write a file in the guest (dropbear has no SFTP): the bytes go to `cat` on stdin."""
+        if self.client is None:
+            raise GuestError("SSH session not connected")
+        q = shlex.quote(path)
+        cmd = f"mkdir -p \"$(dirname {q})\" && cat > {q} && chmod {mode:o} {q}"
+        try:
+            chan = self.client.get_transport().open_session()
+            chan.settimeout(timeout)
+            chan.exec_command(cmd)
+            chan.sendall(data)
+            chan.shutdown_write()
+            status = chan.recv_exit_status()
+            err = chan.makefile_stderr("r").read().decode(errors="replace") if status else ""
+            chan.close()
+        except (socket.timeout, paramiko.SSHException, OSError, EOFError) as e:
+            raise GuestError(f"copying {len(data)} bytes to the guest's {path} failed: {e}") from e
+        if status:
+            raise GuestError(f"copying to the guest's {path} failed (exit {status}): {err.strip()[-300:]}")
 
     def close(self) -> None:
         if self.client is not None:
@@ -95,13 +119,27 @@ class Process:
         self.cmd, self.chan = cmd, chan
         self.file = chan.makefile("r")
 
+    def send(self, line: str) -> None:
+        try:
+            self.chan.sendall((line + "\n").encode())
+        except (socket.timeout, OSError, paramiko.SSHException) as e:
+            raise GuestError(f"{self.cmd}: could not send {line!r}: {e}") from e
+
+    def read_line(self, timeout: float) -> str:
+        """The next line the process prints ('' at EOF); GuestError after `timeout` seconds."""
+        self.chan.settimeout(max(0.01, timeout))
+        try:
+            return self.file.readline().strip()
+        except (socket.timeout, OSError, paramiko.SSHException) as e:
+            raise GuestError(f"{self.cmd}: no output within {timeout:.0f} s ({e.__class__.__name__})") from e
+
     def ask(self, line: str, timeout: float = 120) -> str:
         """Send one command line, return the reply line ('ok ...'); raise on 'err' or EOF."""
         self.chan.settimeout(timeout)
         try:
             self.chan.sendall((line + "\n").encode())
             reply = self.file.readline().strip()
-        except (socket.timeout, OSError) as e:
+        except (socket.timeout, OSError, paramiko.SSHException) as e:
             raise GuestError(f"{self.cmd}: no answer to {line!r}: {e}") from e
         if not reply.startswith("ok"):
             raise GuestError(f"{self.cmd}: {line!r} -> {reply or 'EOF'}")
@@ -112,6 +150,6 @@ class Process:
             self.chan.sendall(b"quit\n")
             self.chan.shutdown_write()
             self.chan.recv_exit_status()
-        except (OSError, EOFError):
+        except (OSError, EOFError, paramiko.SSHException):
             pass
         self.chan.close()

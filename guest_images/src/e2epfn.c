@@ -29,10 +29,22 @@
  *
  * Small, static buffers faulted in before the scan: the scan should disturb
  * the free lists it looks at as little as possible.
+ *
+ * `e2epfn pid PID...`: the guest pages those processes alone hold, i.e. what
+ * their exit will free (harness/scenarios/workload.py reads it while they are
+ * held at their exit): from /proc/PID/pagemap, every present page of an
+ * anonymous private mapping that is mapped exclusively (bits 63, 61 clear, 56;
+ * Documentation/admin-guide/mm/pagemap.rst), sorted, as runs of consecutive
+ * PFNs, each split by whether /proc/kpageflags calls it part of a transparent
+ * huge page (KPF_THP); the zero page (KPF_ZERO_PAGE) is never freed and left out:
+ *   e2epfn-pid 1
+ *   P START COUNT HUGE      HUGE is 1 for THP pages
+ *   == end pages=N huge=H
  */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +53,12 @@
 #define KPF_BUDDY 10
 #define KPF_NOPAGE 20
 #define KPF_RESERVED 32
+#define KPF_THP 22
+#define KPF_ZERO_PAGE 24
+#define PM_PRESENT (1ULL << 63)
+#define PM_FILE (1ULL << 61)
+#define PM_EXCLUSIVE (1ULL << 56)
+#define PM_PFN ((1ULL << 55) - 1)
 #define CHUNK 16384 /* entries per read: 128 KiB */
 
 static uint64_t buf[CHUNK];
@@ -118,10 +136,103 @@ static int cache_pages(void)
 	return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t *pfns;
+static size_t npfns, cap;
+
+static int collect(const char *pid)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%s/maps", pid);
+	FILE *maps = fopen(path, "r");
+	snprintf(path, sizeof(path), "/proc/%s/pagemap", pid);
+	int pm = open(path, O_RDONLY);
+	if (!maps || pm < 0) {
+		fprintf(stderr, "e2epfn: process %s: cannot read its maps or pagemap\n", pid);
+		return 1;
+	}
+	while (fgets(line, sizeof(line), maps)) {
+		unsigned long long start, end;
+		if (sscanf(line, "%llx-%llx", &start, &end) != 2 || strstr(line, "[vsyscall]"))
+			continue;
+		for (uint64_t va = start; va < end;) {
+			size_t want = (end - va) / 4096;
+			if (want > CHUNK)
+				want = CHUNK;
+			ssize_t n = pread(pm, buf, want * 8, (off_t)(va / 4096) * 8);
+			if (n <= 0)
+				break;
+			for (size_t i = 0; i < (size_t)n / 8; i++) {
+				uint64_t e = buf[i];
+				if (!(e & PM_PRESENT) || (e & PM_FILE) || !(e & PM_EXCLUSIVE) || !(e & PM_PFN))
+					continue;
+				if (npfns == cap) {
+					cap = cap ? cap * 2 : 65536;
+					pfns = realloc(pfns, cap * sizeof(*pfns));
+					if (!pfns)
+						return 1;
+				}
+				pfns[npfns++] = e & PM_PFN;
+			}
+			va += (uint64_t)(n / 8) * 4096;
+		}
+	}
+	fclose(maps);
+	close(pm);
+	return 0;
+}
+
+static int pid_mode(int argc, char **argv)
+{
+	for (int i = 2; i < argc; i++)
+		if (collect(argv[i]))
+			return 1;
+	qsort(pfns, npfns, sizeof(*pfns), cmp_u64);
+	int kpf = open("/proc/kpageflags", O_RDONLY);
+	if (kpf < 0) {
+		perror("/proc/kpageflags");
+		return 1;
+	}
+	printf("e2epfn-pid 1\n");
+	uint64_t total = 0, huge = 0, start = 0, count = 0;
+	int cur = -1;
+	for (size_t i = 0; i < npfns; i++) {
+		if (i && pfns[i] == pfns[i - 1])
+			continue; /* one page mapped twice by the processes given */
+		uint64_t f = 0;
+		if (pread(kpf, &f, 8, (off_t)pfns[i] * 8) != 8 || (f & (1ULL << KPF_ZERO_PAGE)))
+			continue;
+		int h = !!(f & (1ULL << KPF_THP));
+		if (cur >= 0 && (h != cur || pfns[i] != start + count)) {
+			printf("P %llu %llu %d\n", (unsigned long long)start, (unsigned long long)count, cur);
+			cur = -1;
+		}
+		if (cur < 0) {
+			start = pfns[i];
+			count = 0;
+			cur = h;
+		}
+		count++;
+		total++;
+		huge += h;
+	}
+	if (cur >= 0)
+		printf("P %llu %llu %d\n", (unsigned long long)start, (unsigned long long)count, cur);
+	printf("== end pages=%llu huge=%llu\n", (unsigned long long)total, (unsigned long long)huge);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "cache"))
 		return cache_pages();
+	if (argc >= 3 && strcmp(argv[1], "pid") == 0)
+		return pid_mode(argc, argv);
 	static char out[256 << 10]; /* the runs (~10-30 KB) go out after the scan, not during it */
 	/* fault the buffers in now, so the scan itself allocates no guest pages */
 	memset(out, 0, sizeof(out));

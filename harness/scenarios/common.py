@@ -7,11 +7,16 @@ phase's snapshots.
 """
 from __future__ import annotations
 
+import json
+import logging
+import re
 import time
 from contextlib import contextmanager
 
 from .. import guestfacts, hostmem, pagemap, perblock, procfs
 from ..snapshot import parse_zoneinfo
+
+log = logging.getLogger(__name__)
 
 # Stability: RSS counts as settled when it moved less than STABLE_EPS_MIB over
 # STABLE_WINDOW_S. The window must exceed the kernel's 2 s reporting delay
@@ -29,8 +34,8 @@ WORKLOAD_CPU = 0
 class Run:
     """One guest under measurement: its facts, its sampler, its workload process."""
 
-    def __init__(self, guest, sampler, progress):
-        self.g, self.s, self.progress = guest, sampler, progress
+    def __init__(self, guest, sampler):
+        self.g, self.s = guest, sampler
         self.phases: list[dict] = []
         self.facts = {
             "reporting_negotiated": guestfacts.reporting_negotiated(guest),
@@ -52,12 +57,12 @@ class Run:
             self.wl.ask(f"cpu {WORKLOAD_CPU if self.g.cfg.smp > 1 else 0}")
         return self.wl.ask(line)
 
-    def pre_release(self, unmaps: str | None, frees=None) -> dict:
+    def pre_release(self, unmaps: str | None, frees=None, kind: str | None = None) -> dict:
         """What the model may know, read before the release: the workload's mapped pages and the
         ones the release unmaps (its own pagemap, in the order munmap frees them), the guest's
         free blocks with the host's residency, and what one capture costs in guest activity."""
         cpu = WORKLOAD_CPU if self.g.cfg.smp > 1 else 0
-        out: dict = {"cpu": cpu, "read_at": {}, "kind": "munmap" if frees is None else "drop_caches"}
+        out: dict = {"cpu": cpu, "read_at": {}, "kind": kind or ("munmap" if frees is None else "drop_caches")}
         if unmaps is not None or frees is not None:
             # Pages already on the workload CPU's per-cpu lists are free pages /proc cannot
             # place. The workload takes them first (an allocation takes the newest pcp pages,
@@ -69,7 +74,7 @@ class Run:
                 self.ask(f"touch pcp-{len(self.phases)} {-(-n // 256)} nohuge")
             out["pcp_taken"] = True
         if frees is not None:
-            out["mapped"] = out["unmapped"] = pfn_runs(frees())
+            out["mapped"] = out["unmapped"] = frees()
             out["read_at"]["mapped"] = out["read_at"]["unmapped"] = time.monotonic()
         elif unmaps is not None:
             region = unmaps.split()[0]
@@ -89,7 +94,7 @@ class Run:
         return self.s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
 
     def release(self, name: str, action, freed_mib: float, carries_unreported: bool = False,
-                unmaps: str | None = None, frees=None) -> dict:
+                unmaps: str | None = None, frees=None, freed_pfns: list | None = None) -> dict:
         """Measure one phase: `action()` releases about `freed_mib` MiB in the guest.
 
         unmaps: the e2emem region the action unmaps ("a"), or its part ("a 1024 1024": what
@@ -97,13 +102,21 @@ class Run:
         frees: instead, a function returning the guest's reply listing the pages the action
         frees (`e2epfn cache`), for releases that are not the workload's unmap.
         carries_unreported: nothing was allocated since the previous release, so
-        what it left resident and unreported is released again here (see prediction.py)."""
+        what it left resident and unreported is released again here (see prediction.py).
+        freed_pfns: the guest pages the release will free, as (first pfn, pages[, huge]) runs,
+        when they are known beforehand (a user's workload: its pages from /proc/PID/pagemap,
+        freed by its exit as by an unmap)."""
         t_held = time.monotonic()
         held = guestfacts.snapshot_texts(self.g)
-        pre = self.pre_release(unmaps, frees)
+        if freed_pfns is not None:
+            runs = [[int(r[0]), int(r[1]), bool(r[2]) if len(r) > 2 else False] for r in freed_pfns]
+            pre = self.pre_release(None, lambda: runs, kind="munmap")
+        else:
+            pre = self.pre_release(unmaps, frees)
         t0 = time.monotonic()
         peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
-        self.progress(f"{name}: releasing {freed_mib:g} MiB")
+        log.info("%s: releasing %g MiB", name, freed_mib,
+                 extra={"phase": name, "peak_mib": peak.rss_mib, "freed_mib": freed_mib})
         t_action = time.monotonic()
         pre["read_at_s"] = {k: round(v - t_action, 3) for k, v in pre.pop("read_at").items()}
         pre["read_at_s"]["snapshot"] = round(t_held - t_action, 3)
@@ -114,7 +127,7 @@ class Run:
         # after the release (the model's exact input) and once RSS has settled.
         cap_freed = perblock.capture(self.g, self.order, self.ranges)
         first_capture_s = time.monotonic() - t_action
-        self.progress(f"{name}: waiting for RSS to settle")
+        log.info("%s: waiting for RSS to settle", name)
         after = self.settle(t0, f"RSS to settle after {name}")
         samples = self.s.since(t0)
         cap_settled = perblock.capture(self.g, self.order, self.ranges)
@@ -142,8 +155,20 @@ class Run:
             "pre": {**pre, "activity": self.activity},
             "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
         }
+        if freed_pfns is not None:
+            phase["freed_pfns"] = [list(r) for r in freed_pfns]
         self.phases.append(phase)
+        self._keep(phase)
+        log.info("%s: drop %.1f MiB", name, drop, extra={"phase_done": name})
         return phase
+
+    def _keep(self, phase: dict) -> None:
+        """Each phase's snapshots and captures go to the guest's run directory as soon as they
+        are measured, so a run cut short later still has them."""
+        d = self.g.rundir / "phases"
+        d.mkdir(exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", phase["phase"])
+        (d / f"{len(self.phases):02d}-{name}.json").write_text(json.dumps(phase) + "\n")
 
     def result(self, scenario: str, **extra) -> dict:
         """Facts, the phases, and the main (last) phase's numbers at the top level."""
@@ -161,10 +186,12 @@ class Run:
 
 
 @contextmanager
-def measuring(guest, progress=lambda m: None):
-    """A Run with its sampler going, once the idle guest's RSS has settled."""
-    with hostmem.Sampler(guest.pid, guest.ram_hvas()) as s:
-        run = Run(guest, s, progress)
+def measuring(guest, progress=None):
+    """A Run with its sampler going, once the idle guest's RSS has settled. Samples are
+    kept in the guest's run directory (samples.csv) as they come. Progress goes to logging
+    (`progress` is accepted and unused, for scenarios written before that)."""
+    with hostmem.Sampler(guest.pid, guest.ram_hvas(), csv_path=guest.rundir / "samples.csv") as s:
+        run = Run(guest, s)
         try:
             if run.facts["reporting_negotiated"]:
                 # The boot-time passes report all free memory 256 MiB or so at a time
@@ -172,9 +199,9 @@ def measuring(guest, progress=lambda m: None):
                 # during them finds the worker already scheduled, not idle, and a 256 MiB
                 # free came back 0.95 s after it instead of after the 2 s delay. Every
                 # scenario therefore starts once nothing is left to report.
-                progress("waiting for the boot-time reporting passes to finish")
+                log.info("waiting for the boot-time reporting passes to finish", extra={"phase": "boot passes"})
                 perblock.wait_reported(guest, run.order, run.ranges)
-            progress("waiting for the idle guest's RSS to settle")
+            log.info("waiting for the idle guest's RSS to settle", extra={"phase": "idle"})
             t = time.monotonic()
             vm0 = guest.run("cat /proc/vmstat").stdout
             run.settle(t, "idle RSS to settle")

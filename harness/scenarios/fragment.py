@@ -11,15 +11,19 @@ to the buddy lists: split huge pages wait on the deferred-split queue.
 """
 from __future__ import annotations
 
+import logging
+
 from .common import measuring
+
+log = logging.getLogger(__name__)
 
 CHUNK_KIB = 1024
 
 
-def run(guest, mib: int = 1024, thp: bool = False, progress=lambda m: None) -> dict:
-    with measuring(guest, progress) as r:
+def run(guest, mib: int = 1024, thp: bool = False) -> dict:
+    with measuring(guest) as r:
         before = r.idle
-        progress(f"touching {mib} MiB in the guest ({'huge' if thp else '4 KiB'} pages)")
+        log.info(f"touching {mib} MiB in the guest ({'huge' if thp else '4 KiB'} pages)")
         r.ask(f"touch a {mib}" + ("" if thp else " nohuge"))
         r.release("punch", lambda: r.ask(f"punch a {CHUNK_KIB} {CHUNK_KIB}"), mib / 2,
                   unmaps=f"a {CHUNK_KIB} {CHUNK_KIB}")

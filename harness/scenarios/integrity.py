@@ -21,8 +21,8 @@ def _field(reply: str, key: str) -> int:
     return int(m.group(1))
 
 
-def run(guest, keep_mib: int = 256, churn_mib: int = 512, cycles: int = 10, progress=lambda m: None) -> dict:
-    with measuring(guest, progress) as r:
+def run(guest, keep_mib: int = 256, churn_mib: int = 512, cycles: int = 10) -> dict:
+    with measuring(guest) as r:
         r.ask(f"fill keep {keep_mib} 20261123")
         for i in range(cycles):
             r.ask(f"touch churn {churn_mib}")

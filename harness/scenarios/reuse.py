@@ -5,18 +5,22 @@ pages fault in anew on the host) and the second free must be reported again.
 """
 from __future__ import annotations
 
+import logging
+
 import time
 
 from .common import measuring
 
+log = logging.getLogger(__name__)
 
-def run(guest, mib: int = 1024, progress=lambda m: None) -> dict:
-    with measuring(guest, progress) as r:
+
+def run(guest, mib: int = 1024) -> dict:
+    with measuring(guest) as r:
         before = r.idle
         r.ask(f"touch a {mib}")
         r.release("free", lambda: r.ask("free a"), mib, unmaps="a")
         low = r.s.latest()
-        progress(f"touching {mib} MiB again")
+        log.info(f"touching {mib} MiB again")
         r.ask(f"touch a {mib}")
         t = time.monotonic()
         again = r.s.wait_for(lambda xs: xs[-1].t > t, 10, "a sample after the second touch")

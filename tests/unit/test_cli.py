@@ -16,14 +16,45 @@ from harness.cli import main
     (["run", "--reporting-order", "12"], "order"),
     (["predict", "/nonexistent/result.json"], "not a result file"),
     (["frobnicate"], "invalid choice"),
+    (["run", "workload"], "needs --workload"),
+    (["run", "touch-free", "--workload", "memhog 1g"], "drop 'touch-free' or --workload"),
+    (["run", "--release", "pkill x"], "go with --workload"),
+    (["run", "--workload", "x", "--copy", "/nonexistent/prog"], "--copy /nonexistent/prog: no such file"),
+    (["run", "--workload", "x", "--timeout", "0"], "--timeout must be positive"),
+    (["run", "--kernel", "/nonexistent/bzImage"], "no such file"),
+    (["run", "--kernel", "/etc/hostname"], "not an x86 bzImage"),
+    (["run", "--kernel", "/etc/hostname", "--guest-kernel", "6.12"], "name two kernels"),
+    (["run", "--modules", "/tmp"], "--modules goes with --kernel PATH of a bzImage"),
+    (["run", "--guest-kernel", "5.10-nonexistent"], "no Debian package linux-image-5.10-nonexistent"),
+    (["shell", "--memory", "64"], "memory"),
+    (["image", "path", "--kernel", "/nonexistent.deb"], "no such file"),
+    (["image", "frob"], "invalid choice"),
 ])
-def test_bad_input_is_one_line(argv, match, capsys, monkeypatch):
+def test_bad_input_is_one_line(argv, match, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr("harness.guest.Guest.launch", lambda self: pytest.fail("no guest for bad input"))
+    out = ["--out", str(tmp_path / "results")] if argv[0] == "run" else []
     with pytest.raises(SystemExit) as e:
-        raise SystemExit(main(argv))
+        raise SystemExit(main(argv + out))
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    # found before any QEMU ran: no run folder is left for it
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").iterdir())
+
+
+def test_list_names_every_scenario_with_what_it_proves(capsys):
+    from harness.scenarios import SCENARIOS
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [s.name for s in SCENARIOS]
+    assert all(len(line.split()) > 5 for line in lines)
+
+
+def test_json_bad_input_prints_only_a_record_on_stdout(capsys, tmp_path):
+    assert main(["run", "workload", "--json", "--out", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    # argparse-level errors print nothing on stdout; a UserError found later prints one record
+    assert out == "" or json.loads(out)["exit_code"] == 2
 
 
 def test_predict_refuses_a_file_without_snapshots(tmp_path, capsys):
