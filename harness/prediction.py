@@ -333,3 +333,15 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
     fields["judgement"] = jd.to_json()
     fields["verdict"] = jd.verdict
     return fields
+
+
+def predicted_reporting(phase: dict, facts: dict, params: ReportingParams | None = None) -> Prediction:
+    """The prediction alone, from a phase's `pre` record (and its `held` snapshot): usable as soon
+    as the release is done, before anything after it is read (e.g. to know when the last pass
+    is due)."""
+    pre, activity = pre_release_input(phase, facts)
+    backend, metric = model_host(facts.get("backend", "anon"))
+    host = Host(backend=backend, page_size=facts.get("host_page_size", 4096),
+                discard_inhibited=not facts["reporting_negotiated"], metric=metric)
+    return predict_release(pre, host=host, params=params or ReportingParams(),
+                           noise_mib=float(facts.get("idle_noise_mib") or 0.0), activity=activity)[0]

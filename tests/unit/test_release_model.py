@@ -153,3 +153,31 @@ def test_a_partly_unmapped_thp_is_not_freed():
     assert f.runs == () and f.deferred_thp == 1
     whole = R.pages_freed_by_unmap([R.Run(512, 256, True)], [R.Run(512, 256, True)])
     assert whole.runs == (R.Run(512, 512, True),)      # the rest was unmapped before: freed whole
+
+
+def _zone_with_free_pcp(version):
+    from harness.model.kernel import kernel_spec
+    spec = kernel_spec("6.1" if version < (6, 2) else "6.12")
+    zs = R.ZoneState(node=0, name="DMA32", start=4096, end=4096 + (1 << 18), wmark_min=0, wmark_low=0,
+                     wmark_high=0, pcps=(R.Pcp(0, 0, 6985, 63),))
+    z = R.zone_model(zs, spec)
+    return z, R.PcpList(z, zs.pcps[0], version)
+
+
+def test_6_1_pcp_keeps_between_high_minus_the_largest_drain_and_high_after_a_long_free():
+    """nr_pcp_free: batch << free_factor up to batch << 5 = 2016: after 64 Ki order-0 frees the
+    list holds the newest high - 2016 .. high - 1 pages; the rest merged into free blocks."""
+    z, pl = _zone_with_free_pcp((6, 1))
+    pl.free(R.Run(8192, 65536))
+    assert 6985 - 2016 <= pl.count < 6985
+    assert sum(n for _, n in pl.residue()) == pl.count
+    assert pl.residue()[-1][0] + pl.residue()[-1][1] == 8192 + 65536     # the newest pages stay
+    assert z.free_pages == 65536 - pl.count
+
+
+def test_6_12_pcp_decays_to_high_min():
+    z, pl = _zone_with_free_pcp((6, 12))
+    pl.high_min = 1000
+    pl.free(R.Run(8192, 65536))
+    pl.decay()
+    assert pl.count <= 1000 and pl.high == 1000
