@@ -70,6 +70,12 @@ def _mapping_view(r: dict, p) -> dict:
                 terms=j["terms"], verdict=verdict(r["ram_drop_mib"], p))
 
 
+def _mapping_phase(r: dict, m: dict) -> dict:
+    """The mapping view as the one phase report() records (the result's phases hold RSS figures)."""
+    t90_mapping = t90(r["samples"], r["ram_rss_peak_mib"], r["ram_drop_mib"], 2)
+    return dict(m, phases=[dict(m, phase=r["phases"][-1]["phase"], metric="mapping", seconds_to_90pct=t90_mapping)])
+
+
 def _predict_hugetlb(r: dict, cfg: GuestConfig, metric: str):
     """The model on a hugetlbfs result: harness.prediction.predict does not pass the host page
     size or the metric through yet (it calls predict_touch_free with backend only), so this
@@ -115,7 +121,7 @@ def _touch_free(g, record_property):
 
 
 @pytest.mark.parametrize("dims", CASES)
-def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, record_property, dims):
+def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, record_property, dims, report):
     g = _boot(guest_factory, **dims)
     cfg = g.cfg
     if "qemu" in dims:
@@ -127,6 +133,7 @@ def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, r
         # The model knows a file on tmpfs as shmem (memfd): same discard path.
         r.update(predict(dict(r, backend=model_backend)))
         _record(request, record_property, "rss", r, 1)
+        report(r)
         assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
         assert r["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
         assert r["verdict"] == "within", _explain(r)
@@ -135,6 +142,7 @@ def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, r
         # hugetlb: the mapping gives the memory back, the process RSS does not see it at all
         m = _mapping_view(r, _predict_hugetlb(r, cfg, "mapping"))
         _record(request, record_property, "mapping", m, 2)
+        report(_mapping_phase(r, m))
         print(f"  process RSS drop {r['drop_mib']} MiB (hugetlb pages are outside Rss)")
         assert r["ram_rss_peak_mib"] - r["ram_rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, \
             "the workload did not hold its memory"
@@ -156,7 +164,7 @@ def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, r
 
 
 @pytest.mark.matrix
-def test_pages_larger_than_any_report_give_nothing_back(request, guest_factory, record_property):
+def test_pages_larger_than_any_report_give_nothing_back(request, guest_factory, record_property, report):
     """hugetlbfs with 1 GiB pages: reports are at most 4 MiB (order 10), never aligned to a
     1 GiB page, so QEMU skips them (virtio_balloon_handle_report) and the model predicts 0."""
     if "pdpe1gb" not in open("/proc/cpuinfo").read():
@@ -168,6 +176,7 @@ def test_pages_larger_than_any_report_give_nothing_back(request, guest_factory, 
     p = _predict_hugetlb(r, g.cfg, "mapping")
     m = _mapping_view(r, p)
     _record(request, record_property, "mapping", m, 2)
+    report(_mapping_phase(r, m))
     assert p.expected_mib == 0 and p.inputs["host_page_size"] == 1 << 30
     assert m["verdict"] == "within", _explain(m, "mapping")
     assert r["reportable_mib"] >= FREED_MIB / 2, "the free made blocks reportable: only QEMU ignored them"
