@@ -90,7 +90,7 @@ def pytest_generate_tests(metafunc):
     # The accelerator is in the id of every test that boots a guest: TCG and KVM figures differ.
     if metafunc.definition.get_closest_marker("e2e") or "guest_factory" in metafunc.fixturenames:
         a = "kvm" if metafunc.definition.get_closest_marker("kvm") else metafunc.config.balloon_accel
-        metafunc.parametrize("guest_accel", [a], ids=[a])
+        metafunc.parametrize("guest_accel", [a], ids=[a], indirect=True)
 
 
 @pytest.fixture(autouse=True)

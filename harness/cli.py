@@ -78,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     i = sub.add_parser("image", help="build (or find) the cached guest image")
     i.add_argument("--kernel", default="6.1")
+    from . import history  # history ingest|show|page, compare: harness/history.py
+    history.add_parsers(sub)
     return p
 
 
@@ -204,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(a)
         if a.cmd == "predict":
             return cmd_predict(a)
+        if a.cmd in ("history", "compare"):
+            from . import history
+            return history.dispatch(a)
         if a.cmd == "image":
             from . import image
             print(image.get(a.kernel, progress=_progress).dir)

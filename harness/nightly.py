@@ -101,6 +101,7 @@ def _diff(a, b) -> float | None:
 
 
 _ROW_FIELDS = {f.name for f in fields(Row)}
+_OWN = {"test", "phase", "outcome", "duration_s", "message", "cell"}  # what the JUnit testcase itself says
 
 
 def rows_from_junit(xml_text: str) -> list[Row]:
@@ -130,7 +131,7 @@ def rows_from_junit(xml_text: str) -> list[Row]:
         if not phases:
             out.append(Row(phase=None, **base))
         for phase, fig in phases:
-            extra = {k: v for k, v in fig.items() if k in _ROW_FIELDS and k not in base and k != "phase"}
+            extra = {k: v for k, v in fig.items() if k in _ROW_FIELDS and k not in _OWN}
             extra["accel"] = extra.get("accel") or base["accel"]
             out.append(Row(phase=phase, **{**base, **extra}))
     return out
@@ -194,7 +195,12 @@ def summary_markdown(meta: dict, rows: list[Row], extra: str = "") -> str:
 # ---- the nightly run and the merge (I/O) ----
 
 def _git_commit() -> str:
-    r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    if os.environ.get("GITHUB_SHA"):  # a shard's container may have no git
+        return os.environ["GITHUB_SHA"][:12]
+    try:
+        r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return "unknown"
     return r.stdout.strip() or "unknown"
 
 
@@ -305,6 +311,20 @@ def cmd_plan(a) -> int:
     return 0
 
 
+def problems(rows: list[Row]) -> list[str]:
+    """Pure: what makes a night red by itself: a failed or broken test, a verdict outside."""
+    out = sorted({f"{r.test}: {r.outcome}" for r in rows if r.outcome in ("failed", "error")})
+    return out + [f"{r.key}: verdict {r.verdict}" for r in rows if r.verdict not in (None, "within")]
+
+
+def cmd_check(a) -> int:
+    bad = problems(read_rows(Path(a.night) / "results.jsonl"))
+    for line in bad:
+        print(line)
+    print(f"[check] {a.night}: {len(bad)} problem(s)", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def cmd_merge(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -335,8 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--durations", default=str(DURATIONS))
     pl.add_argument("--shard-budget", type=float, default=2400.0, help="seconds of tests per shard")
     pl.add_argument("pytest_args", nargs="*")
+    c = sub.add_parser("check", help="exit 1 if a night has a failed test or a verdict outside its prediction")
+    c.add_argument("night")
     a = p.parse_args(argv)
-    return {"run": cmd_run, "merge": cmd_merge, "plan": cmd_plan}[a.cmd](a)
+    return {"run": cmd_run, "merge": cmd_merge, "plan": cmd_plan, "check": cmd_check}[a.cmd](a)
 
 
 if __name__ == "__main__":
