@@ -180,3 +180,10 @@ def test_results_files_roundtrip(tmp_path, night1):
 
 def test_floors_are_the_measured_noise():
     assert DROP_FLOOR_MIB == 5.0 and T90_FLOOR_S == 0.25  # MEASURED.md: 10-run spread 4.4 MiB, 0.16 s
+
+
+def test_two_real_nights_of_the_same_code_flag_nothing():
+    """night-1 and night-2: the same selection run twice here (errors moved by up to 2.2 MiB,
+    t90 by up to 0.08 s): within the floors, so no finding at all."""
+    c = compare(history.load(NIGHT1), history.load(DATA / "night-2"))
+    assert c.compared_phases == 5 and c.findings == ()
