@@ -187,3 +187,26 @@ def test_two_real_nights_of_the_same_code_flag_nothing():
     t90 by up to 0.08 s): within the floors, so no finding at all."""
     c = compare(history.load(NIGHT1), history.load(DATA / "night-2"))
     assert c.compared_phases == 5 and c.findings == ()
+    # night-3 (two shards, merged) against night-2 with night-1 in the baseline
+    c = compare(history.load(DATA / "night-2"), history.load(DATA / "night-3" / "merged"), [history.load(NIGHT1)])
+    assert c.compared_phases == 5 and c.findings == ()
+
+
+def test_a_planted_regression_after_three_real_nights(tmp_path, capsys):
+    """The aggregate job's path: ingest each night, then `compare previous NEW`."""
+    db = str(tmp_path / "h.sqlite")
+    for d in (NIGHT1, DATA / "night-2", DATA / "night-3" / "merged"):
+        assert main(["history", "ingest", str(d), "--db", db]) == 0
+    n3 = history.load(DATA / "night-3" / "merged")
+    planted_dir = tmp_path / "night-4"
+    planted_dir.mkdir()
+    rows = [replace(r, seconds_to_90pct=r.seconds_to_90pct + 1.0) if r.key == ON else r for r in n3.rows]
+    write_rows(planted_dir / "results.jsonl", rows)
+    (planted_dir / "run.json").write_text(json.dumps({"name": "night-4", "started": "2026-12-02T02:17:00Z"}))
+    assert main(["history", "ingest", str(planted_dir), "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["compare", "previous", "night-4", "--db", db, "--json"]) == 1
+    found = json.loads(capsys.readouterr().out)["findings"]
+    # t90 8.15, 8.23, 8.13 s before: median 8.15, MAD 0.02 -> the 0.25 s floor; +1 s is z 3.9
+    assert sorted(f["kind"] for f in found) == ["slower", "t90_error"] and all(f["key"] == ON for f in found)
+    assert main(["compare", "night-2", "night-3", "--db", db]) == 0

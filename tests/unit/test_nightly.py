@@ -65,3 +65,26 @@ def test_merge_meta():
 def test_a_night_without_problems_passes_the_check():
     assert problems(nightly.read_rows(DATA / "night-1" / "results.jsonl")) == []
     assert json.loads((DATA / "night-1" / "run.json").read_text())["name"] == "night-1"
+
+
+def test_two_shards_give_the_same_set_as_one_run():
+    """night-2: one run; night-3: the same selection as two pytest-split shards, merged by
+    ci/merge (both recorded here, real guests)."""
+    one = nightly.read_rows(DATA / "night-2" / "results.jsonl")
+    shards = [nightly.read_rows(DATA / "night-3" / f"shard-{g}" / "results.jsonl") for g in (1, 2)]
+    merged = nightly.read_rows(DATA / "night-3" / "merged" / "results.jsonl")
+    tests = [{r.test for r in s} for s in shards]
+    assert tests[0] and tests[1] and not tests[0] & tests[1]  # each test in exactly one shard
+    assert {r.key for r in merged} == {r.key for r in one} == {r.key for s in shards for r in s}
+    assert {(r.key, r.outcome, r.cell, r.accel, r.kernel, r.qemu) for r in merged} == \
+        {(r.key, r.outcome, r.cell, r.accel, r.kernel, r.qemu) for r in one}
+    from_junit = rows_from_junit((DATA / "night-3" / "merged" / "junit.xml").read_text())
+    assert sorted(from_junit, key=lambda r: (r.test, r.phase or "")) == merged
+
+
+def test_merge_reproduces_the_merged_night(tmp_path):
+    shards = [DATA / "night-3" / f"shard-{g}" for g in (1, 2)]
+    rows = nightly.finish(tmp_path, shards)
+    assert rows == nightly.read_rows(DATA / "night-3" / "merged" / "results.jsonl")
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert meta["name"] == "night-3" and [s["group"] for s in meta["shards"]] == [1, 2]
