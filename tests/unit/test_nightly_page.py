@@ -78,3 +78,17 @@ def test_plots_are_placed_by_value(night):
     r = next(r for r in night.rows if r.predicted_mib and r.predicted_mib > 500)
     assert "circle" in interval_svg(r) and interval_svg(type(r)(test="t", phase=None, outcome="passed", duration_s=0)) == ""
     assert trend_svg([None]) == "" and "polyline" in trend_svg([0.0, -2.0, 1.0])
+
+
+def test_history_page_writes_the_night_with_its_trend(tmp_path):
+    from harness.cli import main
+
+    db = str(tmp_path / "h.sqlite")
+    data = NIGHT1.parent
+    for d in (NIGHT1, data / "night-2"):
+        assert main(["history", "ingest", str(d), "--db", db]) == 0
+    out = tmp_path / "index.html"
+    assert main(["history", "page", str(data / "night-3" / "merged"), "--db", db, "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "nightly night-3" in page and "trend (3 nights)" in page
+    assert page.count("<polyline") == 5  # every phase has three nights of errors
