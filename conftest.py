@@ -58,10 +58,6 @@ def pytest_configure(config):
         raise pytest.UsageError(str(e)) from None
 
 
-def _boots_guests(item) -> bool:
-    return item.get_closest_marker("e2e") is not None or "guest_factory" in getattr(item, "fixturenames", ())
-
-
 def pytest_collection_modifyitems(config, items):
     # The default run is a sensible subset; `matrix` tests join with --matrix full.
     keep, dropped = [], []
