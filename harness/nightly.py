@@ -213,6 +213,7 @@ def cmd_run(a) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cells = parse_cells(a.cells)
     py = sys.executable
+    t_images = time.monotonic()
     # a shard builds only its own cells' images, before the workers start (QEMU 10.0 is fetched by the
     # first test that needs it)
     for k in kernels_of(cells):
@@ -232,7 +233,8 @@ def cmd_run(a) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print("[nightly] " + " ".join(cmd), file=sys.stderr, flush=True)
     rc = subprocess.run(cmd, cwd=REPO, env=env).returncode
-    meta = {"name": a.name, "started": started, "wall_s": round(time.monotonic() - t0, 1), "commit": _git_commit(),
+    meta = {"name": a.name, "started": started, "wall_s": round(time.monotonic() - t0, 1),
+            "images_s": round(t0 - t_images, 1), "commit": _git_commit(),
             "host": platform.node(), "cells": sorted(str(c) for c in cells) if cells else None,
             "shards": [{"group": a.group, "splits": a.splits, "pytest_exit": rc}] if a.splits
             else [{"group": 1, "splits": 1, "pytest_exit": rc}],
