@@ -67,5 +67,6 @@ def test_aggregate_merges_stores_compares_and_fails_on_a_regression(wf):
     for step in ("ci/merge", "history ingest", "compare previous", "history page", "GITHUB_STEP_SUMMARY",
                  "harness.nightly check", "exit $rc"):
         assert step in run, step
+    assert any(s.get("if") == "needs.shard.result != 'success'" and "exit 1" in s["run"] for s in agg["steps"])
     dl = [s for s in agg["steps"] if s.get("uses", "").startswith("actions/download-artifact")]
     assert dl and dl[0]["with"]["pattern"] == "shard-*"
