@@ -14,6 +14,8 @@ command -v readelf >/dev/null || need+=(binutils)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 [ -x /usr/sbin/depmod ] || [ -x /sbin/depmod ] || need+=(kmod)  # guest modules resolved by depmod/modprobe
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# headless Chromium renders the nightly's page in tests/unit/test_nightly_page.py (which skips without it)
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ] || ! apt-cache show --no-all-versions busybox-static >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || { echo "setup: need root to apt-get install ${need[*]:-(apt metadata)}" >&2; exit 2; }

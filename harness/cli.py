@@ -112,6 +112,8 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--kernel", default=None, metavar="VERSION|PATH",
                    help="as run's --guest-kernel, or a .deb / bzImage path (default 6.1)")
     i.add_argument("--modules", default=None, metavar="DIR")
+    from . import history  # history ingest|show|page, compare: harness/history.py
+    history.add_parsers(sub)
     return p
 
 
@@ -425,7 +427,13 @@ def cmd_predict(a) -> int:
     return EXIT_WITHIN if p["verdict"] == "within" else EXIT_OUTSIDE
 
 
-COMMANDS = {"run": cmd_run, "shell": cmd_shell, "list": cmd_list, "image": cmd_image, "predict": cmd_predict}
+def cmd_history(a) -> int:
+    from . import history
+    return history.dispatch(a)
+
+
+COMMANDS = {"run": cmd_run, "shell": cmd_shell, "list": cmd_list, "image": cmd_image, "predict": cmd_predict,
+            "history": cmd_history, "compare": cmd_history}
 
 
 def _terminated(signum, frame):

@@ -88,7 +88,7 @@ def _touch_free(g, record_property):
 
 
 @pytest.mark.parametrize("dims", CASES)
-def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, record_property, dims):
+def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, record_property, dims, report):
     g = _boot(guest_factory, **dims)
     cfg = g.cfg
     if "qemu" in dims:
@@ -101,6 +101,7 @@ def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, r
     # outside the process Rss)
     r.update(predict(r))
     _record(request, record_property, r["metric"], r, 1 if metric == "rss" else 2)
+    report(r)
     before = r["rss_before_mib"] if metric == "rss" else r["ram_rss_before_mib"]
     peak = r["rss_peak_mib"] if metric == "rss" else r["ram_rss_peak_mib"]
     assert peak - before >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
@@ -122,7 +123,7 @@ def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, r
 
 
 @pytest.mark.matrix
-def test_pages_larger_than_any_report_give_nothing_back(request, guest_factory, record_property):
+def test_pages_larger_than_any_report_give_nothing_back(request, guest_factory, record_property, report):
     """hugetlbfs with 1 GiB pages: reports are at most 4 MiB (order 10), never aligned to a
     1 GiB page, so QEMU skips them (virtio_balloon_handle_report) and the model predicts 0."""
     if "pdpe1gb" not in open("/proc/cpuinfo").read():
@@ -133,6 +134,7 @@ def test_pages_larger_than_any_report_give_nothing_back(request, guest_factory, 
     assert r["ram_rss_before_mib"] == pytest.approx(g.cfg.memory_mib, abs=1)
     r.update(predict(r))
     _record(request, record_property, "mapping", r, 2)
+    report(r)
     assert r["predicted_mib"] == 0 and r["metric"] == "mapping"
     assert r["verdict"] == "within", _explain(r, "mapping")
     assert r["reportable_mib"] >= FREED_MIB / 2, "the free made blocks reportable: only QEMU ignored them"

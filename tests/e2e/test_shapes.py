@@ -47,7 +47,7 @@ def _explain(r):
 
 
 @pytest.mark.parametrize("dims", SHAPES)
-def test_two_nodes_report_and_give_back_what_the_model_predicts(request, guest_factory, record_property, dims):
+def test_two_nodes_report_and_give_back_what_the_model_predicts(request, guest_factory, record_property, dims, report):
     g = guest_factory(**dims)
     nodes = {z.node for z in procfs.parse_buddyinfo(g.run("cat /proc/buddyinfo").stdout)}
     assert nodes == {0, 1}, f"the guest sees nodes {sorted(nodes)}"
@@ -62,6 +62,7 @@ def test_two_nodes_report_and_give_back_what_the_model_predicts(request, guest_f
             f"t90 {r['seconds_to_90pct']} s (predicted {r['predicted_seconds_to_90pct']} s), "
             f"reportable per node {per_node}")
     record_property("summary", line)
+    report(r)
     print("\n" + line)
     assert r["reporting_negotiated"]
     assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
