@@ -194,6 +194,15 @@ def _human(r: dict) -> str:
     if extras:
         lines.append("  " + "  ".join(extras))
     caveat = f" ({r['model_caveat']})" if r.get("model_caveat") else ""
+    for ph in r["phases"]:
+        lay, rep = ph.get("layout"), ph.get("layout_reported")
+        if lay:
+            lines.append(f"  {ph['phase']}: free blocks >= order right after the release: real {lay['real']}, "
+                         f"predicted {lay['predicted']}, same pfn and order {lay['matched']}"
+                         + (f"; reported once done: real {rep['real']}, predicted {rep['predicted']}, "
+                            f"matched {rep['matched']}" if rep else ""))
+        for f in (ph.get("judgement") or {}).get("failures", [])[:3]:
+            lines.append(f"  {ph['phase']}: {f}")
     lines.append(f"  verdict: {r['verdict'].upper()}{caveat}; terms of the last phase's interval:")
     for t in r["terms"]:
         lines.append(f"    {t['name']:<22} [{t['lo_mib']:+7.1f}, {t['hi_mib']:+7.1f}] MiB  {t['explanation']}")

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from .config import model_host
 from .model import ModelError, Prediction, ReportingParams, ResidentMap, predict_touch_free, verdict
 from .model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
-from .model.release import Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, predict_release
+from .model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
+                            predict_release)
 from .perblock import Capture
 from .snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
 
@@ -311,10 +312,15 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
     after = Capture.from_json(phase["captures"]["freed"])
     zl = {zs.key: zs.label for zs in pre.zones}
     real = [(b.head, b.order, b.zone) for b in after.blocks]
-    from .model.release import compare_layout_blocks
     lay = compare_layout_blocks(layout_free, zl, real, pre.order)
     fields["layout"] = lay.to_json()
     fields["layout"]["residue_pages"] = sum(n for _, n in rel.residue)
+    # once reporting is done: which blocks the model says were reported, against the guest's
+    # PG_reported marks in the settled capture
+    settled = Capture.from_json(phase["captures"]["settled"])
+    rep_pred = {z.key: [(pfn, o, mt) for pfn, o, mt, r in z.free_blocks() if r] for z in rel.machine.zones}
+    rep_real = [(b.head, b.order, b.zone) for b in settled.blocks if b.reported]
+    fields["layout_reported"] = compare_layout_blocks(rep_pred, zl, rep_real, pre.order).to_json()
     t90 = None
     iv = t90_interval(pred, phase.get("release_s", 0.0))
     m = measured_t90(phase, metric)
