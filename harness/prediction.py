@@ -218,6 +218,7 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
     runs = lambda xs: tuple(Run(int(p), int(n), bool(h)) for p, n, h in xs)  # noqa: E731
     p = PreRelease(kernel=facts["kernel"], order=phase["reportable_order"], zones=zones, blocks=tuple(blocks),
                    held=bytes(cap.held), mapped=runs(pre.get("mapped", [])), unmapped=runs(pre.get("unmapped", [])),
+                   kept=runs(pre.get("kept", [])),
                    cpu=pre.get("cpu"), pcp_taken=bool(pre.get("pcp_taken")),
                    kind=pre.get("kind", "munmap"), read_at_s=dict(pre.get("read_at_s", {})))
     act = pre.get("activity") or {}

@@ -95,6 +95,7 @@ class PreRelease:
     held: bytes                             # held[pfn]: the host holds the page (QEMU's pagemap)
     mapped: tuple[Run, ...]                 # the workload's mapped pages (its own pagemap)
     unmapped: tuple[Run, ...]               # of those, what the release unmaps, in its order
+    kept: tuple[Run, ...] = ()              # other pages known to stay allocated (the workload's)
     cpu: int | None = None                  # the CPU the release runs on (the workload is pinned)
     # the workload took its CPU's order-0 movable pcp pages just before (an allocation takes
     # them newest first): what is left there is at most one refill batch, the rest of the
@@ -577,21 +578,41 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                       "the model run with each", min(0.0, d_lo, d_hi), max(0.0, d_lo, d_hi)))
     if pre.cpu is None:
         raise ModelError("the release's CPU is not known: pin the workload (e2emem `cpu N`)")
-    # Drained pages of unknown position can each complete at most one block of the order.
-    small_held = 0
+    # Drained pages of unknown position can complete blocks only where they are the missing
+    # pieces: the aligned 2^order regions closest to whole (fewest pages not free after the
+    # release), as many as those pages can fill, each giving back its held free pages and
+    # the pieces themselves.
     from .discard import ResidentMap
     res = ResidentMap.from_bytes(pre.held, rel.machine.end_pfn)
+    regions: dict = {}
     for z in rel.machine.zones:
         for pfn, o, _, _ in z.free_blocks():
             if o < thr:
-                small_held += res.count(pfn, 1 << o)
-    # the model's drains reached rel.unknown_drained of them; where the last drain falls is not
-    # known (pcp_residue), so one more of the largest drain (batch << PCP_BATCH_SCALE_MAX)
+                r = regions.setdefault(pfn >> thr, [0, 0])
+                r[0] += 1 << o
+                r[1] += res.count(pfn, 1 << o)
+    # pages known not to be free: the release's own residue (the pcp_residue term's business)
+    # and the workload's pages it keeps mapped
+    known: dict = {}
+    unmapped = {(r.pfn, r.pages) for r in pre.unmapped}
+    kept = [(r.pfn, r.pages) for r in pre.mapped if (r.pfn, r.pages) not in unmapped]
+    kept += [(r.pfn, r.pages) for r in pre.kept]
+    for pfn, n in list(rel.residue) + kept:
+        for reg in range(pfn >> thr, ((pfn + n - 1) >> thr) + 1):
+            known[reg] = known.get(reg, 0) + 1
     unk = min(rel.unknown_drained + max_drain, sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu)))
-    unk_hi = min(unk << thr, small_held + unk) / 256 if moves else 0.0
+    left, gain = unk, 0
+    open_regions = [r for reg, r in regions.items() if reg not in known]
+    for free, held in sorted(open_regions, key=lambda r: (1 << thr) - r[0]):
+        missing = (1 << thr) - free
+        if missing > left:
+            break
+        left -= missing
+        gain += held + missing
+    unk_hi = gain / 256 if moves else 0.0
     terms.append(Term("pcp_unknown_pages", f"up to {unk} per-cpu pages from before the release (position "
-                      f"unknown) can go back to the buddy lists during it; each can complete one {block_mib:g} MiB block (bounded by "
-                      f"the held pages of free blocks below the order, and themselves)", 0.0, unk_hi))
+                      f"unknown) can go back to the buddy lists during it, and complete the {block_mib:g} MiB "
+                      "regions closest to whole", 0.0, unk_hi))
     window = (passes[-1].t_end if passes else 0.0) + params.delay_s
     alloc_p = activity.alloc_pages_per_s * window + activity.capture_alloc_pages * activity.captures_in_window
     free_p = activity.free_pages_per_s * window + activity.capture_alloc_pages * activity.captures_in_window

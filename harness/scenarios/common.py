@@ -49,6 +49,7 @@ class Run:
         self.wl = None
         self.ranges = pagemap.layout(guest)  # guest-physical -> host mapping, for per-block captures
         self.activity: dict = {}  # guest activity rates measured in the idle window (see measuring)
+        self.pcp_regions: list[str] = []  # e2emem regions holding what was on the per-cpu lists
 
     def ask(self, line: str) -> str:
         """A command to the guest workload (guest_images/src/e2emem.c)."""
@@ -72,7 +73,10 @@ class Run:
                     for p in z.pagesets if p.cpu == cpu)
             if n:
                 self.ask(f"touch pcp-{len(self.phases)} {-(-n // 256)} nohuge")
+                self.pcp_regions.append(f"pcp-{len(self.phases)}")
             out["pcp_taken"] = True
+            # where those pages are: allocated and kept, so no free page can merge with them
+            out["kept"] = [x for reg in self.pcp_regions for x in pfn_runs(self.ask(f"pfns {reg}"))]
         if frees is not None:
             out["mapped"] = out["unmapped"] = frees()
             out["read_at"]["mapped"] = out["read_at"]["unmapped"] = time.monotonic()
