@@ -603,8 +603,12 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     unk = min(rel.unknown_drained + max_drain, sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu)))
     left, gain = unk, 0
     open_regions = [r for reg, r in regions.items() if reg not in known]
+    if thr > rel.spec.max_order:              # no block of that order exists: nothing to complete
+        open_regions = []
     for free, held in sorted(open_regions, key=lambda r: (1 << thr) - r[0]):
         missing = (1 << thr) - free
+        if missing <= 0:                      # whole yet not merged: a merge barrier, not a pcp page
+            continue
         if missing > left:
             break
         left -= missing

@@ -101,10 +101,25 @@ def test_a_discard_qemu_would_skip_is_caught():
     assert judged(wrong)["verdict"] == "outside"
 
 
-def test_the_wrong_reporting_order_is_caught():
-    frag = load("fragment_6.1_on")
-    assert judged(frag)["verdict"] == "within"
-    assert judged(frag, ReportingParams(order=8))["verdict"] == "outside"
+def test_the_wrong_reporting_order_is_caught(on):
+    """11 is what 6.1's sysfs reads before the driver registers (MAX_ORDER): nothing reportable."""
+    assert judged(on, ReportingParams(order=11))["verdict"] == "outside"
+
+
+def test_fragment_both_phases_within_and_the_punch_layout_exact():
+    r = judged(load("fragment_6.1_on"))
+    punch, rest = r["phases"]
+    assert r["verdict"] == "within", [ph["judgement"]["failures"] for ph in r["phases"]]
+    assert punch["predicted_mib"] == 0 and punch["layout"]["exact"], punch["layout"]
+    assert rest["layout"]["matched"] >= rest["layout"]["real"] - 2
+
+
+def test_6_12_predicted_exactly():
+    """Debian 6.12.117 under QEMU 10.0.2: the release's layout predicted block for block."""
+    r = judged(load("touch_free_6.12_on"))
+    ph = r["phases"][-1]
+    assert r["verdict"] == "within", ph["judgement"]
+    assert ph["layout"]["exact"] and ph["layout_reported"]["exact"], (ph["layout"], ph["layout_reported"])
 
 
 def test_a_pre_release_state_taken_after_reporting_began_is_caught(on):
