@@ -593,13 +593,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                 r[1] += res.count(pfn, 1 << o)
     # pages known not to be free: the release's own residue (the pcp_residue term's business)
     # and the workload's pages it keeps mapped
-    known: dict = {}
-    unmapped = {(r.pfn, r.pages) for r in pre.unmapped}
-    kept = [(r.pfn, r.pages) for r in pre.mapped if (r.pfn, r.pages) not in unmapped]
-    kept += [(r.pfn, r.pages) for r in pre.kept]
-    for pfn, n in list(rel.residue) + kept:
-        for reg in range(pfn >> thr, ((pfn + n - 1) >> thr) + 1):
-            known[reg] = known.get(reg, 0) + 1
+    gone = {p for r in pre.unmapped for p in range(r.pfn, r.pfn + r.pages)}
+    known = {p >> thr for r in pre.mapped for p in range(r.pfn, r.pfn + r.pages) if p not in gone}
+    for pfn, n in list(rel.residue) + [(r.pfn, r.pages) for r in pre.kept]:
+        known.update(range(pfn >> thr, ((pfn + n - 1) >> thr) + 1))
     unk = min(rel.unknown_drained + max_drain, sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu)))
     left, gain = unk, 0
     open_regions = [r for reg, r in regions.items() if reg not in known]
