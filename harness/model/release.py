@@ -497,7 +497,7 @@ class Host:
     metric: str = "rss"
 
 
-def _drop_of(rel: Released, pre: PreRelease, host: Host, params) -> tuple[list, list]:
+def _drop_of(rel: Released, pre: PreRelease, host: Host, params, guest_reports: bool = True) -> tuple[list, list]:
     """Run the reporting passes on a released model guest; per report (t, MiB dropped, Report)."""
     from .discard import HostConfig, ResidentMap, discard
     from .reporting import Reporter, run_until_idle
@@ -506,6 +506,8 @@ def _drop_of(rel: Released, pre: PreRelease, host: Host, params) -> tuple[list, 
     res = ResidentMap.from_bytes(pre.held, rel.machine.end_pfn)
     thr = params.order if params.order is not None else pre.order
     rep = Reporter()
+    if not guest_reports:                   # no reporting device negotiated: no pass ever runs
+        return [], []
     if rel.notified or (params.order is not None and any(
             not r for z in rel.machine.zones for _, o, _, r in z.free_blocks() if o >= thr)):
         rep.request(0.0, params.delay_s)
@@ -520,7 +522,7 @@ def _drop_of(rel: Released, pre: PreRelease, host: Host, params) -> tuple[list, 
 
 
 def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
-                    activity: Activity = Activity(), sample_period_s: float = 0.1):
+                    activity: Activity = Activity(), sample_period_s: float = 0.1, guest_reports: bool = True):
     """Predict a release from before it: the layout after it, the host's drop, its curve, and an
     interval of named terms. Returns (Prediction, Released)."""
     from .predict import Prediction, Term
@@ -530,7 +532,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         raise ModelError("noise_mib must be >= 0")
     rel = run_release(pre)
     layout_free = {z.key: [(pfn, o, mt) for pfn, o, mt, _ in z.free_blocks()] for z in rel.machine.zones}
-    events, passes = _drop_of(rel, pre, host, params)
+    events, passes = _drop_of(rel, pre, host, params, guest_reports)
     thr = params.order if params.order is not None else pre.order
     total = sum(m for _, m, _ in events)
     curve, cum = [(0.0, 0.0)], 0.0
@@ -555,7 +557,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     block_mib = (1 << thr) / 256
 
     def drop_with_residue(k: int) -> float:
-        return sum(m for _, m, _ in _drop_of(run_release(pre, residue=k), pre, host, params)[0])
+        return sum(m for _, m, _ in _drop_of(run_release(pre, residue=k), pre, host, params, guest_reports)[0])
 
     terms = [Term("rss_noise", "RSS noise of this run's idle guest, measured before the release (input)",
                   -noise_mib, noise_mib)]
@@ -621,11 +623,15 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     def blocks(pages: float) -> float:
         return -(-int(pages) // (1 << thr)) * block_mib if pages > 0 else 0.0
 
-    act_lo = min(total, blocks(alloc_p)) if moves else 0.0
+    # an allocation can also fault unbacked guest memory back in on the host, a host THP
+    # (2 MiB) at a time, whether or not anything is reported
+    can_move = not (host.backend == "hugetlbfs" and host.metric == "rss")
+    act_lo = blocks(alloc_p) if can_move else 0.0
     act_hi = blocks(free_p) if moves else 0.0
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
                       f"{activity.alloc_pages_per_s:.0f} pages/s and {activity.captures_in_window} capture(s), "
-                      f"measured before the release): each can split an unreported block", -act_lo, 0.0))
+                      f"measured before the release): each can split an unreported block or fault unbacked "
+                      f"memory in on the host", -act_lo, 0.0))
     terms.append(Term("guest_frees", f"guest frees over the window (idle rate {activity.free_pages_per_s:.0f} "
                       "pages/s and the captures): each can complete a resident block", 0.0, act_hi))
     lo = total + sum(t.lo_mib for t in terms)
