@@ -14,6 +14,7 @@ from .errors import GuestError
 # While the guest boots, each refused attempt makes paramiko's transport thread
 # log a traceback; the wait loop reports the last error itself.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+log = logging.getLogger(__name__)
 
 
 class _AcceptFreshHostKey(paramiko.MissingHostKeyPolicy):
@@ -64,6 +65,15 @@ class Session:
         """Run a command (a string for the guest's /bin/sh); raise with stderr on failure."""
         if self.client is None:
             raise GuestError("SSH session not connected")
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            # The connection dropped between commands (nothing of this one was sent): once more.
+            log.warning("SSH connection to the guest dropped; reconnecting")
+            self.close()
+            try:
+                self.connect()
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                raise GuestError(f"guest command {cmd!r}: SSH connection lost and not regained: {e}") from e
         try:
             _, out, err = self.client.exec_command(cmd, timeout=timeout)
             stdout = out.read().decode(errors="replace")
