@@ -223,6 +223,7 @@ def _logging(folder: Path | None, live_title: str | None):
     root.setLevel(logging.DEBUG)
     for h in list(root.handlers):
         root.removeHandler(h)
+        h.close()
     root.propagate = False
     display = None
     if live_title is not None:

@@ -56,8 +56,9 @@ def test_killed_launcher_takes_qemu_with_it(sig):
     assert not rundir.exists(), f"{rundir} left behind"
 
 
-def test_cli_interrupted_shuts_its_guest_down():
-    cli = [str(REPO / ".venv" / "bin" / "balloon-e2e"), "run", "touch-free", "--memory", "1024", "--mib", "256"]
+def test_cli_interrupted_shuts_its_guest_down(tmp_path):
+    cli = [str(REPO / ".venv" / "bin" / "balloon-e2e"), "run", "touch-free", "--memory", "1024", "--mib", "256",
+           "--out", str(tmp_path)]
     p = subprocess.Popen(cli, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     qemu = None
     for line in p.stderr:
