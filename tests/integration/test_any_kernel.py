@@ -23,7 +23,7 @@ def _manifest(img):
     return json.loads((img.dir / "manifest.json").read_text())
 
 
-def test_a_version_a_deb_and_a_bzimage_give_the_same_kernel_and_modules(deb, tmp_path):
+def test_a_version_a_deb_and_a_bzimage_give_the_same_kernel_and_modules(deb, tmp_path, capfd):
     by_version = image.get(OTHER)
     by_deb = image.get(str(deb))
     root = tmp_path / "x"
@@ -39,6 +39,7 @@ def test_a_version_a_deb_and_a_bzimage_give_the_same_kernel_and_modules(deb, tmp
     assert by_version.kernel.read_bytes() == by_deb.kernel.read_bytes() == by_bzimage.kernel.read_bytes()
     assert image.cached(str(bz), modules=str(root / "lib" / "modules" / OTHER)) == by_bzimage.dir
     shutil.rmtree(by_bzimage.dir)  # keyed by this test's temporary paths: never found again
+    assert capfd.readouterr().out == ""  # the image build prints nothing on stdout (progress is logging)
 
 
 def test_modules_come_in_dependency_order(deb, tmp_path):

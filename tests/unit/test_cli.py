@@ -69,3 +69,18 @@ def test_kvm_where_it_cannot_work(capsys, monkeypatch):
     assert main(["run", "--accel", "kvm"]) == 2
     err = capsys.readouterr().err.strip()
     assert "accel kvm" in err and len(err.splitlines()) == 1
+
+
+def test_image_path_and_clean(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BALLOON_E2E_CACHE", str(tmp_path))
+    assert main(["image", "path"]) == 2
+    assert "no cached image for kernel 6.1" in capsys.readouterr().err
+    from harness import image
+    key, _ = image.resolve("6.1")
+    built = image.images_dir() / f"6.1-{key}"
+    built.mkdir()
+    (built / "manifest.json").write_text("{}")
+    assert main(["image", "path"]) == 0
+    assert capsys.readouterr().out.strip() == str(built)
+    assert main(["image", "clean"]) == 0
+    assert f"removed {built}" in capsys.readouterr().err and not built.exists()
