@@ -56,3 +56,11 @@ def test_a_missing_module_is_named(deb, tmp_path):
     from harness.errors import UserError
     with pytest.raises(UserError, match="module no_such_mod neither built in"):
         image.modules_in_load_order(root, OTHER, ["no_such_mod"])
+
+
+def test_an_unknown_version_is_one_line_of_bad_input(capsys, tmp_path):
+    from harness.cli import main
+    assert main(["run", "--guest-kernel", "5.10-nonexistent", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no Debian package linux-image-5.10-nonexistent in bookworm, bookworm-backports, trixie" in err
+    assert len(err.splitlines()) == 1 and not list(tmp_path.iterdir())
