@@ -136,12 +136,14 @@ class Process:
             raise GuestError(f"{self.cmd}: could not send {line!r}: {e}") from e
 
     def read_line(self, timeout: float) -> str:
-        """The next line the process prints ('' at EOF); GuestError after `timeout` seconds."""
+        """The next line the process prints ('' at EOF); TimeoutError after `timeout` seconds."""
         self.chan.settimeout(max(0.01, timeout))
         try:
             return self.file.readline().strip()
-        except (socket.timeout, OSError, paramiko.SSHException) as e:
-            raise GuestError(f"{self.cmd}: no output within {timeout:.0f} s ({e.__class__.__name__})") from e
+        except socket.timeout:
+            raise TimeoutError(f"{self.cmd}: no output within {timeout:.0f} s") from None
+        except (OSError, paramiko.SSHException) as e:
+            raise GuestError(f"{self.cmd}: reading its output failed: {e.__class__.__name__}: {e}") from e
 
     def ask(self, line: str, timeout: float = 120) -> str:
         """Send one command line, return the reply line ('ok ...'); raise on 'err' or EOF."""

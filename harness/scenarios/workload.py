@@ -146,7 +146,7 @@ class _Workload:
             raise TimeoutError(f"workload {self.command!r} did not finish in time (--timeout)")
         try:
             line = self.p.read_line(left)
-        except GuestError:
+        except TimeoutError:
             raise TimeoutError(f"workload {self.command!r} did not finish in time (--timeout)") from None
         if not line:
             raise GuestError(f"e2erun ended without a word (workload {self.command!r})")
