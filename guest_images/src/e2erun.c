@@ -150,7 +150,9 @@ int main(int argc, char **argv)
 			ptrace(PTRACE_GETEVENTMSG, pid, 0, &msg);
 			long tgid = status_kib(pid, "Tgid:", NULL, 0);
 			long rss = status_kib(pid, "RssAnon:", comm, sizeof(comm));
-			if (tgid == pid && rss >= min_kib) {
+			/* One held exit at a time: another exit before the held one is gone is not a
+			 * release of its own (it overlaps the measured one) and continues at once. */
+			if (tgid == pid && rss >= min_kib && !held) {
 				printf("exit pid=%d status=%d rss_kib=%ld comm=%s\n", pid, code_of((int)msg), rss, comm);
 				if (!fgets(line, sizeof(line), stdin))
 					return 1; /* the host went away: EXITKILL ends the workload */
