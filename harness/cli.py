@@ -54,7 +54,7 @@ def _guest_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--reporting-order", type=int, default=None)
     r.add_argument("--guest-kernel", default="6.1", metavar="VERSION",
                    help="Debian guest kernel: 6.1 (bookworm), 6.12 (trixie), or any linux-image version apt "
-                        "finds in bookworm, bookworm-backports or trixie (e.g. 6.1.0-47-cloud-amd64)")
+                        "finds in bookworm, trixie or bookworm-backports (e.g. 6.1.0-47-cloud-amd64)")
     r.add_argument("--kernel", default=None, metavar="PATH",
                    help="your own kernel: a linux-image .deb, or a bzImage (with --modules)")
     r.add_argument("--modules", default=None, metavar="DIR",
@@ -235,6 +235,7 @@ def _logging(folder: Path | None, live_title: str | None):
     root.setLevel(logging.DEBUG)
     for h in list(root.handlers):
         root.removeHandler(h)
+        h.close()
     root.propagate = False
     display = None
     if live_title is not None:

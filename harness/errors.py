@@ -81,7 +81,7 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILURE, f"failed: {exc}"
     kind = exc.__class__.__name__
     if isinstance(exc, subprocess.TimeoutExpired):
-        return EXIT_FAILURE, f"failed: host command timed out after {exc.timeout:g} s: {_cmd(exc.cmd)}"
+        return EXIT_FAILURE, f"failed: host command timed out after {exc.timeout:.3g} s: {_cmd(exc.cmd)}"
     if isinstance(exc, subprocess.CalledProcessError):
         err = (exc.stderr or b"")
         err = (err.decode(errors="replace") if isinstance(err, bytes) else err).strip().splitlines()

@@ -14,6 +14,7 @@ from .errors import GuestError
 # While the guest boots, each refused attempt makes paramiko's transport thread
 # log a traceback; the wait loop reports the last error itself.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+log = logging.getLogger(__name__)
 
 
 class _AcceptFreshHostKey(paramiko.MissingHostKeyPolicy):
@@ -64,6 +65,15 @@ class Session:
         """Run a command (a string for the guest's /bin/sh); raise with stderr on failure."""
         if self.client is None:
             raise GuestError("SSH session not connected")
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            # The connection dropped between commands (nothing of this one was sent): once more.
+            log.warning("SSH connection to the guest dropped; reconnecting")
+            self.close()
+            try:
+                self.connect()
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                raise GuestError(f"guest command {cmd!r}: SSH connection lost and not regained: {e}") from e
         try:
             _, out, err = self.client.exec_command(cmd, timeout=timeout)
             stdout = out.read().decode(errors="replace")
@@ -126,12 +136,14 @@ class Process:
             raise GuestError(f"{self.cmd}: could not send {line!r}: {e}") from e
 
     def read_line(self, timeout: float) -> str:
-        """The next line the process prints ('' at EOF); GuestError after `timeout` seconds."""
+        """The next line the process prints ('' at EOF); TimeoutError after `timeout` seconds."""
         self.chan.settimeout(max(0.01, timeout))
         try:
             return self.file.readline().strip()
-        except (socket.timeout, OSError, paramiko.SSHException) as e:
-            raise GuestError(f"{self.cmd}: no output within {timeout:.0f} s ({e.__class__.__name__})") from e
+        except socket.timeout:
+            raise TimeoutError(f"{self.cmd}: no output within {timeout:.0f} s") from None
+        except (OSError, paramiko.SSHException) as e:
+            raise GuestError(f"{self.cmd}: reading its output failed: {e.__class__.__name__}: {e}") from e
 
     def ask(self, line: str, timeout: float = 120) -> str:
         """Send one command line, return the reply line ('ok ...'); raise on 'err' or EOF."""

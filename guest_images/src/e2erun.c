@@ -15,7 +15,8 @@
  *
  * Smaller exits continue at once. Other lines:
  *   started pid=P        the workload's first process (the one CMD runs as)
- *   done status=S        nothing of the workload is left; S is the first process's status
+ *   done status=S        nothing of the workload is left; S is the first process's status;
+ *                        e2erun itself stays until a "quit" line or EOF on stdin
  * S is the exit code, or 128 + the signal that ended it. -n: never hold (the
  * release is another command). The workload's stdout and stderr go to LOG
  * (default /tmp/e2e-workload.log), its stdin is /dev/null. EOF on our stdin
@@ -149,7 +150,9 @@ int main(int argc, char **argv)
 			ptrace(PTRACE_GETEVENTMSG, pid, 0, &msg);
 			long tgid = status_kib(pid, "Tgid:", NULL, 0);
 			long rss = status_kib(pid, "RssAnon:", comm, sizeof(comm));
-			if (tgid == pid && rss >= min_kib) {
+			/* One held exit at a time: another exit before the held one is gone is not a
+			 * release of its own (it overlaps the measured one) and continues at once. */
+			if (tgid == pid && rss >= min_kib && !held) {
 				printf("exit pid=%d status=%d rss_kib=%ld comm=%s\n", pid, code_of((int)msg), rss, comm);
 				if (!fgets(line, sizeof(line), stdin))
 					return 1; /* the host went away: EXITKILL ends the workload */
@@ -167,5 +170,9 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("done status=%d\n", root_code);
+	/* The host ends this channel when it chooses: dropbear 2022.83 was seen to drop the
+	 * whole connection when this process exited while the host opened another channel. */
+	while (fgets(line, sizeof(line), stdin) && strncmp(line, "quit", 4) != 0)
+		;
 	return 0;
 }

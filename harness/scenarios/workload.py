@@ -146,7 +146,7 @@ class _Workload:
             raise TimeoutError(f"workload {self.command!r} did not finish in time (--timeout)")
         try:
             line = self.p.read_line(left)
-        except GuestError:
+        except TimeoutError:
             raise TimeoutError(f"workload {self.command!r} did not finish in time (--timeout)") from None
         if not line:
             raise GuestError(f"e2erun ended without a word (workload {self.command!r})")
@@ -158,7 +158,7 @@ class _Workload:
                              + (f"; its output ends: {' | '.join(out.splitlines()[-3:])}" if out else ""))
 
     def close(self) -> None:
-        self.p.close()
+        self.p.close()  # sends quit and waits for e2erun's exit status: no other channel opens meanwhile
 
 
 def run(guest, command: str, release: str | None = None, copies=(), timeout: float = 900.0) -> dict:

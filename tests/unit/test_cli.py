@@ -25,7 +25,6 @@ from harness.cli import main
     (["run", "--kernel", "/etc/hostname"], "not an x86 bzImage"),
     (["run", "--kernel", "/etc/hostname", "--guest-kernel", "6.12"], "name two kernels"),
     (["run", "--modules", "/tmp"], "--modules goes with --kernel PATH of a bzImage"),
-    (["run", "--guest-kernel", "5.10-nonexistent"], "no Debian package linux-image-5.10-nonexistent"),
     (["shell", "--memory", "64"], "memory"),
     (["image", "path", "--kernel", "/nonexistent.deb"], "no such file"),
     (["image", "frob"], "invalid choice"),
@@ -69,3 +68,18 @@ def test_kvm_where_it_cannot_work(capsys, monkeypatch):
     assert main(["run", "--accel", "kvm"]) == 2
     err = capsys.readouterr().err.strip()
     assert "accel kvm" in err and len(err.splitlines()) == 1
+
+
+def test_image_path_and_clean(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BALLOON_E2E_CACHE", str(tmp_path))
+    assert main(["image", "path"]) == 2
+    assert "no cached image for kernel 6.1" in capsys.readouterr().err
+    from harness import image
+    key, _ = image.resolve("6.1")
+    built = image.images_dir() / f"6.1-{key}"
+    built.mkdir()
+    (built / "manifest.json").write_text("{}")
+    assert main(["image", "path"]) == 0
+    assert capsys.readouterr().out.strip() == str(built)
+    assert main(["image", "clean"]) == 0
+    assert f"removed {built}" in capsys.readouterr().err and not built.exists()
