@@ -274,7 +274,8 @@ def merge_meta(metas: list[dict]) -> dict:
     names = sorted({m.get("name") for m in metas if m.get("name")})
     cells = sorted({c for m in metas for c in (m.get("cells") or [])})
     return {"name": names[0] if len(names) == 1 else "+".join(names), "started": min(m.get("started", "") for m in metas),
-            "wall_s": max(m.get("wall_s") or 0 for m in metas), "commit": metas[0].get("commit"),
+            "wall_s": max(m.get("wall_s") or 0 for m in metas),
+            "images_s": max((m.get("images_s") or 0 for m in metas), default=0), "commit": metas[0].get("commit"),
             "host": ",".join(sorted({m.get("host", "?") for m in metas})), "cells": cells or None,
             "shards": [s for m in metas for s in m.get("shards", [])]}
 
