@@ -89,13 +89,16 @@ def predict(result: dict, params: ReportingParams | None = None) -> dict:
     return top
 
 
-def plateaus(curve: list, jitter_s: float, gap_s: float = 0.1) -> list[tuple[float, float, float]]:
+def plateaus(curve: list, jitter_s: float = 0.0, gap_s: float = 0.1, lead_s: float = 0.0,
+             per_pass_s: float = 0.0, sample_s: float = 0.0) -> list[tuple[float, float, float]]:
     """Pure: a predicted step curve -> (t_from, t_to, MiB) windows where the drop should sit still.
 
-    Points closer than gap_s belong to one pass (its reports land back to back).
-    A window starts jitter_s after a pass and ends jitter_s before the next, so
-    the pass's own timing uncertainty never falls inside it. The last window
-    lasts 1 s.
+    Points closer than gap_s belong to one pass (its reports land back to back). The model's
+    t = 0 lies up to lead_s before the real first merge (inside the release), and each pass
+    starts up to per_pass_s late, these adding up pass by pass; a pass never lands before its
+    predicted time. So the window after pass i starts lead_s + (i + 1) * per_pass_s + sample_s
+    (at least jitter_s) after it and ends sample_s (at least jitter_s) before the next. The last
+    window lasts 1 s.
     """
     passes: list[list[float]] = []  # [t_first, t_last, value]
     for t, c in curve:
@@ -105,9 +108,13 @@ def plateaus(curve: list, jitter_s: float, gap_s: float = 0.1) -> list[tuple[flo
             passes.append([t, t, c])
     out = []
     for i, (_, t_last, c) in enumerate(passes):
-        t_next = passes[i + 1][0] if i + 1 < len(passes) else t_last + 1.0 + 2 * jitter_s
-        if t_next - t_last > 2 * jitter_s:
-            out.append((t_last + jitter_s, t_next - jitter_s, c))
+        # i = 0 is the curve's (0, 0): before any pass, nothing to wait for
+        after = max(jitter_s, lead_s + i * per_pass_s + sample_s) if i else max(jitter_s, sample_s)
+        before = max(jitter_s, sample_s)
+        t_from = t_last + after
+        t_next = passes[i + 1][0] if i + 1 < len(passes) else t_from + 1.0 + before
+        if t_next - before > t_from:
+            out.append((t_from, t_next - before, c))
     return out
 
 
@@ -150,7 +157,9 @@ def curve_mismatches(result: dict, jitter_s: float = 0.5) -> list[str]:
     lo = result["predicted_mib"] - result["predicted_lo_mib"]
     hi = result["predicted_hi_mib"] - result["predicted_mib"] + drains
     bad = []
-    windows = plateaus(result["predicted_curve"], jitter_s)
+    # the first point of the curve is (0, 0): "pass" 0, before any report
+    windows = plateaus(result["predicted_curve"], jitter_s, lead_s=phase.get("release_s", 0.0),
+                       per_pass_s=PASS_LATENCY_S, sample_s=SAMPLE_PERIOD_S)
     for i, (t0, t1, c) in enumerate(windows):
         low = c - lo - (slack if i < len(windows) - 1 else 0.0)
         for sample in result["samples"]:
