@@ -259,7 +259,8 @@ def finish(out: Path, shard_dirs: list[Path]) -> list[Row]:
         for d in shard_dirs:
             if (d / "artifacts").is_dir():
                 shutil.copytree(d / "artifacts", out / "artifacts", dirs_exist_ok=True)
-    rows = sorted((r for j in junits for r in rows_from_junit(j.read_text())), key=lambda r: (r.test, r.phase or ""))
+    # by test; a test's phases stay in the order it ran them (cycle-2 before cycle-10)
+    rows = sorted((r for j in junits for r in rows_from_junit(j.read_text())), key=lambda r: r.test)
     write_rows(out / "results.jsonl", rows)
     meta = merge_meta(metas)
     (out / "run.json").write_text(json.dumps(meta, indent=1) + "\n")
