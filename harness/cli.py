@@ -13,7 +13,7 @@ from .errors import GuestError, LaunchError, UserError
 from .model.errors import ModelError
 from .procfs import ProcParseError
 
-SCENARIOS = ("touch-free", "fragment", "reuse", "integrity", "page-cache")
+SCENARIOS = ("touch-free", "fragment", "reuse", "integrity", "page-cache", "inflate", "deflate-on-oom", "stats")
 
 
 def _progress(msg: str) -> None:
@@ -65,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--host-thp", type=_onoff, default=None, metavar="on|off",
                    help="host THP for anonymous guest RAM: on (needs the host's madvise or always mode), off "
                         "(disabled for QEMU alone, prctl PR_SET_THP_DISABLE); default: as the host has it")
+    r.add_argument("--deflate-on-oom", type=_onoff, default=False, metavar="on|off",
+                   help="virtio-balloon deflate-on-oom (default off; the deflate-on-oom scenario runs it as given)")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     r.add_argument("--out", default="results", help="directory for the result JSON and plot (default results/)")
     r.add_argument("--keep-logs", action="store_true", help="keep the console and QEMU logs")
@@ -121,12 +123,12 @@ def cmd_run(a) -> int:
     from . import prediction
     from .guest import Guest
     from .plot import plot
-    from .scenarios import fragment, integrity, page_cache, reuse, touch_free
+    from .scenarios import deflate_on_oom, fragment, inflate, integrity, page_cache, reuse, stats, touch_free
 
     cfg = GuestConfig(memory_mib=a.memory, smp=a.smp, accel=a.accel, reporting=a.reporting,
                       reporting_order=a.reporting_order, kernel=a.guest_kernel, qemu=a.qemu, backend=a.backend,
                       hugepage_mib=a.hugepage_size, numa_nodes=a.numa_nodes, host_thp=a.host_thp,
-                      disk_mib=a.mib + 64 if a.scenario == "page-cache" else 0)
+                      disk_mib=a.mib + 64 if a.scenario == "page-cache" else 0, deflate_on_oom=a.deflate_on_oom)
     if a.mib >= cfg.memory_mib:
         raise UserError(f"--mib {a.mib} must be below the guest's memory ({cfg.memory_mib} MiB)")
     g = Guest(cfg, progress=_progress)
@@ -135,8 +137,9 @@ def cmd_run(a) -> int:
         g.launch()
         _progress(f"guest up in {g.boot_s:.1f} s")
         scenario = {"touch-free": touch_free, "fragment": fragment, "reuse": reuse, "integrity": integrity,
-                    "page-cache": page_cache}[a.scenario]
-        kw = {} if a.scenario == "integrity" else {"mib": a.mib}
+                    "page-cache": page_cache, "inflate": inflate, "deflate-on-oom": deflate_on_oom,
+                    "stats": stats}[a.scenario]
+        kw = {} if a.scenario in ("integrity", "stats") else {"mib": a.mib}
         result = scenario.run(g, progress=_progress, **kw)
     finally:
         how = g.shutdown(keep_logs=a.keep_logs)
@@ -150,18 +153,23 @@ def cmd_run(a) -> int:
     save()  # the measurement is kept even if the model fails on it
     _progress("running the model on the guest's own snapshots")
     try:
-        result.update(prediction.predict(result))
+        if result.get("phases"):
+            result.update(prediction.predict(result))
+        if hasattr(scenario, "judge"):  # the balloon scenarios' own verdicts (harness/scenarios/inflate.py)
+            scenario.judge(result)
     except (ProcParseError, ModelError) as e:
         raise GuestError(f"the model could not use this run's snapshots ({e}); measurement kept in {stem}.json") from None
     save()
-    plot(result, str(stem.with_suffix(".png")))
+    if result.get("phases"):
+        plot(result, str(stem.with_suffix(".png")))
     if a.json:
         drop = ("samples", "snapshots", "model", "captures")
         slim = {k: v for k, v in result.items() if k not in drop}
-        slim["phases"] = [{k: v for k, v in ph.items() if k not in drop} for ph in result["phases"]]
+        slim["phases"] = [{k: v for k, v in ph.items() if k not in drop} for ph in result.get("phases", [])]
+        slim.pop("balloon_phases", None)  # raw captures; the verdicts stay
         print(json.dumps(slim))
     else:
-        print(_human(result))
+        print(scenario.human(result) if hasattr(scenario, "human") else _human(result))
     _progress(f"result {stem}.json, plot {stem}.png")
     return 0 if result["verdict"] == "within" else 1
 
