@@ -32,7 +32,7 @@ def run(guest, mib: int = 256, progress=lambda m: None) -> dict:
         progress(f"deflate-on-oom: touching {need} MiB, {OVER_MIB} MiB past what the guest has available")
         balloon.events(guest)
         w = guest.run(f"echo 1000 > /proc/self/oom_score_adj; printf 'touch p {need} nohuge\\nquit\\n' | e2emem",
-                      check=False, timeout=600)
+                      check=False, timeout=240)
         vm1, mem1 = balloon.read_proc(guest)
         actual1 = balloon.actual(guest)
         ev = balloon.events(guest)
