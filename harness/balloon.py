@@ -318,6 +318,17 @@ def move(guest, target: int, timeout: float = 120.0, settle_events_s: float = 1.
     return m
 
 
+def wait_event(guest, value: int, timeout: float = 3.0) -> list[BalloonChange]:
+    """BALLOON_CHANGE events until one reports `value` (QMP holds back an event up to 1 s
+    after the previous one) or `timeout` s pass; returns every event collected."""
+    got: list[BalloonChange] = []
+    deadline = time.monotonic() + timeout
+    while not (got and got[-1].actual == value) and time.monotonic() < deadline:
+        got += events(guest)
+        time.sleep(0.1)
+    return got
+
+
 def get_stats(guest) -> GuestStats:
     return parse_guest_stats(guest.qmp_cmd("qom-get", path=DEVICE, property="guest-stats"))
 

@@ -131,7 +131,7 @@ def cmd_run(a) -> int:
                       disk_mib=a.mib + 64 if a.scenario == "page-cache" else 0, deflate_on_oom=a.deflate_on_oom)
     if a.mib >= cfg.memory_mib:
         raise UserError(f"--mib {a.mib} must be below the guest's memory ({cfg.memory_mib} MiB)")
-    g = Guest(cfg, progress=_progress)
+    g = (stats.EarlyStatsGuest if a.scenario == "stats" else Guest)(cfg, progress=_progress)
     try:
         _progress(f"booting a {cfg.memory_mib} MiB guest ({g.cfg.accel}, QEMU {g.qemu.version})")
         g.launch()

@@ -35,7 +35,7 @@ def run(guest, mib: int = 256, progress=lambda m: None) -> dict:
                       check=False, timeout=240)
         vm1, mem1 = balloon.read_proc(guest)
         actual1 = balloon.actual(guest)
-        ev = balloon.events(guest)
+        ev = balloon.wait_event(guest, actual1)
         keys = ("balloon_inflate", "balloon_deflate", "oom_kill", "pgscan_direct", "allocstall_dma32")
         return r.result(
             "deflate-on-oom", balloon_mib=mib, deflate_on_oom=guest.cfg.deflate_on_oom, over_mib=OVER_MIB,

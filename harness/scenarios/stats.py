@@ -19,6 +19,8 @@ from __future__ import annotations
 import time
 
 from .. import balloon
+from ..errors import GuestError
+from ..guest import Guest
 from ..model.kernel import kernel_version
 from .common import measuring
 
@@ -33,6 +35,27 @@ BRACKETS = 3
 # (6.1/6.12 x QEMU 7.2/10.0), rounded up to a whole MiB. Total memory is exact.
 GAUGE_SLACK = {"stat-free-memory": 4 << 20, "stat-available-memory": 4 << 20, "stat-disk-caches": 1 << 20,
                "stat-total-memory": 0}
+
+
+class EarlyStatsGuest(Guest):
+    """A Guest that asks for guest-stats once as soon as QMP is up, before the guest's
+    kernel (and its balloon driver) has run: what QEMU shows before any set arrived."""
+
+    def wait_console(self, text, deadline):
+        if not hasattr(self, "stats_before_driver"):
+            try:
+                self.stats_before_driver = {"reply": self.qmp_cmd("qom-get", path=balloon.DEVICE, property="guest-stats")}
+            except GuestError as e:
+                self.stats_before_driver = {"error": str(e)}
+        super().wait_console(text, deadline)
+
+
+def before_driver_ok(early: dict) -> bool:
+    """Before the driver sent anything: an error, or every statistic unset (2^64-1)."""
+    if "error" in early:
+        return "updated any stats" in early["error"]
+    st = balloon.parse_guest_stats(early["reply"])
+    return st.last_update == 0 or all(v is None for v in st.values.values())
 
 
 def bracket(guest) -> dict:
@@ -57,7 +80,7 @@ def run(guest, progress=lambda m: None) -> dict:
                 guest.run(f"printf 'touch t {TOUCH_MIB} nohuge\\nquit\\n' | e2emem")
         return r.result("stats", poll_s=POLL_S, interval_read_back=interval, touch_mib=TOUCH_MIB,
                         stats_at_start={"stats": at_start.values, "last_update": at_start.last_update},
-                        brackets=brackets)
+                        stats_before_driver=getattr(guest, "stats_before_driver", None), brackets=brackets)
 
 
 # --- pure: verdicts --------------------------------------------------------------
@@ -77,6 +100,8 @@ def judge(result: dict) -> dict:
     shown, sent = expected_names(result["kernel"], result["qemu"])
     checks, skews = {}, {}
     checks["interval_read_back"] = result["interval_read_back"] == result["poll_s"]
+    if result.get("stats_before_driver"):
+        checks["before_driver"] = before_driver_ok(result["stats_before_driver"])
     series = []
     for i, br in enumerate(result["brackets"]):
         st = balloon.GuestStats(br["stats"], br["last_update"])
@@ -109,6 +134,9 @@ def human(result: dict) -> str:
         v = last["stats"][name]
         lines.append(f"  {name:<24} {'unset (2^64-1)' if v is None else v:>16}   largest skew vs /proc "
                      f"{result['stats_skew'].get(name, '-')}")
+    if result.get("stats_before_driver"):
+        e = result["stats_before_driver"]
+        lines.append(f"  before the driver: {e.get('error') or e.get('reply')}")
     bad = [k for k, ok in result["stats_checks"].items() if not ok]
     if bad:
         lines.append(f"  failed checks: {', '.join(bad)}")
