@@ -13,12 +13,38 @@ process died.
 """
 from __future__ import annotations
 
+import re
+
 from .. import balloon
+from ..errors import GuestError
+from ..guest import FAULTS
 from .common import measuring
 
 MIB = 1 << 20
 OVER_MIB = 64
 OOM_NR_PAGES = 256  # VIRTIO_BALLOON_OOM_NR_PAGES
+
+
+def unexpected_faults(console: str) -> list[str]:
+    """Pure: console lines that mean a kernel fault, leaving out the OOM killer's own report
+    (mm/oom_kill.c dump_header: "... invoked oom-killer" ... "Out of memory: Killed process"),
+    whose stack dump carries a "Call Trace" the suite otherwise treats as a fault."""
+    bad, in_report = [], False
+    for line in console.splitlines():
+        if "invoked oom-killer" in line:
+            in_report = True
+        elif re.search(r"Out of memory: Killed process|oom_reaper:", line):
+            in_report = False
+        elif FAULTS.search(line) and not in_report:
+            bad.append(line.strip())
+    return bad
+
+
+def _healthy(guest) -> None:
+    """Guest.check_healthy, except that an OOM kill is what this scenario asks for."""
+    bad = unexpected_faults(guest.console_tail(100000))
+    if bad or not guest.alive():
+        raise GuestError(f"guest kernel fault: {bad[0]}" if bad else f"QEMU exited ({guest.proc.poll()})")
 
 
 def run(guest, mib: int = 256, progress=lambda m: None) -> dict:
@@ -36,6 +62,7 @@ def run(guest, mib: int = 256, progress=lambda m: None) -> dict:
         vm1, mem1 = balloon.read_proc(guest)
         actual1 = balloon.actual(guest)
         ev = balloon.wait_event(guest, actual1)
+        guest.check_healthy = lambda: _healthy(guest)  # for r.result() below (common.Run.result)
         keys = ("balloon_inflate", "balloon_deflate", "oom_kill", "pgscan_direct", "allocstall_dma32")
         return r.result(
             "deflate-on-oom", balloon_mib=mib, deflate_on_oom=guest.cfg.deflate_on_oom, over_mib=OVER_MIB,
@@ -43,7 +70,15 @@ def run(guest, mib: int = 256, progress=lambda m: None) -> dict:
             memtotal_kb={"start": mem_start["MemTotal"], "inflated": mem0["MemTotal"], "end": mem1["MemTotal"]},
             mem_before={k: mem0[k] for k in ("MemFree", "MemAvailable")},
             vmstat_before={k: vm0.get(k, 0) for k in keys}, vmstat_after={k: vm1.get(k, 0) for k in keys},
-            actual_before=actual0, actual_after=actual1, events=[[e.t, e.actual] for e in ev])
+            actual_before=actual0, actual_after=actual1, events=[[e.t, e.actual] for e in ev],
+            console_oom=_oom_report(guest.console_tail(100000)))
+
+
+def _oom_report(console: str, limit: int = 150) -> list[str]:
+    """The console from the first OOM killer report on (kept for the record and the unit tests)."""
+    lines = console.splitlines()
+    start = next((i for i, x in enumerate(lines) if "invoked oom-killer" in x), None)
+    return [] if start is None else lines[start:start + limit]
 
 
 def judge(result: dict) -> dict:
