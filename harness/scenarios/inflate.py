@@ -203,6 +203,8 @@ def human(result: dict) -> str:
         bad = [k for k, ok in v["checks"].items() if not ok]
         if bad:
             lines.append(f"    failed checks: {', '.join(bad)}")
+    if result.get("qemu_subpage_warning"):
+        lines.append("  QEMU: \"Balloon used with backing page size > 4kiB, this may not be reliable\"")
     if result.get("reported_again"):
         ra = result["reported_again"]
         lines.append(f"  after deflating: {ra['in_reported_blocks']} of the {ra['released_pages']} pages back "
@@ -230,6 +232,8 @@ def run(guest, mib: int = 256, balloon_mib: int = 256, progress=lambda m: None) 
             former = phases[-1]["balloon_runs_before"]
             inrep = sum(max(0, min(e, b.end) - max(s, b.head)) for b in cap.blocks if b.reported for s, e in former)
             reported_again = {"released_pages": balloon.run_pages(former), "in_reported_blocks": inrep}
-        return r.result("inflate", freed_mib=mib, balloon_mib=balloon_mib, rss_before_mib=round(before.rss_mib, 1),
+        # QEMU warns once when it gets balloon pages smaller than its host pages (balloon_inflate_page)
+        subpage_warning = "Balloon used with backing page size" in guest.qemu_log.read_text(errors="replace")
+        return r.result("inflate", freed_mib=mib, qemu_subpage_warning=subpage_warning, balloon_mib=balloon_mib, rss_before_mib=round(before.rss_mib, 1),
                         idle_noise_mib=round(r.idle_noise, 1), deflate_on_oom=guest.cfg.deflate_on_oom,
                         balloon_phases=phases, reported_again=reported_again)
