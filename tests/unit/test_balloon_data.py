@@ -81,3 +81,10 @@ def test_hugetlbfs_expects_nothing_discarded(off):
     r["host_page_size"] = 2 << 20  # the same run judged as if on 2 MiB pages: every page gone is wrong
     v = _verdicts(r)["inflate"]
     assert v["prediction"]["expected_mib"] == 0 and not v["checks"]["discarded"]
+
+
+def test_stored_612_run_after_reporting_gives_back_little():
+    v = _verdicts(_load("inflate_on_6.12_10.0.json"))
+    assert v["inflate"]["verdict"] == "within" and v["deflate"]["verdict"] == "within", v
+    p = v["inflate"]["prediction"]
+    assert p["hi_mib"] < 32 and v["inflate"]["measured_mib"] < 8, p  # reporting had discarded the free memory
