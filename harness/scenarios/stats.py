@@ -114,9 +114,9 @@ def judge(result: dict) -> dict:
             skews[c.name] = max(skews.get(c.name, 0), c.skew)
         series.append(st)
     for name in balloon.COUNTERS & sent:
-        vals = [s.values[name] for s in series]
-        checks[f"monotonic:{name}"] = vals == sorted(vals)
-    faults = [s.values["stat-minor-faults"] for s in series]
+        vals = [s.values.get(name) for s in series]  # a counter that went missing or unset fails
+        checks[f"monotonic:{name}"] = None not in vals and vals == sorted(vals)
+    faults = [s.values.get("stat-minor-faults") or 0 for s in series]
     pages = result["touch_mib"] * 256
     checks["touch_faults"] = all(b - a >= pages for a, b in zip(faults, faults[1:]))
     result["stats_checks"] = checks
