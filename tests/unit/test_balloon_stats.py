@@ -121,3 +121,19 @@ def test_oom_report_is_not_a_fault_but_a_real_fault_is():
         "[ 30.00] BUG: kernel NULL pointer dereference, address: 0000000000000000", "[ 30.00] Call Trace:"])
     assert deflate_on_oom.unexpected_faults(console) == ["[ 30.00] BUG: kernel NULL pointer dereference, address: "
                                                          "0000000000000000", "[ 30.00] Call Trace:"]
+
+
+def test_stored_real_runs_are_within():
+    r = json.loads((DATA / "stats_6.12_10.0.json").read_text())
+    stats.judge(r)
+    assert r["verdict"] == "within" and r["stats_checks"]["before_driver"]
+    assert r["stats_skew"]["stat-free-memory"] <= stats.GAUGE_SLACK["stat-free-memory"] / 4
+    r["brackets"][1]["stats"]["stat-async-scans"] = None  # the 6.12 guest stops sending one
+    stats.judge(r)
+    assert not r["stats_checks"]["b1:names_set"] and not r["stats_checks"]["monotonic:stat-async-scans"]
+    d = json.loads((DATA / "deflate_on_oom_on_6.1_7.2.json").read_text())
+    deflate_on_oom.judge(d)
+    assert d["verdict"] == "within" and d["deflated_mib"] == 48
+    d["vmstat_after"]["oom_kill"] += 1
+    deflate_on_oom.judge(d)
+    assert d["verdict"] == "outside"
