@@ -23,3 +23,16 @@ def test_deflate_on_oom_off_by_default():
 def test_deflate_on_oom_on():
     (dev,) = _balloon(GuestConfig(accel="tcg", deflate_on_oom=True))
     assert dev.startswith("virtio-balloon-pci,id=balloon0,") and dev.endswith(",deflate-on-oom=on")
+
+
+def test_cli_takes_the_balloon_scenarios_and_refuses_a_bad_switch(capsys, monkeypatch):
+    import pytest
+
+    from harness.cli import main, parser
+    a = parser().parse_args(["run", "deflate-on-oom", "--deflate-on-oom", "on"])
+    assert a.scenario == "deflate-on-oom" and a.deflate_on_oom is True
+    assert parser().parse_args(["run", "stats"]).deflate_on_oom is False
+    monkeypatch.setattr("harness.guest.Guest.launch", lambda self: pytest.fail("no guest for bad input"))
+    with pytest.raises(SystemExit) as e:
+        main(["run", "inflate", "--deflate-on-oom", "maybe"])
+    assert e.value.code == 2 and "on or off" in capsys.readouterr().err
