@@ -88,3 +88,14 @@ def test_stored_612_run_after_reporting_gives_back_little():
     assert v["inflate"]["verdict"] == "within" and v["deflate"]["verdict"] == "within", v
     p = v["inflate"]["prediction"]
     assert p["hi_mib"] < 32 and v["inflate"]["measured_mib"] < 8, p  # reporting had discarded the free memory
+
+
+def test_stored_hugetlbfs_run_frees_nothing_and_a_discard_would_fail():
+    r = _load("inflate_hugetlbfs_off_6.1_7.2.json")
+    v = _verdicts(r)
+    assert v["inflate"]["verdict"] == "within" and v["deflate"]["verdict"] == "within", v
+    assert r["qemu_subpage_warning"] and v["inflate"]["prediction"]["expected_mib"] == 0
+    assert v["inflate"]["held_before_in_balloon"] == 64283  # held pages QEMU could not give back
+    for key, change in (("held_after_in_balloon", lambda x: 64283 - 1), ("ram_drop_mib", lambda x: 20.0)):
+        w = _plant(r, "inflate", **{key: change})
+        assert w["verdict"] == "outside", (key, w["checks"])
