@@ -79,7 +79,7 @@ def test_inflate_on_hugetlbfs_frees_nothing(guest_factory, report, request):
     # page 512: no host page is ever complete, nothing is discarded (the model says 0).
     r = _inflate(guest_factory, report, request, backend="hugetlbfs", reporting=False)
     infl = r["balloon_verdicts"][0]
-    assert not infl["prediction"]["discard"] and infl["held_after_in_balloon"] == infl["held_before_in_balloon"]
+    assert not infl["prediction"]["discard"] and infl["held_after_in_balloon"] >= infl["held_before_in_balloon"]
     assert infl["held_before_in_balloon"] > BALLOON_MIB * 256 / 2, "the balloon should have got held pages to keep"
     assert r["qemu_subpage_warning"]
 
