@@ -53,7 +53,7 @@ def _released_check(g, ranges, runs0):
     return runs, held, len(bad)
 
 
-def record_inflate(r, target: int, what: str = "inflate") -> dict:
+def record_inflate(r, target: int, what: str = "inflate", progress=lambda m: None) -> dict:
     """Capture, inflate (or deflate) to `target` bytes, settle, capture what the balloon holds."""
     g = r.g
     texts = guestfacts.snapshot_texts(g)
@@ -62,7 +62,7 @@ def record_inflate(r, target: int, what: str = "inflate") -> dict:
     cap = perblock.capture(g, r.order, r.ranges, recheck=False)
     peak = r.s.latest()
     t0 = time.monotonic()
-    r.progress(f"{what}: balloon to {target / MIB:.0f} MiB")
+    progress(f"{what}: balloon to {target / MIB:.0f} MiB")
     m = balloon.move(g, target)
     after = r.settle(t0, f"RSS to settle after {what}")
     runs, held_after, free_held = _released_check(g, r.ranges, runs0)
@@ -225,10 +225,10 @@ def run(guest, mib: int = 256, balloon_mib: int = 256, progress=lambda m: None) 
         before = r.idle
         r.ask(f"touch a {mib}")
         r.release("free", lambda: r.ask("free a"), mib)
-        phases = [record_inflate(r, ram - balloon_mib * MIB, "inflate")]
+        phases = [record_inflate(r, ram - balloon_mib * MIB, "inflate", progress)]
         r.ask(f"touch b {mib // 2}")  # half: the inflated guest has less room
         r.release("free-inflated", lambda: r.ask("free b"), mib // 2)
-        phases.append(record_inflate(r, ram, "deflate"))
+        phases.append(record_inflate(r, ram, "deflate", progress))
         reported_again = None
         if r.facts["reporting_negotiated"]:
             # the deflated pages are free guest pages again: reported again (not held, so no RSS)
