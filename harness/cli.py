@@ -74,6 +74,8 @@ def _guest_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--host-thp", type=_onoff, default=None, metavar="on|off",
                    help="host THP for anonymous guest RAM: on (needs the host's madvise or always mode), off "
                         "(disabled for QEMU alone, prctl PR_SET_THP_DISABLE); default: as the host has it")
+    r.add_argument("--deflate-on-oom", type=_onoff, default=False, metavar="on|off",
+                   help="virtio-balloon deflate-on-oom (default off; the deflate-on-oom scenario runs it as given)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -129,7 +131,7 @@ def guest_config(a, disk_mib: int = 0) -> GuestConfig:
                        reporting_order=a.reporting_order, kernel=_kernel(a), modules=a.modules,
                        kernel_args=tuple(a.kernel_arg), qemu=a.qemu, backend=a.backend,
                        hugepage_mib=a.hugepage_size, numa_nodes=a.numa_nodes, host_thp=a.host_thp,
-                       disk_mib=disk_mib)
+                       disk_mib=disk_mib, deflate_on_oom=a.deflate_on_oom)
 
 
 def scenario_of(a) -> str:
@@ -151,8 +153,11 @@ def scenario_of(a) -> str:
 
 # What each scenario's run() gets from the options.
 def _run_scenario(name: str, g, a) -> dict:
-    from .scenarios import fragment, integrity, page_cache, reuse, touch_free, workload
+    from .scenarios import deflate_on_oom, fragment, inflate, integrity, page_cache, reuse, stats, touch_free, workload
     dispatch = {
+        "inflate": lambda: inflate.run(g, mib=a.mib),
+        "deflate-on-oom": lambda: deflate_on_oom.run(g, mib=a.mib),
+        "stats": lambda: stats.run(g),
         "touch-free": lambda: touch_free.run(g, mib=a.mib),
         "fragment": lambda: fragment.run(g, mib=a.mib),
         "reuse": lambda: reuse.run(g, mib=a.mib),
@@ -221,10 +226,15 @@ def model_caveat(kernel_release: str) -> str | None:
 
 
 def _slim(result: dict) -> dict:
-    drop = ("samples", "snapshots", "model", "captures", "freed_pfns", "pre")
+    drop = ("samples", "snapshots", "model", "captures", "freed_pfns", "pre", "balloon_phases")
     slim = {k: v for k, v in result.items() if k not in drop}
-    slim["phases"] = [{k: v for k, v in ph.items() if k not in drop} for ph in result["phases"]]
+    slim["phases"] = [{k: v for k, v in ph.items() if k not in drop} for ph in result.get("phases", [])]
     return slim
+
+
+def _scenario_module(name: str):
+    import importlib
+    return importlib.import_module(f".scenarios.{name.replace('-', '_')}", __package__)
 
 
 def _logging(folder: Path | None, live_title: str | None):
@@ -271,7 +281,8 @@ def cmd_run(a) -> int:
     try:
         with display if display is not None else _Null():
             try:
-                g = Guest(cfg, rundir=folder)
+                from .scenarios import stats
+                g = (stats.EarlyStatsGuest if scenario == "stats" else Guest)(cfg, rundir=folder)
                 log.info("booting a %d MiB guest (%s, QEMU %s, kernel %s)", cfg.memory_mib, g.cfg.accel,
                          g.qemu.version, g.image.kernel_release, extra={"phase": "boot"})
                 g.launch()
@@ -283,7 +294,11 @@ def cmd_run(a) -> int:
                     log.info("QEMU %s", how)
             runfolder.write_json(folder, "result.json", {**result, "complete": False, "status": "predicting"})
             log.info("running the model on the guest's own snapshots", extra={"phase": "model"})
-            result.update(prediction.predict(result))
+            mod = _scenario_module(scenario)
+            if result.get("phases"):
+                result.update(prediction.predict(result))
+            if hasattr(mod, "judge"):  # the balloon scenarios' own verdicts (harness/scenarios/inflate.py)
+                mod.judge(result)
             caveat = model_caveat(result["kernel"])
             if caveat:
                 result["model_caveat"] = caveat
@@ -291,8 +306,9 @@ def cmd_run(a) -> int:
                 "verdict": result["verdict"], "model_caveat": caveat,
                 "phases": [{k: v for k, v in ph.items() if k.startswith("predicted_") or
                             k in ("phase", "terms", "model", "metric", "verdict", "drop_mib", "ram_drop_mib")}
-                           for ph in result["phases"]]})
-            plot(result, str(folder / "plot.png"))
+                           for ph in result.get("phases", [])]})
+            if result.get("phases"):
+                plot(result, str(folder / "plot.png"))
             result.update(complete=True, status="complete", folder=str(folder))
             runfolder.write_json(folder, "result.json", result)
     except BaseException as e:  # noqa: BLE001 - every way out keeps the folder and says why
@@ -320,7 +336,8 @@ def cmd_run(a) -> int:
     if a.json:
         print(json.dumps(_slim(result)))
     else:
-        print(_human(result))
+        mod = _scenario_module(scenario)
+        print(mod.human(result) if hasattr(mod, "human") else _human(result))
     print(f"balloon-e2e: run folder {folder} (result.json, plot.png)", file=sys.stderr)
     return EXIT_WITHIN if result["verdict"] == "within" else EXIT_OUTSIDE
 

@@ -75,6 +75,9 @@ class GuestConfig:
     # (QEMU madvises guest RAM MADV_HUGEPAGE, so THP in `madvise` or `always` mode backs it).
     # True: the same, but the host mode must allow it. False: PR_SET_THP_DISABLE on QEMU alone.
     host_thp: bool | None = None
+    # virtio-balloon deflate-on-oom (VIRTIO_BALLOON_F_DEFLATE_ON_OOM): the guest gives 1 MiB
+    # of the balloon back per global OOM, and MemTotal no longer drops as the balloon grows
+    deflate_on_oom: bool = False
 
     def __post_init__(self):
         if not (128 <= self.memory_mib <= 1 << 20):

@@ -74,6 +74,8 @@ def build(cfg: GuestConfig, res: Resources) -> list[str]:
     balloon = ("virtio-balloon-pci,id=balloon0"
                f",free-page-reporting={'on' if cfg.reporting else 'off'}"
                f",free-page-hint={'on' if cfg.hinting else 'off'}")
+    if cfg.deflate_on_oom:
+        balloon += ",deflate-on-oom=on"
     if cfg.hinting:
         balloon += ",iothread=iot0"  # QEMU requires an iothread for free page hinting
     argv = [

@@ -23,6 +23,11 @@ SCENARIOS = (
     Scenario("integrity", "data kept allocated survives 10 reporting cycles bit for bit; reported pages reach "
                           "the program zeroed"),
     Scenario("page-cache", "page cache dropped with drop_caches is reported like any other free memory"),
+    Scenario("inflate", "the classic balloon: inflate to a target, MemTotal down by exactly the balloon, the "
+                        "host's RSS drop as the model predicts from the pages the guest hands over; deflate"),
+    Scenario("deflate-on-oom", "memory pressure past the inflated balloon: with deflate-on-oom the guest takes "
+                               "pages back 1 MiB per OOM call; without it the OOM killer acts"),
+    Scenario("stats", "guest-stats through QMP against /proc/meminfo and /proc/vmstat, each by its driver formula"),
     Scenario("workload", "your own command (--workload CMD): its exit, or --release CMD, gives back what the "
                          "model predicts"),
 )
