@@ -110,6 +110,9 @@ class Run:
         freed_pfns: the guest pages the release will free, as (first pfn, pages[, huge]) runs,
         when they are known beforehand (a user's workload: its pages from /proc/PID/pagemap,
         freed by its exit as by an unmap)."""
+        if unmaps is None and frees is None and freed_pfns is None:
+            raise ValueError(f"release {name!r}: say what it frees (unmaps, frees or freed_pfns): the model "
+                             "predicts from those pages, read before the release")
         t_held = time.monotonic()
         held = guestfacts.snapshot_texts(self.g)
         if freed_pfns is not None:

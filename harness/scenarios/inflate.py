@@ -224,10 +224,10 @@ def run(guest, mib: int = 256, balloon_mib: int = 256, progress=lambda m: None) 
     with measuring(guest, progress) as r:
         before = r.idle
         r.ask(f"touch a {mib}")
-        r.release("free", lambda: r.ask("free a"), mib)
+        r.release("free", lambda: r.ask("free a"), mib, unmaps="a")
         phases = [record_inflate(r, ram - balloon_mib * MIB, "inflate", progress)]
         r.ask(f"touch b {mib // 2}")  # half: the inflated guest has less room
-        r.release("free-inflated", lambda: r.ask("free b"), mib // 2)
+        r.release("free-inflated", lambda: r.ask("free b"), mib // 2, unmaps="b")
         phases.append(record_inflate(r, ram, "deflate", progress))
         reported_again = None
         if r.facts["reporting_negotiated"]:
