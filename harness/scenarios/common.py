@@ -14,7 +14,6 @@ import time
 from contextlib import contextmanager
 
 from .. import guestfacts, hostmem, pagemap, perblock, procfs
-from ..snapshot import parse_zoneinfo
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +48,15 @@ class Run:
         self.wl = None
         self.ranges = pagemap.layout(guest)  # guest-physical -> host mapping, for per-block captures
         self.activity: dict = {}  # guest activity rates measured in the idle window (see measuring)
-        self.pcp_regions: list[str] = []  # e2emem regions holding what was on the per-cpu lists
+        self.allocated = False  # the workload allocated since the last release (see pre_release)
 
     def ask(self, line: str) -> str:
         """A command to the guest workload (guest_images/src/e2emem.c)."""
         if self.wl is None:
             self.wl = self.g.ssh.start("e2emem")
             self.wl.ask(f"cpu {WORKLOAD_CPU if self.g.cfg.smp > 1 else 0}")
+        if line.split()[0] in ("touch", "fill", "alloc"):
+            self.allocated = True
         return self.wl.ask(line)
 
     def pre_release(self, unmaps: str | None, frees=None, kind: str | None = None) -> dict:
@@ -64,19 +65,12 @@ class Run:
         free blocks with the host's residency, and what one capture costs in guest activity."""
         cpu = WORKLOAD_CPU if self.g.cfg.smp > 1 else 0
         out: dict = {"cpu": cpu, "read_at": {}, "kind": kind or ("munmap" if frees is None else "drop_caches")}
-        if unmaps is not None or frees is not None:
-            # Pages already on the workload CPU's per-cpu lists are free pages /proc cannot
-            # place. The workload takes them first (an allocation takes the newest pcp pages,
-            # then refills a batch from the buddy lists), and keeps them: what the model
-            # cannot place shrinks to that batch and to other lists' pages.
-            n = sum(p.count for z in parse_zoneinfo(self.g.run("cat /proc/zoneinfo").stdout)
-                    for p in z.pagesets if p.cpu == cpu)
-            if n:
-                self.ask(f"touch pcp-{len(self.phases)} {-(-n // 256)} nohuge")
-                self.pcp_regions.append(f"pcp-{len(self.phases)}")
-            out["pcp_taken"] = True
-            # where those pages are: allocated and kept, so no free page can merge with them
-            out["kept"] = [x for reg in self.pcp_regions for x in pfn_runs(self.ask(f"pfns {reg}"))]
+        # Pages on the workload CPU's per-cpu lists are free pages /proc cannot place. An
+        # allocation takes the order-0 movable ones first (rmqueue_pcplist, newest first), so
+        # after the workload allocated on its pinned CPU what is left there is at most a refill
+        # batch and other lists' pages (measured: allocating as many pages as the count did not
+        # lower it). After a release with no allocation since, they are its own residue.
+        out["pcp_taken"] = self.allocated
         if frees is not None:
             out["mapped"] = out["unmapped"] = frees()
             out["read_at"]["mapped"] = out["read_at"]["unmapped"] = time.monotonic()
@@ -129,6 +123,7 @@ class Run:
         pre["read_at_s"]["snapshot"] = round(t_held - t_action, 3)
         action()
         release_s = time.monotonic() - t_action
+        self.allocated = False
         freed = guestfacts.snapshot_texts(self.g)
         # The guest's free blocks and the host's residency, block by block, right
         # after the release (the model's exact input) and once RSS has settled.
