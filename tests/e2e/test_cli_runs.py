@@ -98,7 +98,7 @@ def test_qemu_killed_mid_run_is_a_failure_not_a_verdict(tmp_path):
 
 def test_guest_that_panics_at_boot_fails_with_the_console(tmp_path):
     # rdinit= names no program: the kernel finds no init and no root fs, and panics (panic=-1, -no-reboot)
-    r = _run(["run", *SMALL, "--kernel-arg", "rdinit=/no/such/init"], tmp_path, timeout=200)
+    r = _run(["run", *SMALL, "--mib", "256", "--kernel-arg", "rdinit=/no/such/init"], tmp_path, timeout=200)
     assert r.returncode == 3, r.stderr[-3000:]
     assert "QEMU exited before the console showed 'e2e: rcS done'" in r.stderr
     assert "Kernel panic" in r.stderr and "argv:" in r.stderr
