@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GuestError, WorkloadError
-from .common import measuring
+from .common import WORKLOAD_CPU, measuring
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,10 @@ class _Workload:
 
     def __init__(self, guest, command: str, hold: bool, deadline: float):
         self.g, self.command, self.deadline = guest, command, deadline
-        argv = ["e2erun", "-m", str(MIN_RELEASE_KIB), "-o", OUTPUT] + ([] if hold else ["-n"])
+        # pinned like e2emem (scenarios/common.py WORKLOAD_CPU): its exits free onto the per-cpu
+        # lists the model reads
+        cpu = WORKLOAD_CPU if guest.cfg.smp > 1 else 0
+        argv = ["taskset", "-c", str(cpu), "e2erun", "-m", str(MIN_RELEASE_KIB), "-o", OUTPUT] + ([] if hold else ["-n"])
         self.p = guest.ssh.start(f"cd /root && PATH={GUEST_BIN}:$PATH exec {shlex.join(argv)} "
                                  f"sh -c {shlex.quote(command)}")
         kind, f = self.next()
