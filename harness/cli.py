@@ -13,7 +13,7 @@ from .errors import GuestError, LaunchError, UserError
 from .model.errors import ModelError
 from .procfs import ProcParseError
 
-SCENARIOS = ("touch-free", "fragment", "reuse", "integrity", "page-cache")
+SCENARIOS = ("touch-free", "fragment", "reuse", "integrity", "page-cache", "hint-migrate")
 
 
 def _progress(msg: str) -> None:
@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     r.add_argument("--reporting", type=_onoff, default=True, metavar="on|off")
     r.add_argument("--reporting-order", type=int, default=None)
+    r.add_argument("--hinting", type=_onoff, default=None, metavar="on|off",
+                   help="virtio-balloon free-page-hint with its iothread (hint-migrate; default on there)")
     r.add_argument("--guest-kernel", default="6.1", choices=("6.1", "6.12"),
                    help="Debian guest kernel: 6.1 (bookworm) or 6.12 (trixie)")
     r.add_argument("--qemu", default=None, metavar="7.2|10.0|PATH",
@@ -118,6 +120,9 @@ def _human(r: dict) -> str:
 
 
 def cmd_run(a) -> int:
+    if a.scenario == "hint-migrate":  # its own flow: two QEMUs, a migration (harness/hint_cli.py)
+        from .hint_cli import cmd_hint_migrate
+        return cmd_hint_migrate(a)
     from . import prediction
     from .guest import Guest
     from .plot import plot
