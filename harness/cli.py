@@ -77,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--budget-divisor", type=int, default=16, help="budget = nr_free / (capacity * this) (kernel: 16)")
     pr.add_argument("--order", type=int, default=None, help="reporting order (default: the guest's)")
     pr.add_argument("--no-zone-gate", action="store_true", help="drop the low-watermark zone gate")
+    pr.add_argument("--bitmap", action="store_true",
+                    help="also run seed 001's unmerged per-zone bitmap design on the same release (harness/model/bitmap.py)")
     pr.add_argument("--json", action="store_true")
     i = sub.add_parser("image", help="build (or find) the cached guest image")
     i.add_argument("--kernel", default="6.1")
@@ -197,6 +199,15 @@ def cmd_predict(a) -> int:
     print("  curve (s after the free: MiB back): " + ", ".join(f"{t:g}: {m:.0f}" for t, m in p["predicted_curve"]))
     for t in p["terms"]:
         print(f"  term {t['name']}: [{t['lo_mib']:+.1f}, {t['hi_mib']:+.1f}] MiB  {t['explanation']}")
+    if a.bitmap:
+        from .whatif import bitmap_whatif
+        try:
+            w = bitmap_whatif(result, p)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        print("  bitmap design (seed 001), curve: " + ", ".join(f"{t:g}: {m:.0f}" for t, m in w["bitmap"]["curve"]))
+        for line in w["differences"]:
+            print(f"    {line}")
     return 0
 
 
