@@ -96,12 +96,12 @@ _SIZE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 def parse_ramblocks(text: str) -> list[RamBlock]:
     """Pure: HMP `info ramblock` -> blocks. A line: name, page size ("4 KiB"), then offset,
-    used and total as hex bytes (7.2 and 10.0 softmmu/physmem.c ram_block_format)."""
+    used and total as hex bytes; 10.0 adds the host address (HVA) and RO columns."""
     out = []
     for line in text.splitlines():
         f = line.split()
         hexes = [x for x in f[1:] if re.fullmatch(r"0x[0-9a-fA-F]+", x)]
-        if f and len(hexes) == 3:
+        if f and len(hexes) >= 3:
             out.append(RamBlock(f[0], int(hexes[1], 16)))
     if not out:
         raise ValueError(f"info ramblock: no blocks in {text[:200]!r}")

@@ -90,7 +90,8 @@ def pre_migration_state(g, run) -> dict:
     }
 
 
-def run(guest, mib: int = 256, keep_mib: int = 64, progress=lambda m: None) -> dict:
+def run(guest, mib: int = 256, keep_mib: int = 64, progress=lambda m: None, throttle_bps: int = THROTTLE_BPS) -> dict:
+    """throttle_bps: the first round's bandwidth while the guest hints (0: none, QEMU's default)."""
     if guest.cfg.numa_nodes != 1 or guest.cfg.memory_mib > 2048 or guest.cfg.backend != "anon":
         raise GuestError("hint-migrate: one NUMA node, at most 2048 MiB (no PCI hole in guest RAM), anon backend")
     with measuring(guest, progress) as r:
@@ -105,7 +106,7 @@ def run(guest, mib: int = 256, keep_mib: int = 64, progress=lambda m: None) -> d
         facts = _facts(guest, r)  # before: a migrated source is paused and answers no SSH
         dst = migration.Destination(guest, progress)
         try:
-            out = _migrate(guest, dst, r, wl, state, mib, keep_mib, progress)
+            out = _migrate(guest, dst, r, wl, state, mib, keep_mib, progress, throttle_bps)
             out.update(facts)
             if out["verdict"] == "measured":
                 out.update(hint_prediction.predict(out))
@@ -149,9 +150,9 @@ def _destination_release(dst, mib: int, progress) -> dict:
     return {k: sub[k] for k in keep if k in sub}
 
 
-def _migrate(src, dst, r, wl, state, mib, keep_mib, progress) -> dict:
+def _migrate(src, dst, r, wl, state, mib, keep_mib, progress, throttle_bps) -> dict:
     res = {"scenario": "hint-migrate", "freed_mib": mib, "keep_mib": keep_mib, "hinting": src.cfg.hinting,
-           "state": state, "throttle_bps": THROTTLE_BPS}
+           "state": state, "throttle_bps": throttle_bps}
     dst.launch()
     dst_proc = hostmem.psutil.Process(dst.pid)
     dst_hva = dst.ram_hva(0)
@@ -168,9 +169,10 @@ def _migrate(src, dst, r, wl, state, mib, keep_mib, progress) -> dict:
         samples.append(s)
         return s
 
-    src.qmp_cmd("migrate-set-parameters", **{"max-bandwidth": THROTTLE_BPS})
+    if throttle_bps:
+        src.qmp_cmd("migrate-set-parameters", **{"max-bandwidth": throttle_bps})
     rss0 = r.s.latest()
-    progress(f"migrating to {dst.incoming} (throttled to {THROTTLE_BPS >> 10} KiB/s while the guest hints)")
+    progress(f"migrating to {dst.incoming} (throttled to {throttle_bps >> 10} KiB/s while the guest hints)")
     t0 = time.monotonic()
     src.qmp_cmd("migrate", uri=dst.incoming)
     res["verdict"] = "dead"  # until proven otherwise

@@ -74,3 +74,14 @@ def test_destination_argv_is_the_source_argv_plus_incoming():
     dst = qemu_argv.build(cfg, replace(res, incoming="unix:/run/m.sock"))
     assert dst[:len(src)] == src and dst[len(src):] == ["-incoming", "unix:/run/m.sock"]
     assert "-incoming" not in src
+
+
+def test_info_ramblock_of_qemu_10():
+    text = load("6.1-qemu10.0-hint-on-reporting-on.json")["state"]["info_ramblock"]
+    blocks = migration.parse_ramblocks(text)
+    assert blocks[0] == migration.RamBlock("ram0", 1 << 30)
+    # every other block together: what query-migrate's ram.total has beyond guest RAM
+    other = sum(-(-b.used_bytes // 4096) for b in blocks[1:])
+    assert other == 130 == load(ON)["migration_final"]["ram"]["total"] // 4096 - 262144
+    with pytest.raises(ValueError):
+        migration.parse_ramblocks("Block Name PSize Offset Used Total\r\n")
