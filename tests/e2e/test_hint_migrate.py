@@ -14,9 +14,14 @@ QEMU 7.2 with hinting on: the destination guest died after the switch-over in ev
 others and are strict xfails: they fail as long as 7.2 kills the guest, and the suite fails
 the day they pass, so the note gets revisited.
 """
+import json
+
 import pytest
 
+from harness.paths import REPO
 from harness.scenarios import hint_migrate
+
+SAVED = REPO / "results" / "hint_migrate"  # every case's result JSON, for MEASURED.md's table
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -39,6 +44,8 @@ def test_hinted_migration_is_predicted_and_loses_nothing(guest_factory, kernel, 
     g = guest_factory(memory_mib=1024, kernel=kernel, qemu=qemu, hinting=hinting)
     assert g.qemu.version.startswith(qemu + "."), g.qemu.version
     r = hint_migrate.run(g, mib=256)
+    SAVED.mkdir(parents=True, exist_ok=True)
+    (SAVED / f"{kernel}-qemu{qemu}-hint-{'on' if hinting else 'off'}.json").write_text(json.dumps(r, indent=1))
     assert r["verdict"] != "dead", r.get("error")
     assert r["migration_status"] == "completed", r.get("error")
     assert r["hinting_negotiated"] is hinting
