@@ -10,8 +10,9 @@ from .snapshot import parse_zoneinfo
 # 5 s), twice (a rise is the difference of two samples), and at least prediction.NOISE_MIB.
 MIN_NOISE_MIB = 5.0
 # MemFree while hinting vs before: besides the hinted blocks, the guest's own allocations move
-# it. Measured with hinting off (no blocks held): 0.0-0.3 MiB over the hint phase in the runs of
-# MEASURED.md; 8 MiB leaves room for the kernel's per-cpu lists (pcp high ~ 1-4 MiB per zone).
+# it. Measured: 0.0 MiB in both hinting-off runs of tests/data/hint_migrate/, and the on runs
+# within 0.2 MiB of the blocks; 8 MiB is the per-cpu lists' reach (pcp high 1-4 MiB per zone
+# and CPU here), pages that can leave or join NR_FREE_PAGES without any workload.
 ALLOC_NOISE_MIB = 8.0
 
 
