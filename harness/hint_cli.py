@@ -59,6 +59,9 @@ def cmd_hint_migrate(a) -> int:
                       host_thp=a.host_thp, hinting=True if a.hinting is None else a.hinting)
     if a.mib >= cfg.memory_mib:
         raise UserError(f"--mib {a.mib} must be below the guest's memory ({cfg.memory_mib} MiB)")
+    why = hint_migrate.unsupported(cfg)
+    if why:
+        raise UserError(why)
     g = Guest(cfg, progress=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))
     try:
         g.launch()

@@ -90,10 +90,19 @@ def pre_migration_state(g, run) -> dict:
     }
 
 
+def unsupported(cfg) -> str | None:
+    """Why the scenario cannot run this config, or None. The host reads of guest RAM take the
+    RAM block as one mapping whose offsets are guest pfns: true below the PCI hole (<= 2 GiB
+    on q35), with one backend (one NUMA node), anonymous (pagemap shows its residency)."""
+    if cfg.numa_nodes != 1 or cfg.memory_mib > 2048 or cfg.backend != "anon":
+        return "hint-migrate needs one NUMA node, at most 2048 MiB and the anon backend"
+    return None
+
+
 def run(guest, mib: int = 256, keep_mib: int = 64, progress=lambda m: None, throttle_bps: int = THROTTLE_BPS) -> dict:
     """throttle_bps: the first round's bandwidth while the guest hints (0: none, QEMU's default)."""
-    if guest.cfg.numa_nodes != 1 or guest.cfg.memory_mib > 2048 or guest.cfg.backend != "anon":
-        raise GuestError("hint-migrate: one NUMA node, at most 2048 MiB (no PCI hole in guest RAM), anon backend")
+    if why := unsupported(guest.cfg):
+        raise GuestError(why)
     with measuring(guest, progress) as r:
         wl = migration.DetachedWorkload(guest)
         wl.ask(f"fill keep {keep_mib} {SEED}")

@@ -16,6 +16,9 @@ from harness.cli import main
     (["run", "--reporting-order", "12"], "order"),
     (["predict", "/nonexistent/result.json"], "not a result file"),
     (["frobnicate"], "invalid choice"),
+    (["run", "hint-migrate", "--hinting", "maybe"], "on or off"),
+    (["run", "hint-migrate", "--memory", "4096"], "at most 2048 MiB"),
+    (["run", "hint-migrate", "--backend", "memfd", "--memory", "1024", "--mib", "256"], "anon backend"),
 ])
 def test_bad_input_is_one_line(argv, match, capsys, monkeypatch):
     monkeypatch.setattr("harness.guest.Guest.launch", lambda self: pytest.fail("no guest for bad input"))
@@ -38,3 +41,11 @@ def test_kvm_where_it_cannot_work(capsys, monkeypatch):
     assert main(["run", "--accel", "kvm"]) == 2
     err = capsys.readouterr().err.strip()
     assert "accel kvm" in err and len(err.splitlines()) == 1
+
+
+def test_predict_shows_the_bitmap_what_if(capsys):
+    from pathlib import Path
+    run = Path(__file__).parent.parent / "data" / "bitmap" / "touch-free-6.1-qemu7.2.json"
+    assert main(["predict", str(run), "--bitmap"]) == 0
+    out = capsys.readouterr().out
+    assert "bitmap design (seed 001), curve: 0: 1012" in out and "the same blocks" in out
