@@ -55,4 +55,5 @@ def test_hinted_migration_is_predicted_and_loses_nothing(guest_factory, kernel, 
     if r["reporting"]:
         d = r["destination_release"]
         assert d["reporting_negotiated"] and d["verdict"] == "within", d
+        assert d["per_block"]["violations"]["count"] == 0, d["per_block"]["violations"]["first"]
     assert r["verdict"] == "within"
