@@ -234,11 +234,15 @@ def _migrate(src, dst, r, wl, state, mib, keep_mib, progress, throttle_bps) -> d
                                 f"console (tail):\n{dst.console_tail(40)}")
             time.sleep(0.1)  # poll of the destination's run state
             st = dst.qmp_cmd("query-status")
-        dst.attach()
-        wl.use(dst)
-        verify = wl.ask("verify keep")
-        res.update(verified_pages=_field(verify, "pages"), mismatched_pages=_field(verify, "bad"),
-                   dst_memfree_after_kib=_memfree_kib(dst))
+        try:
+            dst.attach()
+            wl.use(dst)
+            verify = wl.ask("verify keep")
+            res.update(verified_pages=_field(verify, "pages"), mismatched_pages=_field(verify, "bad"),
+                       dst_memfree_after_kib=_memfree_kib(dst))
+        except GuestError as e:  # a destination that stops answering after the switch-over died
+            _watch(dst)
+            raise GuestDied(f"destination: {e}") from None
         _watch(dst)
         res["verdict"] = "measured"  # the model's verdict replaces it (harness/model/hinting.py)
     except GuestDied as e:
