@@ -192,7 +192,9 @@ class DetachedWorkload:
     def __init__(self, guest: Guest):
         self.g = guest
         d = self.DIR
-        guest.run(f"rm -rf {d}; mkdir -p {d} && mkfifo {d}/in && : > {d}/out && "
+        # The set-up is its own list, run to the end before the two background jobs start
+        # (`a && b & c` would put a and b in the background too, racing the first ask).
+        guest.run(f"rm -rf {d}; mkdir -p {d} && mkfifo {d}/in && : > {d}/out || exit 1; "
                   f"setsid sh -c 'e2emem < {d}/in > {d}/out 2>&1' < /dev/null > /dev/null 2>&1 & "
                   f"setsid sh -c 'exec sleep 2147483647 > {d}/in' < /dev/null > /dev/null 2>&1 &")
         self.lines = 0
