@@ -62,12 +62,16 @@ def cmd_hint_migrate(a) -> int:
     why = hint_migrate.unsupported(cfg)
     if why:
         raise UserError(why)
-    g = Guest(cfg, progress=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))
+    def progress(m: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)
+
+    g = Guest(cfg)
     try:
         g.launch()
-        result = hint_migrate.run(g, mib=a.mib, progress=g.progress)
+        progress(f"source guest up in {g.boot_s:.1f} s (QEMU {g.qemu.version}, {g.image.kernel_release})")
+        result = hint_migrate.run(g, mib=a.mib, progress=progress)
     finally:
-        g.progress(f"source QEMU {g.shutdown(keep_logs=a.keep_logs)}")
+        progress(f"source QEMU {g.shutdown(keep_logs=a.keep_logs)}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{time.strftime('%Y%m%d-%H%M%S')}-hint-migrate-{'on' if cfg.hinting else 'off'}"
@@ -76,5 +80,5 @@ def cmd_hint_migrate(a) -> int:
         print(json.dumps({k: v for k, v in result.items() if k not in ("state", "samples")}))
     else:
         print(human(result))
-    g.progress(f"result {stem}.json")
+    progress(f"result {stem}.json")
     return {"within": 0, "outside": 1, "lost": 1}.get(result["verdict"], 3)
