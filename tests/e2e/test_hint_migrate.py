@@ -28,19 +28,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 QEMU72_KILLS = pytest.mark.xfail(strict=True, raises=AssertionError,
                                  reason="QEMU 7.2 + free-page-hint: the destination guest dies after the switch-over")
 CELLS = [
-    pytest.param("6.1", "10.0", True, id="kernel6.1-qemu10.0-hint-on"),
-    pytest.param("6.1", "10.0", False, id="kernel6.1-qemu10.0-hint-off", marks=pytest.mark.matrix),
-    pytest.param("6.1", "7.2", False, id="kernel6.1-qemu7.2-hint-off", marks=pytest.mark.matrix),
-    pytest.param("6.1", "7.2", True, id="kernel6.1-qemu7.2-hint-on", marks=[pytest.mark.matrix, QEMU72_KILLS]),
-    pytest.param("6.12", "10.0", True, id="kernel6.12-qemu10.0-hint-on", marks=pytest.mark.matrix),
-    pytest.param("6.12", "10.0", False, id="kernel6.12-qemu10.0-hint-off", marks=pytest.mark.matrix),
-    pytest.param("6.12", "7.2", False, id="kernel6.12-qemu7.2-hint-off", marks=pytest.mark.matrix),
-    pytest.param("6.12", "7.2", True, id="kernel6.12-qemu7.2-hint-on", marks=[pytest.mark.matrix, QEMU72_KILLS]),
+    pytest.param(dict(kernel="6.1", qemu="10.0", hinting=True), id="kernel6.1-qemu10.0-hint-on"),
+    pytest.param(dict(kernel="6.1", qemu="10.0", hinting=False), id="kernel6.1-qemu10.0-hint-off", marks=pytest.mark.matrix),
+    pytest.param(dict(kernel="6.1", qemu="7.2", hinting=False), id="kernel6.1-qemu7.2-hint-off", marks=pytest.mark.matrix),
+    pytest.param(dict(kernel="6.1", qemu="7.2", hinting=True), id="kernel6.1-qemu7.2-hint-on", marks=[pytest.mark.matrix, QEMU72_KILLS]),
+    pytest.param(dict(kernel="6.12", qemu="10.0", hinting=True), id="kernel6.12-qemu10.0-hint-on", marks=pytest.mark.matrix),
+    pytest.param(dict(kernel="6.12", qemu="10.0", hinting=False), id="kernel6.12-qemu10.0-hint-off", marks=pytest.mark.matrix),
+    pytest.param(dict(kernel="6.12", qemu="7.2", hinting=False), id="kernel6.12-qemu7.2-hint-off", marks=pytest.mark.matrix),
+    pytest.param(dict(kernel="6.12", qemu="7.2", hinting=True), id="kernel6.12-qemu7.2-hint-on", marks=[pytest.mark.matrix, QEMU72_KILLS]),
 ]
 
 
-@pytest.mark.parametrize("kernel,qemu,hinting", CELLS)
-def test_hinted_migration_is_predicted_and_loses_nothing(guest_factory, kernel, qemu, hinting):
+# One `dims` parameter (kernel, qemu, hinting): the shape the suite's cell selection reads.
+@pytest.mark.parametrize("dims", CELLS)
+def test_hinted_migration_is_predicted_and_loses_nothing(guest_factory, dims):
+    kernel, qemu, hinting = dims["kernel"], dims["qemu"], dims["hinting"]
     g = guest_factory(memory_mib=1024, kernel=kernel, qemu=qemu, hinting=hinting)
     assert g.qemu.version.startswith(qemu + "."), g.qemu.version
     r = hint_migrate.run(g, mib=256)
