@@ -74,6 +74,8 @@ def _guest_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--host-thp", type=_onoff, default=None, metavar="on|off",
                    help="host THP for anonymous guest RAM: on (needs the host's madvise or always mode), off "
                         "(disabled for QEMU alone, prctl PR_SET_THP_DISABLE); default: as the host has it")
+    r.add_argument("--hinting", type=_onoff, default=None, metavar="on|off",
+                   help="virtio-balloon free-page-hint with its iothread (hint-migrate; default on there)")
     r.add_argument("--deflate-on-oom", type=_onoff, default=False, metavar="on|off",
                    help="virtio-balloon deflate-on-oom (default off; the deflate-on-oom scenario runs it as given)")
 
@@ -108,6 +110,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--budget-offset", type=int, default=0, help="budget off by this many reports (kernel: 0)")
     pr.add_argument("--order", type=int, default=None, help="reporting order (default: the guest's)")
     pr.add_argument("--no-zone-gate", action="store_true", help="drop the low-watermark zone gate")
+    pr.add_argument("--bitmap", action="store_true",
+                    help="also run seed 001's unmerged per-zone bitmap design on the same release (harness/model/bitmap.py)")
     pr.add_argument("--json", action="store_true")
     i = sub.add_parser("image", help="the cached guest image: build (default), path, clean")
     i.add_argument("action", nargs="?", default="build", choices=("build", "path", "clean"))
@@ -267,6 +271,9 @@ def cmd_run(a) -> int:
     from .plot import plot
 
     scenario = scenario_of(a)
+    if scenario == "hint-migrate":  # its own flow: two QEMUs, a migration (harness/hint_cli.py)
+        from .hint_cli import cmd_hint_migrate
+        return cmd_hint_migrate(a)
     if scenario != "workload" and a.mib >= a.memory:
         raise UserError(f"--mib {a.mib} must be below the guest's memory ({a.memory} MiB)")
     cfg = guest_config(a, disk_mib=a.mib + 64 if scenario == "page-cache" else 0)
@@ -450,6 +457,15 @@ def cmd_predict(a) -> int:
                   f"t90 {jd['t90']}; curve: {len(jd['curve'])} sample(s) off the predicted plateaus")
             for c in jd["curve"][:3]:
                 print(f"    {c}")
+    if a.bitmap:
+        from .whatif import bitmap_whatif
+        try:
+            w = bitmap_whatif(result, p)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        print("  bitmap design (seed 001), curve: " + ", ".join(f"{t:g}: {m:.0f}" for t, m in w["bitmap"]["curve"]))
+        for line in w["differences"]:
+            print(f"    {line}")
     print(f"  verdict of the measured run under these constants: {p['verdict'].upper()}")
     return EXIT_WITHIN if p["verdict"] == "within" else EXIT_OUTSIDE
 

@@ -86,6 +86,7 @@ def tail(path: Path, lines: int = 30) -> str:
 
 
 class Guest:
+    incoming: str | None = None  # set by a migration destination (harness/migration.py)
     BOOT_TIMEOUT = 180.0  # s to SSH-ready; TCG boots take ~10 s here, 2 parallel guests ~2x
 
     def __init__(self, cfg: GuestConfig, rundir: Path | None = None):
@@ -157,7 +158,7 @@ class Guest:
             base_cmdline=self.image.cmdline, qmp_fd=theirs.fileno(), console_log=str(self.console_log),
             ssh_port=self.ssh_port, ssh_pubkey_b64=pub,
             data_dirs=tuple(str(d) for d in self.qemu.data_dirs), mem_path=self.mem_path,
-            disk=self._disk())
+            disk=self._disk(), incoming=self.incoming)
         self.argv = qemu_argv.build(self.cfg, res)
         (self.rundir / "qemu-argv.txt").write_text(shlex.join(self.argv) + "\n")
         self.t_start = time.monotonic()

@@ -23,6 +23,9 @@ class Resources:
     # `file` backend, a hugetlbfs mount of the configured page size for `hugetlbfs`
     mem_path: str | None = None
     disk: str | None = None  # the raw disk file, when cfg.disk_mib > 0
+    # A migration destination: QEMU waits for the stream on this URI (e.g. unix:PATH)
+    # instead of booting; the rest of the argv must equal the source's.
+    incoming: str | None = None
 
 
 def kernel_cmdline(cfg: GuestConfig, res: Resources) -> str:
@@ -103,4 +106,7 @@ def build(cfg: GuestConfig, res: Resources) -> list[str]:
             raise ValueError("disk_mib set but no disk file given")
         argv += ["-drive", f"file={res.disk},if=none,id=d0,format=raw",
                  "-device", "virtio-blk-pci,drive=d0"]
-    return argv + ["-device", balloon]
+    argv += ["-device", balloon]
+    if res.incoming:
+        argv += ["-incoming", res.incoming]
+    return argv

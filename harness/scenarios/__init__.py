@@ -28,6 +28,8 @@ SCENARIOS = (
     Scenario("deflate-on-oom", "memory pressure past the inflated balloon: with deflate-on-oom the guest takes "
                                "pages back 1 MiB per OOM call; without it the OOM killer acts"),
     Scenario("stats", "guest-stats through QMP against /proc/meminfo and /proc/vmstat, each by its driver formula"),
+    Scenario("hint-migrate", "free page hinting: a live migration over a unix socket sends as many normal and "
+                             "zero pages as the model predicts, with and without hinting; the data survives"),
     Scenario("workload", "your own command (--workload CMD): its exit, or --release CMD, gives back what the "
                          "model predicts"),
 )

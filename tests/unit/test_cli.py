@@ -28,6 +28,9 @@ from harness.cli import main
     (["shell", "--memory", "64"], "memory"),
     (["image", "path", "--kernel", "/nonexistent.deb"], "no such file"),
     (["image", "frob"], "invalid choice"),
+    (["run", "hint-migrate", "--hinting", "maybe"], "on or off"),
+    (["run", "hint-migrate", "--memory", "4096"], "at most 2048 MiB"),
+    (["run", "hint-migrate", "--backend", "memfd", "--memory", "1024", "--mib", "256"], "anon backend"),
 ])
 def test_bad_input_is_one_line(argv, match, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr("harness.guest.Guest.launch", lambda self: pytest.fail("no guest for bad input"))
@@ -83,3 +86,9 @@ def test_image_path_and_clean(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == str(built)
     assert main(["image", "clean"]) == 0
     assert f"removed {built}" in capsys.readouterr().err and not built.exists()
+def test_predict_shows_the_bitmap_what_if(capsys):
+    from pathlib import Path
+    run = Path(__file__).parent.parent / "data" / "bitmap" / "touch-free-6.1-qemu7.2.json"
+    assert main(["predict", str(run), "--bitmap"]) == 0
+    out = capsys.readouterr().out
+    assert "bitmap design (seed 001), curve: 0: 1012" in out and "the same blocks" in out
