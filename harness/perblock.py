@@ -68,6 +68,10 @@ MAX_ORDER = 10  # largest buddy order on x86_64, 6.1 and 6.12
 PAGE_REPORTING_CAPACITY = 32  # mm/page_reporting.h
 CLASSES = ("allocated", "reserved", "free_below_order", "free_unreported", "reported")
 VIOLATIONS_SHOWN = 20  # summary() lists this many violations in full; the rest are counted
+# wait_reported: pending blocks this few, unchanged this long (two 2 s delays and a pass), are
+# left for the next release to get reported
+STUCK_MAX_BLOCKS = 4
+STUCK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -311,10 +315,22 @@ def wait_reported(guest, order: int, ranges: list[RamRange] | None = None, timeo
     names what is still pending."""
     ranges = ranges or pagemap.layout(guest)
     deadline = time.monotonic() + timeout
+    stuck_since, last = 0.0, None
     while True:
         cap = capture(guest, order, ranges, recheck=False)
         left = pending(cap)
         if not left:
+            return cap
+        # A block made by the reporter's own put-back merging two reported buddies is
+        # unreported, and nothing asks for a pass for it (__putback_isolated_page frees with
+        # FPI_SKIP_REPORT_NOTIFY): the same few blocks pending through two delays and a pass
+        # (seen: one DMA32 block for 90 s) are done as far as the worker goes. The next free at
+        # the order gets them reported; the model takes them as unreported blocks.
+        now = time.monotonic()
+        heads = {(b.head, b.order) for b in left}
+        if heads != last:
+            stuck_since, last = now, heads
+        elif len(heads) <= STUCK_MAX_BLOCKS and now - stuck_since > STUCK_S:
             return cap
         if time.monotonic() > deadline:
             raise TimeoutError(f"after {timeout:.0f} s the guest still has {len(left)} unreported free blocks "

@@ -150,7 +150,7 @@ def _destination_release(dst, mib: int, progress) -> dict:
     from .. import prediction
     with measuring(dst, progress) as r2:
         r2.ask(f"touch churn2 {mib}")
-        r2.release("dest-free", lambda: r2.ask("free churn2"), mib)
+        r2.release("dest-free", lambda: r2.ask("free churn2"), mib, unmaps="churn2")
         sub = r2.result("touch-free", freed_mib=mib)
     try:
         prediction.predict(sub)
