@@ -182,7 +182,9 @@ class Run:
             "scenario": scenario, "accel": g.cfg.accel, "kernel": g.image.kernel_release, "qemu": g.qemu.version,
             "memory_mib": g.cfg.memory_mib, "smp": g.cfg.smp, "reporting": g.cfg.reporting,
             "backend": g.cfg.backend, "host_page_size": g.cfg.host_page_size, "numa_nodes": g.cfg.numa_nodes,
-            "host_thp": g.cfg.host_thp, **self.facts, "boot_s": round(g.boot_s, 2),
+            "host_thp": g.cfg.host_thp, **self.facts,
+            # the model's rss_noise term: this run's own idle noise (every scenario has one)
+            "idle_noise_mib": round(getattr(self, "idle_noise", 0.0), 1), "boot_s": round(g.boot_s, 2),
             **extra, **main, "phases": self.phases,
         }
 
