@@ -435,6 +435,7 @@ def cmd_predict(a) -> int:
                                  order=a.order, zone_gate=not a.no_zone_gate, budget_offset=a.budget_offset)
     except ValueError as e:
         raise UserError(str(e)) from None
+    from .model.errors import ModelError
     try:
         p = prediction.predict(result, params)
     except ModelError as e:

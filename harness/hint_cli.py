@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-from .config import GuestConfig
 from .errors import UserError
 
 FIGURES = (("normal_pages", "normal"), ("duplicate_pages", "zero (duplicate)"))
