@@ -346,6 +346,12 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
     curve = tuple(curve_mismatches({**facts, **judged, "phases": [judged]}))
     if iv is None and m is not None and measured > pred.hi_mib:
         t90 = f"outside: the drop came back by {m} s, the model predicted none"
+    if pre.kind == "drop_caches":
+        # drop_caches frees in page-index order, which /proc does not give (taken as pfn order):
+        # when within its release (5.9 s seen) each block forms is not known, so the passes'
+        # timing is shown, not judged (a failing CI run: total within, curve off)
+        fields["timing_not_judged"] = {"curve": list(curve), "t90": t90}
+        curve, t90 = (), None
     jd = Judgement(total, curve, t90, fields["layout"])
     fields["judgement"] = jd.to_json()
     fields["verdict"] = jd.verdict
