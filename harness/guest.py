@@ -115,16 +115,19 @@ class Guest:
 
     # --- lifecycle ---------------------------------------------------------
 
+    def _start_backed(self) -> None:
+        """Guest RAM's backing, then QEMU, retried when the forwarded SSH port was taken."""
+        self.mem_path = self._host.enter_context(hostsetup.backing(self.cfg, self.rundir))
+        for attempt in range(5):
+            if self._start_qemu():
+                return
+            # another process took the forwarded port between our probe and QEMU's bind
+            log.info("SSH port taken, retrying (%d)", attempt + 1)
+        raise self._error("could not forward an SSH port after 5 tries")
+
     def launch(self) -> "Guest":
         try:
-            self.mem_path = self._host.enter_context(hostsetup.backing(self.cfg, self.rundir))
-            for attempt in range(5):
-                if self._start_qemu():
-                    break
-                # another process took the forwarded port between our probe and QEMU's bind
-                log.info("SSH port taken, retrying (%d)", attempt + 1)
-            else:
-                raise self._error("could not forward an SSH port after 5 tries")
+            self._start_backed()
             self.ssh = Session(self.ssh_port, self._key)
             deadline = time.monotonic() + self.BOOT_TIMEOUT
             # The console says when rcS is done; SSH attempts before that would

@@ -139,15 +139,8 @@ class Destination(Guest):
         self.incoming = f"unix:{self.socket_path}"
 
     def launch(self) -> "Destination":
-        from . import hostsetup
         try:
-            self.mem_path = self._host.enter_context(hostsetup.backing(self.cfg, self.rundir))
-            for attempt in range(5):
-                if self._start_qemu():
-                    break
-                self.progress(f"destination SSH port taken, retrying ({attempt + 1})")
-            else:
-                raise self._error("could not forward an SSH port after 5 tries")
+            self._start_backed()
             self.t_start = time.monotonic()
             deadline = time.monotonic() + 30
             while not self.socket_path.exists():  # QEMU listens before it accepts QMP commands
