@@ -309,7 +309,8 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
         raise ModelError("the result has no idle_noise_mib: the run's own RSS noise is an input")
     pred, rel, layout_free = predict_release(pre, host=host, params=params or ReportingParams(),
                                              noise_mib=float(noise), activity=activity,
-                                             guest_reports=bool(facts["reporting_negotiated"]))
+                                             guest_reports=bool(facts["reporting_negotiated"]),
+                                             own_growth_mib=float(phase["pre"].get("qemu_own_growth_mib", 0.0)))
     j = pred.to_json()
     measured = phase["drop_mib" if metric == "rss" else "ram_drop_mib"]
     total = ("within" if pred.lo_mib <= measured <= pred.hi_mib else "outside") + \
@@ -368,4 +369,5 @@ def predicted_reporting(phase: dict, facts: dict, params: ReportingParams | None
                 discard_inhibited=not facts["reporting_negotiated"], metric=metric)
     return predict_release(pre, host=host, params=params or ReportingParams(),
                            noise_mib=float(facts.get("idle_noise_mib") or 0.0), activity=activity,
-                           guest_reports=bool(facts["reporting_negotiated"]))[0]
+                           guest_reports=bool(facts["reporting_negotiated"]),
+                           own_growth_mib=float(phase["pre"].get("qemu_own_growth_mib", 0.0)))[0]

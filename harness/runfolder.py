@@ -2,7 +2,7 @@
 
     command.txt        the balloon-e2e command line
     qemu-argv.txt      QEMU's argv (harness/guest.py)      qemu.log, console.log, qmp.jsonl (the QMP transcript)
-    samples.csv        QEMU RSS every 0.1 s, written as sampled (harness/hostmem.py)
+    samples.csv        QEMU RSS (less TCG's translation cache), the RAM mapping and the cache every 0.1 s, written as sampled (harness/hostmem.py)
     phases/NN-*.json   each phase with its snapshots and per-block captures, written when measured
     prediction.json    each phase's prediction with its terms and the verdict
     plot.png, result.json, cli.log (everything logged, tracebacks of failures included)

@@ -522,14 +522,17 @@ def _drop_of(rel: Released, pre: PreRelease, host: Host, params, guest_reports: 
 
 
 def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
-                    activity: Activity = Activity(), sample_period_s: float = 0.1, guest_reports: bool = True):
+                    activity: Activity = Activity(), sample_period_s: float = 0.1, guest_reports: bool = True,
+                    own_growth_mib: float = 0.0):
     """Predict a release from before it: the layout after it, the host's drop, its curve, and an
-    interval of named terms. Returns (Prediction, Released)."""
+    interval of named terms. Returns (Prediction, Released).
+    own_growth_mib: how much QEMU's own memory (outside guest RAM and TCG's cache) grew from the
+    run's start to the release, measured before it."""
     from .predict import Prediction, Term
     from .reporting import ReportingParams
     params = params or ReportingParams()
-    if noise_mib < 0:
-        raise ModelError("noise_mib must be >= 0")
+    if noise_mib < 0 or own_growth_mib < 0:
+        raise ModelError("noise_mib and own_growth_mib must be >= 0")
     rel = run_release(pre)
     layout_free = {z.key: [(pfn, o, mt) for pfn, o, mt, _ in z.free_blocks()] for z in rel.machine.zones}
     events, passes = _drop_of(rel, pre, host, params, guest_reports)
@@ -561,6 +564,13 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
 
     terms = [Term("rss_noise", "RSS noise of this run's idle guest, measured before the release (input)",
                   -noise_mib, noise_mib)]
+    # QEMU's heap creeps up while the guest works (0.2 MiB over a hugetlbfs release, whose RAM is
+    # outside Rss: 0.5 MiB over that run): at most what it grew from the run's start to the
+    # release, a longer and busier stretch than the phase. The RAM mapping has none of it.
+    if host.metric == "rss":
+        terms.append(Term("qemu_own_growth", f"QEMU's own memory (outside guest RAM and TCG's cache) grew "
+                          f"{own_growth_mib:.1f} MiB from the run's start to the release (measured before it)",
+                          -own_growth_mib, 0.0))
     # Which of the release's newest pages stay on the per-cpu lists depends on where the last
     # drain fell, which /proc cannot pin down (free_factor, the mmu_gather's own batch pages,
     # pages of unknown list already there). After the last add the count is below high, plus
@@ -648,7 +658,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     inputs = {"kernel": pre.kernel, "order": thr, "cpu": pre.cpu, "freed_pages": rel.freed.pages,
               "deferred_thp": rel.freed.deferred_thp, "residue_pages": sum(n for _, n in rel.residue),
               "residue_drains": rel.residue_drains, "unknown_drained": unk, "read_at_s": pre.read_at_s,
-              "noise_mib": noise_mib, "backend": host.backend, "metric": host.metric,
+              "noise_mib": noise_mib, "own_growth_mib": own_growth_mib, "backend": host.backend, "metric": host.metric,
               "params": {"capacity": params.capacity, "delay_s": params.delay_s,
                          "budget_divisor": params.budget_divisor, "zone_gate": params.zone_gate,
                          "order": params.order}, "layout": "pre-release"}

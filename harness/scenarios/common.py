@@ -88,6 +88,17 @@ class Run:
         out["capture_vmstat"] = [vm0, vm1]
         return out
 
+    def own_growth(self) -> float:
+        """MiB QEMU's own memory (its RSS less guest RAM's share and TCG's cache) grew from the
+        sampler's first sample to now: hugetlb RAM is outside Rss, other backends' inside."""
+        xs = self.s.since(0.0)
+        ram_in_rss = 0.0 if self.g.cfg.backend == "hugetlbfs" else 1.0
+        own = [x.rss_mib - ram_in_rss * x.ram_rss_mib for x in xs]
+        # medians of five: the two figures of a sample are read apart, so while RAM moves one
+        # sample can be off by what moved in between
+        med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+        return max(0.0, med(own[-5:]) - med(own[:5])) if own else 0.0
+
     def settle(self, since: float, what: str) -> hostmem.Sample:
         return self.s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
 
@@ -121,6 +132,7 @@ class Run:
         t_action = time.monotonic()
         pre["read_at_s"] = {k: round(v - t_action, 3) for k, v in pre.pop("read_at").items()}
         pre["read_at_s"]["snapshot"] = round(t_held - t_action, 3)
+        pre["qemu_own_growth_mib"] = round(self.own_growth(), 1)
         action()
         release_s = time.monotonic() - t_action
         self.allocated = False

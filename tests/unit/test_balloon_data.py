@@ -65,6 +65,7 @@ def test_planted_inflate_errors_fail(off, key, change, check):
     ("vmstat_after", lambda x: {**x, "balloon_deflate": x["balloon_deflate"] - 1}, "vmstat_deflate"),
 ])
 def test_planted_deflate_errors_fail(off, key, change, check):
+    # reporting off: nothing a deflate completes is discarded, so the drop is held to noise
     v = _plant(off, "deflate", **{key: change})
     assert v["verdict"] == "outside" and not v["checks"][check], v["checks"]
 
@@ -99,3 +100,17 @@ def test_stored_hugetlbfs_run_frees_nothing_and_a_discard_would_fail():
     for key, change in (("held_after_in_balloon", lambda x: 64283 - 1), ("ram_drop_mib", lambda x: 20.0)):
         w = _plant(r, "inflate", **{key: change})
         assert w["verdict"] == "outside", (key, w["checks"])
+
+
+def test_a_deflate_may_give_back_what_it_completes_and_no_more():
+    # 6.12 x 10.0, reporting on: RSS went 4.0 MiB down during the deflate; the bound is the
+    # deflating CPU's pcp pages (27 MiB) plus held sub-order free pages next to released ones
+    r = _load("inflate_on_6.12_10.0.json")
+    ph = next(p for p in r["balloon_phases"] if p["phase"] == "deflate")
+    bound = inflate.deflate_bound_mib(ph)
+    assert 26.5 < bound < 27.0, bound
+    assert _verdicts(r)["deflate"]["checks"]["rss_flat"]
+    over = _plant(r, "deflate", drop_mib=lambda x: 5.0 + bound + 0.2)   # more than noise + bound
+    assert not over["checks"]["rss_flat"] and over["drop_bound_mib"] == round(bound, 1)
+    # the bound is the deflating CPU's lists, not both CPUs' (27 + 2 MiB)
+    assert not _plant(r, "deflate", drop_mib=lambda x: 5.0 + bound + 2.3)["checks"]["rss_flat"]

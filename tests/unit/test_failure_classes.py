@@ -34,7 +34,7 @@ def test_sampler_of_a_process_that_ends(sleeper, tmp_path):
     code, msg = classify(e.value)
     assert code == 3 and f"sampling QEMU {p.pid} failed (QEMU gone?) while waiting for RSS to settle" in msg
     rows = csv.read_text().splitlines()
-    assert rows[0] == "unix_time,monotonic_s,qemu_rss_mib,guest_ram_rss_mib" and len(rows) >= 4
+    assert rows[0] == "unix_time,monotonic_s,qemu_rss_mib,guest_ram_rss_mib,tcg_code_mib" and len(rows) >= 4
 
 
 def test_pagemap_read_of_a_process_that_ended(sleeper):

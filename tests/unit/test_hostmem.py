@@ -22,6 +22,18 @@ def test_parse_smaps_and_find_the_guest_ram_mapping():
     assert ram.kb["Rss"] == 1048576 and ram.kb["AnonHugePages"] == 1044480 and ram.name == ""
 
 
+def test_tcg_translation_cache_is_the_unnamed_rwx_mapping():
+    # as in a 10.0 QEMU under TCG: a 1 GiB anonymous rwxp mapping (tcg/region.c); the QEMU
+    # binary's r-xp text and the RAM's rw-p mapping are not it
+    vmas = hostmem.parse_smaps(SMAPS + """\
+7f8084000000-7f80c3fff000 rwxp 00000000 00:00 0 
+Size:            1048572 kB
+Rss:                2048 kB
+""")
+    assert vmas[3].perms == "rwxp" and hostmem.tcg_code_kb(vmas) == 2048
+    assert hostmem.tcg_code_kb(hostmem.parse_smaps(SMAPS)) == 0
+
+
 def test_mapping_at_outside_any_mapping():
     import pytest
     with pytest.raises(LookupError):

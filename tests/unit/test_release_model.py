@@ -196,3 +196,19 @@ def test_6_12_pcp_decays_to_high_min():
     pl.free(R.Run(8192, 65536))
     pl.decay()
     assert pl.count <= 1000 and pl.high == 1000
+
+
+def test_qemu_own_growth_widens_only_the_low_side_of_the_rss_figure(on):
+    # QEMU's heap crept 0.2 MiB over a hugetlbfs release (RAM outside Rss, predicted 0 in
+    # [0, 0]); the run's growth before the release bounds it, on the low side only
+    base = judged(on)["phases"][-1]
+    grown = copy.deepcopy(on)
+    grown["phases"][-1]["pre"]["qemu_own_growth_mib"] = 0.4
+    g = judged(grown)["phases"][-1]
+    assert g["predicted_lo_mib"] == pytest.approx(base["predicted_lo_mib"] - 0.4, abs=0.051)
+    assert g["predicted_hi_mib"] == base["predicted_hi_mib"]
+    term = next(t for t in g["terms"] if t["name"] == "qemu_own_growth")
+    assert (term["lo_mib"], term["hi_mib"]) == (-0.4, 0.0)
+    # the RAM mapping's figure has no QEMU heap in it
+    mapping = prediction.predict_release_phase(grown["phases"][-1], grown, metric="mapping")
+    assert all(t["name"] != "qemu_own_growth" for t in mapping["terms"])
