@@ -273,7 +273,10 @@ def actual(guest) -> int:
 
 def events(guest) -> list[BalloonChange]:
     """BALLOON_CHANGE events QMP has queued since the last call (the rest are dropped)."""
-    return parse_events(guest.qmp.get_events(wait=False) if guest.qmp else [])
+    if not guest.qmp:
+        return []
+    with guest.qmp_lock:
+        return parse_events(guest.qmp.get_events(wait=False))
 
 
 @dataclass

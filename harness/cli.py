@@ -210,6 +210,8 @@ def _human(r: dict) -> str:
                          f"predicted {lay['predicted']}, same pfn and order {lay['matched']}"
                          + (f"; reported once done: real {rep['real']}, predicted {rep['predicted']}, "
                             f"matched {rep['matched']}" if rep else ""))
+        if (ph.get("judgement") or {}).get("free_memory"):
+            lines.append(f"  {ph['phase']}: {ph['judgement']['free_memory']} (balloon stats, once reporting was over)")
         for f in (ph.get("judgement") or {}).get("failures", [])[:3]:
             lines.append(f"  {ph['phase']}: {f}")
     lines.append(f"  verdict: {r['verdict'].upper()}{caveat}; terms of the last phase's interval:")

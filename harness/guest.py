@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import replace
@@ -95,6 +96,7 @@ class Guest:
         self.cfg = replace(cfg, accel=accel.probe(cfg.accel))
         self.proc: subprocess.Popen | None = None
         self.qmp: QEMUMonitorProtocol | None = None
+        self.qmp_lock = threading.Lock()  # one command at a time: the stats poller's thread shares it
         self.ssh: Session | None = None
         self.argv: list[str] = []
         self.image = image.get(self.cfg.kernel, modules=self.cfg.modules)
@@ -253,7 +255,8 @@ class Guest:
         if self.qmp is None:
             raise GuestError(f"QMP {cmd}: QEMU not running")
         try:
-            reply = self.qmp.cmd(cmd, **args)
+            with self.qmp_lock:
+                reply = self.qmp.cmd(cmd, **args)
         except (QMPError, OSError, EOFError) as e:
             self._transcribe(cmd, args, None, error=f"{e.__class__.__name__}: {e}")
             raise GuestError(f"QMP {cmd} failed ({e.__class__.__name__}: {e}); QEMU exit code {self.proc.poll()}") from e

@@ -45,7 +45,30 @@ def figures_lines(ph: dict) -> list[str]:
     if "predicted_mib" in ph:
         lines.append(f"predicted {ph['predicted_mib']:.1f} [{ph['predicted_lo_mib']:.1f}, {ph['predicted_hi_mib']:.1f}],"
                      f" 90% after {ph.get('predicted_seconds_to_90pct')} s")
+    fm = ph.get("free_memory")
+    if fm:
+        lines.append(f"guest free (balloon stats) {fm['measured_mib']:.1f} MiB at {fm['at_s']:.1f} s, "
+                     f"predicted {fm['expected_mib']:.1f} [{fm['lo_mib']:.1f}, {fm['hi_mib']:.1f}]")
     return lines
+
+
+def _stats_axis(ax, ph: dict) -> None:
+    """The guest's free memory from its balloon statistics, on a second axis, with the model's
+    free memory once reporting is over as a band at the statistic's time."""
+    rows = [r for r in (ph.get("guest_stats") or []) if r[2] is not None]
+    if not rows:
+        return
+    ax2 = ax.twinx()
+    ax2.plot([r[0] for r in rows], [r[2] for r in rows], ".", color="tab:green", ms=3,
+             label="guest free memory (balloon stats)")
+    fm = ph.get("free_memory")
+    if fm:
+        ax2.errorbar([fm["at_s"]], [fm["expected_mib"]], yerr=[[fm["expected_mib"] - fm["lo_mib"]],
+                     [fm["hi_mib"] - fm["expected_mib"]]], fmt="_", color="darkgreen", capsize=3,
+                     label="predicted guest free memory")
+    ax2.set_ylabel("guest free MiB (balloon stats)", fontsize=7, color="tab:green")
+    ax2.tick_params(labelsize=6, colors="tab:green")
+    ax2.legend(fontsize=6, loc="center right")
 
 
 def _panel(ax, ph: dict) -> None:
@@ -72,6 +95,7 @@ def _panel(ax, ph: dict) -> None:
             ax.axvline(p["t_start"], color="grey", ls=":", lw=0.8, label="predicted pass" if i == 0 else None)
             ax.annotate(f"{p['reported_mib']:.0f} MiB", (p["t_start"], 0), xycoords=("data", "axes fraction"),
                         xytext=(2, 3), textcoords="offset points", fontsize=6, color="grey")
+    _stats_axis(ax, ph)
     verdict = ph.get("verdict", "?")
     ax.set_title(f"{ph.get('phase', '')}: {verdict.upper()}", fontsize=9, loc="left",
                  color=VERDICT_COLOUR.get(verdict, "black"), fontweight="bold")

@@ -559,8 +559,20 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         host.backend == "hugetlbfs" and host.metric == "rss")
     block_mib = (1 << thr) / 256
 
+    variant_t90: list[float] = []
+
     def drop_with_residue(k: int) -> float:
-        return sum(m for _, m, _ in _drop_of(run_release(pre, residue=k), pre, host, params, guest_reports)[0])
+        ev = _drop_of(run_release(pre, residue=k), pre, host, params, guest_reports)[0]
+        got = sum(m for _, m, _ in ev)
+        # the same run's time to 90% of its own total: a residue at either end moves blocks
+        # between passes, so the measured time to 90% may land a pass off the model's
+        cum = 0.0
+        for t, m, _ in ev:
+            cum += m
+            if got > 0 and cum >= 0.9 * got - 1e-9:
+                variant_t90.append(t)
+                break
+        return got
 
     terms = [Term("rss_noise", "RSS noise of this run's idle guest, measured before the release (input)",
                   -noise_mib, noise_mib)]
@@ -657,7 +669,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
            f"{'; budget spent, another pass' if p.again else ''}" for i, p in enumerate(passes, 1)]
     inputs = {"kernel": pre.kernel, "order": thr, "cpu": pre.cpu, "freed_pages": rel.freed.pages,
               "deferred_thp": rel.freed.deferred_thp, "residue_pages": sum(n for _, n in rel.residue),
-              "residue_drains": rel.residue_drains, "unknown_drained": unk, "read_at_s": pre.read_at_s,
+              "residue_drains": rel.residue_drains, "unknown_drained": unk, "residue_max_pages": k_hi,
+              "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
               "noise_mib": noise_mib, "own_growth_mib": own_growth_mib, "backend": host.backend, "metric": host.metric,
               "params": {"capacity": params.capacity, "delay_s": params.delay_s,
                          "budget_divisor": params.budget_divisor, "zone_gate": params.zone_gate,

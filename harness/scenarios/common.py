@@ -11,9 +11,10 @@ import json
 import logging
 import re
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from .. import guestfacts, hostmem, pagemap, perblock, procfs
+from ..stats_poller import StatsPoller
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ STABLE_WINDOW_S = 5.0
 STABLE_EPS_MIB = 4.0
 SETTLE_TIMEOUT_S = 120.0
 PAGEBLOCK_ORDER = 9  # x86_64 with HUGETLB_PAGE (include/linux/pageblock-flags.h)
+STATS_WAIT_S = 3.0  # two polling intervals (stats_poller.POLL_S) for the guest's next statistics
 # The workload runs pinned here, so its frees go onto this CPU's per-cpu lists, which the
 # model reads before the release (harness/model/release.py).
 WORKLOAD_CPU = 0
@@ -49,6 +51,7 @@ class Run:
         self.ranges = pagemap.layout(guest)  # guest-physical -> host mapping, for per-block captures
         self.activity: dict = {}  # guest activity rates measured in the idle window (see measuring)
         self.allocated = False  # the workload allocated since the last release (see pre_release)
+        self.stats: StatsPoller | None = None  # the guest's balloon statistics, polled (see measuring)
 
     def ask(self, line: str) -> str:
         """A command to the guest workload (guest_images/src/e2emem.c)."""
@@ -144,7 +147,11 @@ class Run:
         log.info("%s: waiting for RSS to settle", name)
         after = self.settle(t0, f"RSS to settle after {name}")
         samples = self.s.since(t0)
+        t_settled = time.monotonic()
         cap_settled = perblock.capture(self.g, self.order, self.ranges)
+        # the guest's own count of free memory once reporting is over: its first answer after
+        # the settled capture began (the model's free pages are checked against it)
+        stat_settled = self.stats.next_after(t_settled, STATS_WAIT_S) if self.stats else None
         reportable = (procfs.free_mib_at_or_above(procfs.parse_buddyinfo(freed["buddyinfo"]), self.order)
                       - procfs.free_mib_at_or_above(procfs.parse_buddyinfo(held["buddyinfo"]), self.order))
         drop = peak.rss_mib - after.rss_mib
@@ -168,6 +175,9 @@ class Run:
             "release_s": round(release_s, 3),  # the action's SSH round trip: munmap and all
             "pre": {**pre, "activity": self.activity},
             "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
+            # [s after the release, QEMU's receipt (epoch s), free, available, caches MiB]
+            "guest_stats": [x.to_row(t0) for x in self.stats.since(t0)] if self.stats else None,
+            "guest_stats_settled": stat_settled.to_row(t0) if stat_settled else None,
         }
         if freed_pfns is not None:
             phase["freed_pfns"] = [list(r) for r in freed_pfns]
@@ -202,12 +212,16 @@ class Run:
 
 
 @contextmanager
-def measuring(guest, progress=None):
+def measuring(guest, progress=None, stats: bool = True):
     """A Run with its sampler going, once the idle guest's RSS has settled. Samples are
     kept in the guest's run directory (samples.csv) as they come. Progress goes to logging
-    (`progress` is accepted and unused, for scenarios written before that)."""
-    with hostmem.Sampler(guest.pid, guest.ram_hvas(), csv_path=guest.rundir / "samples.csv") as s:
+    (`progress` is accepted and unused, for scenarios written before that).
+    stats: poll the guest's balloon statistics all along (the stats scenario sets its own
+    interval, and reads what the driver sent before any was asked)."""
+    with hostmem.Sampler(guest.pid, guest.ram_hvas(), csv_path=guest.rundir / "samples.csv") as s, \
+            (StatsPoller(guest) if stats else nullcontext()) as poller:
         run = Run(guest, s)
+        run.stats = poller
         try:
             if run.facts["reporting_negotiated"]:
                 # The boot-time passes report all free memory 256 MiB or so at a time
