@@ -106,3 +106,14 @@ def test_deflate_on_oom(guest_factory, on, request):
     deflate_on_oom.judge(r)
     _keep(request, r)
     assert r["verdict"] == "within", (_failed(r["oom_checks"]), r["oom_deltas"], r["workload_status"])
+
+
+@pytest.mark.matrix
+def test_deflate_on_oom_across_kernels_and_qemus(guest_factory, kernel_qemu, request):
+    kernel, qemu = kernel_qemu
+    g = guest_factory(memory_mib=MEMORY_MIB, deflate_on_oom=True, kernel=kernel, qemu=qemu)
+    r = deflate_on_oom.run(g, mib=BALLOON_MIB)
+    deflate_on_oom.judge(r)
+    _keep(request, r)
+    assert r["qemu"].startswith(qemu + ".")
+    assert r["verdict"] == "within", (_failed(r["oom_checks"]), r["oom_deltas"], r["workload_status"])
