@@ -162,6 +162,8 @@ def report(record_property):
             row.update(layout_real=lay.get("real"), layout_matched=lay.get("matched"),
                        layout_predicted=lay.get("predicted"), measured_t90_s=ph.get("measured_t90_s"),
                        t90_interval_s=ph.get("predicted_t90_interval_s"),
-                       terms={t["name"]: [t["lo_mib"], t["hi_mib"]] for t in ph.get("terms", [])})
+                       terms={t["name"]: [t["lo_mib"], t["hi_mib"]] for t in ph.get("terms", [])},
+                       free_memory={k: (ph.get("free_memory") or {}).get(k)
+                                    for k in ("measured_mib", "expected_mib", "lo_mib", "hi_mib", "verdict")})
             record_property(f"phase:{ph.get('phase', 'main')}", json.dumps(row))
     return rec

@@ -4,46 +4,24 @@ Pure Python, no I/O. Kernel rules from Linux 6.1 / 6.12 mm/page_alloc.c and
 mm/page_reporting.c, host rules from QEMU hw/virtio/virtio-balloon.c
 (7.2 / 10.0); each rule names its source function where it is coded.
 
-Main entry point (the touch-free scenario)
-------------------------------------------
-    from harness.snapshot import snapshot_from_texts
-    from harness.model import predict_touch_free, verdict
+Main entry point: predict a release from before it (release.py)
+----------------------------------------------------------------
+    from harness.model.release import PreRelease, predict_release, Host, Activity
+    pred, released, layout = predict_release(pre, host=Host(backend="anon", metric="rss"),
+                                             noise_mib=0.1, activity=Activity(...))
+    pred.expected_mib, pred.lo_mib, pred.hi_mib   # MiB the QEMU process RSS should drop by
+    pred.curve                                    # ((seconds after the release, cumulative MiB), ...)
+    pred.terms                                    # named reasons for [lo, hi], each with MiB
+    layout                                        # the free blocks predicted right after the release
 
-    before = snapshot_from_texts(zoneinfo=..., pagetypeinfo=..., buddyinfo=..., vmstat=...,
-                                 kernel="6.1.0-28-amd64", reporting_order=9)  # workload holds its memory
-    after = snapshot_from_texts(...)                                          # right after the free
-    p = predict_touch_free(before, after, kernel=..., order=9, freed_mib=1024, noise_mib=4.0)
-    p.expected_mib, p.lo_mib, p.hi_mib    # MiB the QEMU process RSS should drop by
-    p.curve                               # ((seconds after the free, cumulative MiB), ...)
-    p.terms                               # named reasons for [lo, hi], each with MiB
-    p.why                                 # per pass: budget per list, reports, why it stopped
-    p.to_json()                           # plain dicts
-    verdict(measured_mib, p)              # "within" / "outside"
+`pre` (PreRelease, with ZoneState / Pcp / Run / FreeBlock) is the model's own input type:
+the guest's free blocks with their flags, the host's residency per guest page, the per-cpu
+lists per zone and CPU, and the pages the release frees in the order it frees them, all
+read before the release. harness/prediction.py builds it from a phase's `pre` record and
+judges the measurement (total, curve, time to 90%, layout, guest free memory).
 
-Inputs of predict_touch_free:
-  before, after     harness.snapshot.Snapshot (zoneinfo, pagetypeinfo, buddyinfo, vmstat).
-                    Blocks free in both are taken as already reported (set
-                    before_reported=False if the guest had not settled).
-  kernel, order     guest release and the effective reporting order (read
-                    page_reporting_order from sysfs after the driver loaded;
-                    effective_reporting_order() says what a configuration gives).
-  freed_mib         what the workload freed.
-  resident          ResidentFraction(new=None, settled=0.0): host residency.
-                    Default: the freed memory was resident, older free memory
-                    was not (reported at boot or never touched).
-  blocks, resident  the exact path: the guest's real free blocks after the free
-                    ((pfn, order, reported) or harness.perblock.Block, from
-                    /proc/kpageflags) with resident=ResidentMap.from_bytes(held)
-                    (QEMU's pagemap per guest pfn). On the 6.1 per-block capture
-                    this predicts the measured host release to the MiB.
-  backend, host_page_size, discard_inhibited, poison_val: QEMU side.
-  params            ReportingParams: capacity, delay, budget divisor, gates,
-                    order override, report latency (what-ifs).
-  noise_mib         measured RSS noise; activity_mib: guest activity in the window.
-  window_s          None: predict the final drop; else the drop by window_s.
-  reporter          ReporterState at the free (idle, or work pending at next_run_s).
-  metric            "rss" (QEMU process) or "mapping" (guest RAM mapping; use it
-                    for hugetlb, whose pages are outside Rss).
+The older after-release recount (predict.py predict_touch_free, from two Snapshots) is
+used only for results recorded before phases had a `pre` record.
 
 Lower layers, usable on their own:
   Machine / Zone (buddy.py)   blocks (pfn, order) per order and migratetype list
