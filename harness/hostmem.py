@@ -92,20 +92,14 @@ def sample(proc: psutil.Process, ram_hva) -> Sample:
     return Sample(t, (rss - code) / MIB, ram / MIB, code / MIB)
 
 
-@dataclass
-class Sampler:
-    """Samples in a thread every `period` s; wait_for() blocks on a condition with a deadline."""
-    pid: int
-    ram_hva: int | tuple[int, ...]  # one host address per guest RAM backend (see ram_kb)
-    period: float = 0.1
-    samples: list[Sample] = field(default_factory=list)
-    csv_path: Path | None = None  # each sample is appended as it comes: a run cut short keeps them
+class PollingThread:
+    """A daemon thread running self._run() between __enter__ and __exit__; what it keeps is
+    guarded by self._cond, and a failure it meets is self.error (waiters are woken to see it)."""
 
-    def __post_init__(self):
-        self._proc = psutil.Process(self.pid)
+    def _init_thread(self, name: str) -> None:
         self._stop = threading.Event()
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"sampler-{self.pid}")
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
         self.error: Exception | None = None
 
     def __enter__(self):
@@ -115,6 +109,28 @@ class Sampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+    def _failed(self, e: Exception) -> None:
+        self.error = e
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Sampler(PollingThread):
+    """Samples in a thread every `period` s; wait_for() blocks on a condition with a deadline."""
+    pid: int
+    ram_hva: int | tuple[int, ...]  # one host address per guest RAM backend (see ram_kb)
+    period: float = 0.1
+    samples: list[Sample] = field(default_factory=list)
+    csv_path: Path | None = None  # each sample is appended as it comes: a run cut short keeps them
+
+    def __post_init__(self):
+        self._proc = psutil.Process(self.pid)
+        self._init_thread(f"sampler-{self.pid}")
 
     def _run(self):
         out = None
@@ -134,9 +150,7 @@ class Sampler:
             try:
                 s = sample(self._proc, self.ram_hva)
             except (psutil.Error, OSError, LookupError) as e:
-                self.error = e  # QEMU gone: waiters see it
-                with self._cond:
-                    self._cond.notify_all()
+                self._failed(e)  # QEMU gone
                 return
             with self._cond:
                 self.samples.append(s)

@@ -8,12 +8,12 @@ pages not counted). QEMU stamps the answer with its receipt time in whole epoch 
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 
 from . import balloon
 from .errors import GuestError
+from .hostmem import PollingThread
 
 POLL_S = 1  # the device's interval (whole seconds) and this thread's period
 
@@ -38,26 +38,18 @@ def sample_of(stats: balloon.GuestStats, t: float) -> StatsSample:
 
 
 @dataclass
-class StatsPoller:
+class StatsPoller(PollingThread):
     guest: object
     period: float = POLL_S
     samples: list[StatsSample] = field(default_factory=list)
 
     def __post_init__(self):
-        self._stop = threading.Event()
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="stats-poller")
-        self.error: Exception | None = None
+        self._init_thread("stats-poller")
         self.interval: int | None = None
 
     def __enter__(self):
         self.interval = balloon.set_polling(self.guest, POLL_S)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+        return super().__enter__()
 
     def _run(self):
         last = None
@@ -65,9 +57,7 @@ class StatsPoller:
             try:
                 st = balloon.get_stats(self.guest)
             except (GuestError, ValueError) as e:
-                self.error = e  # QEMU gone or an answer it should not give: waiters see it
-                with self._cond:
-                    self._cond.notify_all()
+                self._failed(e)  # QEMU gone, or an answer it should not give
                 return
             if st.last_update and st.last_update != last:
                 last = st.last_update
