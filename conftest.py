@@ -119,13 +119,14 @@ def guest_factory(request):
     cell = _item_cell(request.node)
     accel = request.node.funcargs.get("guest_accel") or request.config.balloon_accel
 
-    def make(**kw) -> Guest:
+    def make(start: str = "restore", **kw) -> Guest:
+        """start: "restore" (the default: harness/saved_guest.py) or "boot"."""
         kw.setdefault("accel", accel)
         booked = cell_of({"dims": kw})
         if booked != cell:  # the cell selector and the results' labels read the test's parameters
             pytest.fail(f"this test boots {booked} but its parameters put it in {cell}: pass kernel/qemu through "
                         "a `kernel`, `kernel_qemu` or `dims` parameter (harness/cells.py)", pytrace=False)
-        g = Guest(GuestConfig(**kw))
+        g = Guest(GuestConfig(**kw), start=start)
         guests.append(g)  # before launch: a failed launch is reaped too
         g.launch()
         return g

@@ -48,6 +48,9 @@ class _Parser(argparse.ArgumentParser):
 def _guest_options(r: argparse.ArgumentParser) -> None:
     """The options that say what guest to boot: the same for `run` and `shell`."""
     r.add_argument("--memory", type=_mib, default=2048, help="guest RAM (default 2048 MiB)")
+    r.add_argument("--start", default="restore", choices=("restore", "boot"),
+                   help="restore a saved guest of this configuration, built once and cached (default; "
+                        "a backend other than anon, or hinting, boots), or boot it")
     r.add_argument("--smp", type=int, default=2)
     r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     r.add_argument("--reporting", type=_onoff, default=True, metavar="on|off")
@@ -181,7 +184,7 @@ def _human(r: dict) -> str:
         f"scenario {r['scenario']}: {r['freed_mib']} MiB in a {r['memory_mib']} MiB guest, {r['smp']} vCPU",
         f"  guest {r['kernel']}, QEMU {r['qemu']}, accel {r['accel']}, reporting "
         f"{'on' if r['reporting'] else 'off'} (negotiated: {r['reporting_negotiated']}, order {r['reporting_order']}); "
-        f"boot {r['boot_s']} s; idle noise {r.get('idle_noise_mib')} MiB",
+        f"{r.get('start_mode', 'boot')} {r['boot_s']} s; idle noise {r.get('idle_noise_mib')} MiB",
     ]
     if "rss_before_mib" in r:
         lines.append(f"  QEMU RSS before the workload {r['rss_before_mib']:.1f} MiB")
@@ -291,9 +294,11 @@ def cmd_run(a) -> int:
         with display if display is not None else _Null():
             try:
                 from .scenarios import stats
-                g = (stats.EarlyStatsGuest if scenario == "stats" else Guest)(cfg, rundir=folder)
-                log.info("booting a %d MiB guest (%s, QEMU %s, kernel %s)", cfg.memory_mib, g.cfg.accel,
-                         g.qemu.version, g.image.kernel_release, extra={"phase": "boot"})
+                g = (stats.EarlyStatsGuest if scenario == "stats" else Guest)(cfg, rundir=folder, start=a.start)
+                log.info("%s a %d MiB guest (%s, QEMU %s, kernel %s)%s",
+                         "restoring" if g.start_mode == "restore" else "booting", cfg.memory_mib, g.cfg.accel,
+                         g.qemu.version, g.image.kernel_release, f" (boots: {g.start_note})" if g.start_note else "",
+                         extra={"phase": g.start_mode})
                 g.launch()
                 log.info("guest up in %.1f s", g.boot_s, extra={"qemu_pid": g.pid})
                 result = measured = _run_scenario(scenario, g, a)
@@ -373,9 +378,9 @@ def cmd_shell(a) -> int:
         raise UserError("an interactive shell needs OpenSSH's ssh client (apt-get install openssh-client); "
                         "or pipe the commands in: echo 'uname -a' | balloon-e2e shell")
     _logging(None, None)
-    g = Guest(cfg)
+    g = Guest(cfg, start=a.start)
     try:
-        log.info("booting a %d MiB guest (%s, kernel %s)", cfg.memory_mib, g.cfg.accel, g.image.kernel_release)
+        log.info("starting a %d MiB guest (%s, kernel %s)", cfg.memory_mib, g.cfg.accel, g.image.kernel_release)
         g.launch()
         log.info("guest up in %.1f s; QEMU pid %d, console log %s", g.boot_s, g.pid, g.console_log)
         if interactive:

@@ -21,13 +21,14 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import psutil
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from . import accel, hostsetup, image, keys, qemu_argv, qemu_bin
+from . import accel, guestfacts, hostsetup, image, keys, perblock, qemu_argv, qemu_bin, saved_guest
 from .config import GuestConfig
 from .errors import GuestError, LaunchError
 from .ssh import Session
@@ -86,21 +87,36 @@ def tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+@lru_cache(maxsize=None)
+def provision(kernel: str, modules: str | None, qemu: str | None, accel_spec: str):
+    """(image, QEMU, accelerator) of a configuration, looked up once per process: finding
+    them runs apt-cache, gcc and QEMU itself and hashes the image recipe (~1.7 s a guest)."""
+    resolved = accel.probe(accel_spec)  # first: a bad accelerator is an error before any build
+    return image.get(kernel, modules=modules), qemu_bin.find(qemu), resolved
+
+
 class Guest:
     incoming: str | None = None  # set by a migration destination (harness/migration.py)
     BOOT_TIMEOUT = 180.0  # s to SSH-ready; TCG boots take ~10 s here, 2 parallel guests ~2x
 
-    def __init__(self, cfg: GuestConfig, rundir: Path | None = None):
+    def __init__(self, cfg: GuestConfig, rundir: Path | None = None, start: str = "restore"):
         """rundir: where the console, QEMU log, argv and QMP transcript go, kept after shutdown
-        (the CLI's run folder); None: a private temporary directory, removed at shutdown."""
-        self.cfg = replace(cfg, accel=accel.probe(cfg.accel))
+        (the CLI's run folder); None: a private temporary directory, removed at shutdown.
+        start: "restore" a saved guest of this configuration (harness/saved_guest.py; built
+        first if missing) or "boot" it; a configuration that cannot restore boots, and
+        `start_note` says why."""
+        if start not in saved_guest.STARTS:
+            raise ValueError(f"start {start!r} not one of {saved_guest.STARTS}")
+        self.image, self.qemu, resolved = provision(cfg.kernel, cfg.modules, cfg.qemu, cfg.accel)
+        self.cfg = replace(cfg, accel=resolved)
+        self.start_note = saved_guest.unrestorable(self.cfg) if start == "restore" else None
+        self.start_mode = "boot" if self.start_note else start
         self.proc: subprocess.Popen | None = None
         self.qmp: QEMUMonitorProtocol | None = None
         self.qmp_lock = threading.Lock()  # one command at a time: the stats poller's thread shares it
         self.ssh: Session | None = None
         self.argv: list[str] = []
-        self.image = image.get(self.cfg.kernel, modules=self.cfg.modules)
-        self.qemu = qemu_bin.find(self.cfg.qemu)
+        self.timings: dict[str, float] = {}  # seconds: start_s (QEMU start to SSH), and a restore's parts
         self._host = ExitStack()  # what the host lends this guest's RAM (hugetlb pages, a mount)
         self.mem_path: str | None = None
         sweep_stale_rundirs()
@@ -128,6 +144,8 @@ class Guest:
         raise self._error("could not forward an SSH port after 5 tries")
 
     def launch(self) -> "Guest":
+        if self.start_mode == "restore" and self.incoming is None:
+            return self._restore()
         try:
             self._start_backed()
             self.ssh = Session(self.ssh_port, self._key)
@@ -140,10 +158,76 @@ class Guest:
             except (TimeoutError, GuestError) as e:
                 raise self._error(f"guest did not answer on SSH: {e}") from None
             self.boot_s = time.monotonic() - self.t_start
+            self.timings["start_s"] = round(self.boot_s, 3)
             return self
         except BaseException:
             self.shutdown()
             raise
+
+    # --- restore -------------------------------------------------------------
+
+    def portable_argv(self) -> list[str]:
+        """Pure given the config: the argv with its host-only parts fixed (QMP fd, console,
+        SSH port, disk path, RAM path): what a saved guest's key is made from."""
+        _, pub = keys.key_pair()
+        res = qemu_argv.Resources(
+            qemu=str(self.qemu.path), kernel=str(self.image.kernel), initrd=str(self.image.initrd),
+            base_cmdline=self.image.cmdline, qmp_fd=3, console_log="console.log", ssh_port=22,
+            ssh_pubkey_b64=pub, data_dirs=tuple(str(d) for d in self.qemu.data_dirs), mem_path=None,
+            disk="disk.raw" if self.cfg.disk_mib else None, incoming=None)
+        return qemu_argv.build(self.cfg, res)
+
+    def saved(self) -> saved_guest.Saved:
+        return saved_guest.Saved(saved_guest.key_of(
+            self.portable_argv(), saved_guest.qemu_identity(Path(self.qemu.path), self.qemu.version),
+            saved_guest.host_identity()))
+
+    def _restore(self) -> "Guest":
+        """QEMU with `-incoming exec:cat STATE` of this configuration's saved guest, `cont`, SSH."""
+        saved = self.saved()
+        t = time.monotonic()
+        meta = saved_guest.ensure(saved, self._build_saved)
+        self.timings["saved_wait_s"] = round(time.monotonic() - t, 3)  # 0 when it was there
+        self.saved_meta = meta
+        self.incoming = f"exec:cat {shlex.quote(str(saved.state))}"
+        try:
+            self._start_backed()
+            status = saved_guest.wait_migration(self, saved_guest.LOAD_TIMEOUT_S, "restoring the saved guest")
+            if status != "completed":
+                raise self._error(f"restoring the saved guest {saved.key}: migration {status}")
+            self.timings["load_s"] = round(time.monotonic() - self.t_start, 3)
+            if self.qmp_cmd("query-status").get("status") != "running":
+                self.qmp_cmd("cont")
+            self.ssh = Session(self.ssh_port, self._key)
+            try:
+                self.ssh_wait_s = self.ssh.wait(time.monotonic() + self.BOOT_TIMEOUT, alive=self.alive)
+            except (TimeoutError, GuestError) as e:
+                raise self._error(f"the restored guest did not answer on SSH: {e}") from None
+            self.boot_s = time.monotonic() - self.t_start
+            self.timings["start_s"] = round(self.boot_s, 3)
+            return self
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _build_saved(self, path: Path) -> dict:
+        """Boot this configuration, wait until nothing is left to report, save it to `path`."""
+        log.info("saving a booted guest for restores (once per configuration)", extra={"phase": "save"})
+        g = Guest(self.cfg, start="boot")
+        try:
+            g.launch()
+            t = time.monotonic()
+            if self.cfg.reporting:
+                o = guestfacts.reporting_order(g)
+                perblock.wait_reported(g, o if 0 <= o <= perblock.MAX_ORDER else 9)  # 9: pageblock order, as Run does
+            passes_s = time.monotonic() - t
+            save_s = saved_guest.save(g, path)
+            argv = g.argv
+        finally:
+            g.shutdown()
+        return {"argv": shlex.join(argv), "kernel": self.image.kernel_release, "qemu": self.qemu.version,
+                "boot_s": round(g.boot_s, 2), "boot_passes_s": round(passes_s, 2), "save_s": round(save_s, 2),
+                "bytes": path.stat().st_size, "created": time.time()}
 
     def _disk(self) -> str | None:
         """A sparse raw file in the private run directory: reads of it are zeros, costs no space."""

@@ -133,7 +133,7 @@ class Destination(Guest):
     """A second QEMU with the source's config, waiting on `-incoming unix:PATH`."""
 
     def __init__(self, source: Guest, progress=lambda m: None):
-        super().__init__(source.cfg)  # the config alone: Guest's other parameters differ across branches
+        super().__init__(source.cfg, start="boot")  # the config alone: Guest's other parameters differ across branches
         self.progress = progress
         self.socket_path = self.rundir / "migrate.sock"  # in our private 0700 run directory
         self.incoming = f"unix:{self.socket_path}"

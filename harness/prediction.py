@@ -237,10 +237,23 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
         secs = max(act["seconds"], 1e-3)
         activity = Activity(alloc_pages_per_s=max(0, _vm_delta(act["vmstat"], _alloc_keys(vm))) / secs,
                             free_pages_per_s=max(0, _vm_delta(act["vmstat"], ["pgfree"])) / secs,
-                            capture_alloc_pages=max(0, _vm_delta(pre["capture_vmstat"], _alloc_keys(vm))))
+                            capture_alloc_pages=max(0, _vm_delta(pre["capture_vmstat"], _alloc_keys(vm))),
+                            captures_in_window=_captures_after(phase) - (0 if _ended_by_scan(phase) else 1))
     else:
         activity = Activity()
     return p, activity
+
+
+def _ended_by_scan(phase: dict) -> bool:
+    return (phase.get("end") or {}).get("how") == "scan"
+
+
+def _captures_after(phase: dict) -> int:
+    """Our captures after the release, up to the last sample: the one right after it, and the
+    scans that ended the phase (Run.phase_end; before the last sample). A phase that ended on
+    stable RSS took its settled capture after the last sample."""
+    end = phase.get("end") or {}
+    return 1 + (int(end.get("scans", 1)) if _ended_by_scan(phase) else 1)
 
 
 @dataclass(frozen=True)
@@ -416,7 +429,8 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
         window = st[0] - min(pre.read_at_s.values(), default=0.0)
         free = free_memory_check(
             sum(1 << o for z in rel.machine.zones for _, o, _, _ in z.free_blocks()), sum(n for _, n in rel.residue),
-            j["inputs"]["residue_max_pages"], j["inputs"]["unknown_drained"], activity, 3, window, st[2], st[0])
+            j["inputs"]["residue_max_pages"], j["inputs"]["unknown_drained"], activity, 1 + _captures_after(phase),
+            window, st[2], st[0])
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.get("release_s", 0.0), early_s=worker_may_be_early_s(phase))
@@ -444,15 +458,26 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
     return fields
 
 
-def predicted_reporting(phase: dict, facts: dict, params: ReportingParams | None = None) -> Prediction:
-    """The prediction alone, from a phase's `pre` record (and its `held` snapshot): usable as soon
-    as the release is done, before anything after it is read (e.g. to know when the last pass
-    is due)."""
+@dataclass(frozen=True)
+class EndPlan:
+    """When a phase can end, from the model alone (its before-the-release inputs): the end of
+    its last predicted pass, in seconds after the release, and the free blocks >= the order it
+    leaves unreported once its passes are done (head pfn, order): a scan showing only those
+    pending is done."""
+    last_pass_s: float
+    unreported: frozenset[tuple[int, int]]
+
+
+def end_plan(phase: dict, facts: dict, params: ReportingParams | None = None) -> EndPlan:
+    """Usable as soon as the release is done, before anything after it is read."""
     pre, activity = pre_release_input(phase, facts)
     backend, metric = model_host(facts.get("backend", "anon"))
     host = Host(backend=backend, page_size=facts.get("host_page_size", 4096),
                 discard_inhibited=not facts["reporting_negotiated"], metric=metric)
-    return predict_release(pre, host=host, params=params or ReportingParams(),
-                           noise_mib=float(facts.get("idle_noise_mib") or 0.0), activity=activity,
-                           guest_reports=bool(facts["reporting_negotiated"]),
-                           own_growth_mib=float(phase["pre"].get("qemu_own_growth_mib", 0.0)))[0]
+    pred, rel, _ = predict_release(pre, host=host, params=params or ReportingParams(),
+                                   noise_mib=float(facts.get("idle_noise_mib") or 0.0), activity=activity,
+                                   guest_reports=bool(facts["reporting_negotiated"]),
+                                   own_growth_mib=float(phase["pre"].get("qemu_own_growth_mib", 0.0)))
+    left = frozenset((pfn, o) for z in rel.machine.zones for pfn, o, _, r in z.free_blocks()
+                     if not r and o >= pre.order)
+    return EndPlan(max((p["t_end"] for p in pred.to_json()["passes"]), default=0.0), left)

@@ -138,6 +138,30 @@ static int do_map(const char *name, long mib, uint64_t seed, enum how how, int n
 #define PM_PRESENT (1ULL << 63)
 #define PM_PFN ((1ULL << 55) - 1)
 
+/* Bulk reads: one syscall per CHUNK pagemap entries and per KPF_WIN kpageflags entries
+ * (a 2 MiB window), not two per page: 524288 preads took 3.4-3.7 s for 1 GiB under TCG. */
+#define CHUNK 4096
+#define KPF_WIN 512
+
+struct kpf_cache {
+	int fd;
+	unsigned long long first;	/* pfn of flags[0]; ~0 when empty */
+	size_t n;
+	uint64_t flags[KPF_WIN];
+};
+
+static uint64_t kpf_get(struct kpf_cache *c, unsigned long long pfn)
+{
+	if (c->first == ~0ULL || pfn < c->first || pfn >= c->first + c->n) {
+		c->first = pfn & ~(unsigned long long)(KPF_WIN - 1);
+		ssize_t got = pread(c->fd, c->flags, sizeof c->flags, (off_t)c->first * 8);
+		c->n = got > 0 ? (size_t)got / 8 : 0;
+		if (pfn >= c->first + c->n)
+			return 0;
+	}
+	return c->flags[pfn - c->first];
+}
+
 /* One line: the PFN runs behind [off, off+len) of every step-th window of r, VA order. */
 static void do_pfns(struct region *r, size_t keep, size_t gap)
 {
@@ -148,6 +172,9 @@ static void do_pfns(struct region *r, size_t keep, size_t gap)
 		if (kf >= 0) close(kf);
 		return;
 	}
+	static struct kpf_cache kc;
+	static uint64_t ent[CHUNK];
+	kc.fd = kf, kc.first = ~0ULL, kc.n = 0;
 	size_t cap = 1 << 16, used = 0, pages = 0, runs = 0;
 	char *out = malloc(cap);
 	unsigned long long start = 0, n = 0;
@@ -156,31 +183,34 @@ static void do_pfns(struct region *r, size_t keep, size_t gap)
 	size_t first = gap ? keep : 0, step = gap ? keep + gap : r->len, wlen = gap ? gap : r->len;
 	for (size_t w = first; w < r->len; w += step) {
 		size_t end = w + wlen <= r->len ? w + wlen : r->len;
-		for (size_t off = w; off < end; off += PG) {
-			uint64_t e = 0, f = 0;
+		for (size_t off = w; off < end; off += CHUNK * PG) {
+			size_t want = (end - off) / PG < CHUNK ? (end - off + PG - 1) / PG : CHUNK;
 			off_t vpn = (off_t)((uintptr_t)(r->base + off) / PG);
-			if (pread(pm, &e, 8, vpn * 8) != 8 || !(e & PM_PRESENT))
-				continue;
-			unsigned long long pfn = e & PM_PFN;
-			if (!pfn) {	/* PFNs read as 0 without CAP_SYS_ADMIN */
-				printf("err pagemap shows PFN 0: not root?\n");
-				close(pm), close(kf), free(out);
-				return;
+			ssize_t got = pread(pm, ent, want * 8, vpn * 8);
+			size_t have = got > 0 ? (size_t)got / 8 : 0;
+			for (size_t i = 0; i < have; i++) {
+				uint64_t e = ent[i];
+				if (!(e & PM_PRESENT))
+					continue;
+				unsigned long long pfn = e & PM_PFN;
+				if (!pfn) {	/* PFNs read as 0 without CAP_SYS_ADMIN */
+					printf("err pagemap shows PFN 0: not root?\n");
+					close(pm), close(kf), free(out);
+					return;
+				}
+				int h = (kpf_get(&kc, pfn) >> KPF_THP) & 1;
+				pages++;
+				if (n && pfn == start + n && h == huge) {
+					n++;
+					continue;
+				}
+				if (n) {
+					if (cap - used < 64) out = realloc(out, cap *= 2);
+					used += snprintf(out + used, cap - used, " %llu+%llu%s", start, n, huge ? "h" : "");
+					runs++;
+				}
+				start = pfn, n = 1, huge = h;
 			}
-			if (pread(kf, &f, 8, (off_t)pfn * 8) != 8)
-				f = 0;
-			int h = (f >> KPF_THP) & 1;
-			pages++;
-			if (n && pfn == start + n && h == huge) {
-				n++;
-				continue;
-			}
-			if (n) {
-				if (cap - used < 64) out = realloc(out, cap *= 2);
-				used += snprintf(out + used, cap - used, " %llu+%llu%s", start, n, huge ? "h" : "");
-				runs++;
-			}
-			start = pfn, n = 1, huge = h;
 		}
 	}
 	if (n) {

@@ -13,7 +13,7 @@ import re
 import time
 from contextlib import contextmanager, nullcontext
 
-from .. import guestfacts, hostmem, pagemap, perblock, procfs
+from .. import guestfacts, hostmem, pagemap, perblock, prediction, procfs
 from ..stats_poller import StatsPoller
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,12 @@ STABLE_WINDOW_S = 5.0
 STABLE_EPS_MIB = 4.0
 SETTLE_TIMEOUT_S = 120.0
 PAGEBLOCK_ORDER = 9  # x86_64 with HUGETLB_PAGE (include/linux/pageblock-flags.h)
+# A phase ends once reporting is done (Run.phase_end): at the model's last predicted pass
+# plus END_MARGIN_S (measured: the last pass landed 0.15-0.3 s after the model's under TCG),
+# one scan, then RSS_STOP_S of samples within STABLE_EPS_MIB.
+END_MARGIN_S = 0.5
+RSS_STOP_S = 1.0
+REPORTING_DELAY_S = 2.0  # mm/page_reporting.c PAGE_REPORTING_DELAY: the next pass, if one is due
 STATS_WAIT_S = 3.0  # two polling intervals (stats_poller.POLL_S) for the guest's next statistics
 # The workload runs pinned here, so its frees go onto this CPU's per-cpu lists, which the
 # model reads before the release (harness/model/release.py).
@@ -144,11 +150,10 @@ class Run:
         # after the release (the model's exact input) and once RSS has settled.
         cap_freed = perblock.capture(self.g, self.order, self.ranges)
         first_capture_s = time.monotonic() - t_action
-        log.info("%s: waiting for RSS to settle", name)
-        after = self.settle(t0, f"RSS to settle after {name}")
+        after, cap_settled, t_settled, end = self.phase_end(
+            name, t0, t_action, {"pre": {**pre, "activity": self.activity}, "snapshots": {"held": held},
+                                 "reportable_order": self.order})
         samples = self.s.since(t0)
-        t_settled = time.monotonic()
-        cap_settled = perblock.capture(self.g, self.order, self.ranges)
         # the guest's own count of free memory once reporting is over: its first answer after
         # the settled capture began (the model's free pages are checked against it)
         stat_settled = self.stats.next_after(t_settled, STATS_WAIT_S) if self.stats else None
@@ -171,7 +176,8 @@ class Run:
             "snapshots": {"held": held, "freed": freed},
             "carries_unreported": carries_unreported,
             "per_block": perblock.summary(cap_freed, cap_settled, self.g.cfg.reporting),
-            "first_capture_s": round(first_capture_s, 2),  # from the release; within the 2 s delay?
+            "first_capture_s": round(first_capture_s, 2),
+            "end": end,  # how the phase ended (Run.phase_end)  # from the release; within the 2 s delay?
             "release_s": round(release_s, 3),  # the action's SSH round trip: munmap and all
             "pre": {**pre, "activity": self.activity},
             "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
@@ -185,6 +191,55 @@ class Run:
         self._keep(phase)
         log.info("%s: drop %.1f MiB", name, drop, extra={"phase_done": name})
         return phase
+
+    def model_facts(self) -> dict:
+        """What the model reads of the run besides a phase's own records."""
+        g = self.g
+        return {"kernel": g.image.kernel_release, "backend": g.cfg.backend, "host_page_size": g.cfg.host_page_size,
+                "idle_noise_mib": round(getattr(self, "idle_noise", 0.0), 1), **self.facts}
+
+    def phase_end(self, name: str, t0: float, t_action: float, inputs: dict):
+        """Wait until reporting is done: (the last sample, the settled capture, when that capture
+        began, how it ended). With reporting: from the model's last predicted pass (its
+        before-the-release inputs only), one scan; done when nothing the model leaves unreported
+        is pending, else the next pass (2 s) and scan again; a pending set unchanged through a
+        delay and a pass is done too (nothing asks for a pass for it: perblock.wait_reported).
+        Then RSS_STOP_S of samples within STABLE_EPS_MIB. Without reporting nothing moves: RSS
+        stable for STABLE_WINDOW_S, as for the idle guest."""
+        if not self.facts["reporting_negotiated"]:
+            log.info("%s: waiting for RSS to settle", name)
+            after = self.settle(t0, f"RSS to settle after {name}")
+            t_settled = time.monotonic()
+            cap = perblock.capture(self.g, self.order, self.ranges)
+            return after, cap, t_settled, {"how": "stable", "waited_s": round(t_settled - t_action, 2), "scans": 1}
+        plan = prediction.end_plan(inputs, self.model_facts())
+        t_plan = time.monotonic() - t_action
+        log.info("%s: the model's last pass ends %.2f s after the release", name, plan.last_pass_s)
+        deadline = t_action + SETTLE_TIMEOUT_S
+        wake = t_action + plan.last_pass_s + END_MARGIN_S
+        scans, changed, last_left = 0, 0.0, None
+        while True:
+            time.sleep(max(0.0, wake - time.monotonic()))
+            t_scan = time.monotonic()
+            cap = perblock.capture(self.g, self.order, self.ranges)
+            scans += 1
+            left = {(b.head, b.order) for b in perblock.pending(cap)} - plan.unreported
+            if left != last_left:
+                changed, last_left = t_scan, left
+            elif t_scan - changed >= REPORTING_DELAY_S + END_MARGIN_S:
+                break  # the same blocks pending through a delay and a pass: stuck
+            if not left:
+                break
+            if t_scan > deadline:
+                raise TimeoutError(f"{name}: {len(left)} free blocks >= order {self.order} still unreported "
+                                   f"{SETTLE_TIMEOUT_S:.0f} s after the release")
+            wake = t_scan + REPORTING_DELAY_S + END_MARGIN_S
+        after = self.s.wait_for(hostmem.stable_for(RSS_STOP_S, STABLE_EPS_MIB, t_scan), SETTLE_TIMEOUT_S,
+                                f"RSS to stop after {name}")
+        return after, cap, t_scan, {"how": "scan", "model_last_pass_s": plan.last_pass_s,
+                                    "model_s": round(t_plan, 3), "scans": scans,
+                                    "left_unreported": len(last_left or ()),
+                                    "waited_s": round(time.monotonic() - t_action, 2)}
 
     def _keep(self, phase: dict) -> None:
         """Each phase's snapshots and captures go to the guest's run directory as soon as they
@@ -207,6 +262,7 @@ class Run:
             "host_thp": g.cfg.host_thp, **self.facts,
             # the model's rss_noise term: this run's own idle noise (every scenario has one)
             "idle_noise_mib": round(getattr(self, "idle_noise", 0.0), 1), "boot_s": round(g.boot_s, 2),
+            "start_mode": g.start_mode, "start_note": g.start_note, "guest_timings": dict(g.timings),
             **extra, **main, "phases": self.phases,
         }
 

@@ -39,7 +39,11 @@ GAUGE_SLACK = {"stat-free-memory": 1 << 20, "stat-available-memory": 1 << 20, "s
 
 class EarlyStatsGuest(Guest):
     """A Guest that asks for guest-stats once as soon as QMP is up, before the guest's
-    kernel (and its balloon driver) has run: what QEMU shows before any set arrived."""
+    kernel (and its balloon driver) has run: what QEMU shows before any set arrived.
+    It boots: a restored guest's driver has long sent its first set."""
+
+    def __init__(self, cfg, rundir=None, start="boot"):
+        super().__init__(cfg, rundir, start="boot")
 
     def wait_console(self, text, deadline):
         if not hasattr(self, "stats_before_driver"):

@@ -87,6 +87,21 @@ def test_held_of_is_present_or_swapped(entries):
     assert pagemap.held_of(raw) == bytes(1 if e >> 62 else 0 for e in entries)
 
 
+@given(st.lists(st.integers(0, (1 << 64) - 1), max_size=64), st.sets(st.integers(0, 15), max_size=4))
+def test_held_of_leaves_out_the_zero_pages(entries, zero):
+    # low PFNs so the drawn entries hit the zero set often
+    entries = [e & ~pagemap.PFN_MASK | (e & 15) for e in entries]
+    raw = b"".join(struct.pack("<Q", e) for e in entries)
+    want = bytes(0 if (e >> 63 and (e & pagemap.PFN_MASK) in zero) else (1 if e >> 62 else 0) for e in entries)
+    assert pagemap.held_of(raw, frozenset(zero)) == want
+
+
+def test_shared_pfns_are_present_and_not_exclusive():
+    present, excl = 1 << 63, 1 << 56
+    raw = b"".join(struct.pack("<Q", e) for e in (present | 7, present | excl | 8, 1 << 62 | 9, present | 1 << 61 | 10))
+    assert pagemap.shared_pfns(raw) == {7, 10}
+
+
 def test_held_of_rejects_partial_entries():
     with pytest.raises(ValueError):
         pagemap.held_of(b"\0" * 12)
@@ -122,6 +137,26 @@ def test_anonymous_touch_then_dontneed():
         assert _held(m) == bytes([1, 0] * (PAGES // 2))
         m.madvise(mmap.MADV_DONTNEED, 0, 16 * PAGE)  # QEMU's discard of private anonymous RAM
         assert _held(m) == bytes(16) + bytes([1, 0] * ((PAGES - 16) // 2))
+    finally:
+        _close(m)
+
+
+def test_a_read_of_untouched_anonymous_memory_is_not_held():
+    # The zero page: present in pagemap, in no RSS. A restored guest's zero pages are mapped
+    # this way (QEMU reads each to see it is zero); the model must not count them as held.
+    m = mmap.mmap(-1, PAGES * PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        m.madvise(mmap.MADV_NOHUGEPAGE)
+        for i in range(PAGES):
+            assert m[i * PAGE] == 0  # a read fault: the zero page
+        m[5 * PAGE] = 1
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(_addr(m) // PAGE * 8)
+            raw = f.read(PAGES * 8)
+        assert sum(e >> 63 for (e,) in struct.iter_unpack("<Q", raw)) == PAGES  # all present
+        want = bytearray(PAGES)
+        want[5] = 1
+        assert _held(m) == bytes(want)
     finally:
         _close(m)
 
