@@ -157,13 +157,31 @@ def curve_mismatches(result: dict, jitter_s: float = 0.5) -> list[str]:
     slack = order_slack_mib(phase) + pcp + drains
     lo = result["predicted_mib"] - result["predicted_lo_mib"]
     hi = result["predicted_hi_mib"] - result["predicted_mib"] + drains
+    # A worker already due at the release (worker_may_be_early_s) runs the model's passes up to
+    # early_s sooner, all by the same unknown shift: the curve is held to the best shift in
+    # [0, early_s], in steps of the sampler's period (a wrong delay or budget fits no shift).
+    early = worker_may_be_early_s(phase) if "pre" in phase else 0.0
+    best = None
+    for k in range(int(round(early / SAMPLE_PERIOD_S)) + 1):
+        shift = k * SAMPLE_PERIOD_S
+        curve = [(max(0.0, t - shift) if t > 0 else t, c) for t, c in result["predicted_curve"]]
+        bad = _curve_misses(result["samples"], curve, col, peak, lo, hi, slack, jitter_s, phase.get("release_s", 0.0))
+        if shift:
+            bad = [f"{m} (passes {shift:.1f} s early: a worker due at the release)" for m in bad]
+        if best is None or len(bad) < len(best):
+            best = bad
+        if not bad:
+            break
+    return best
+
+
+def _curve_misses(samples, curve, col, peak, lo, hi, slack, jitter_s, release_s) -> list[str]:
     bad = []
     # the first point of the curve is (0, 0): "pass" 0, before any report
-    windows = plateaus(result["predicted_curve"], jitter_s, lead_s=phase.get("release_s", 0.0),
-                       per_pass_s=PASS_LATENCY_S, sample_s=SAMPLE_PERIOD_S)
+    windows = plateaus(curve, jitter_s, lead_s=release_s, per_pass_s=PASS_LATENCY_S, sample_s=SAMPLE_PERIOD_S)
     for i, (t0, t1, c) in enumerate(windows):
         low = c - lo - (slack if i < len(windows) - 1 else 0.0)
-        for sample in result["samples"]:
+        for sample in samples:
             t = sample[0]
             if t0 <= t <= t1:
                 drop = peak - sample[col]

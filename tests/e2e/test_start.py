@@ -38,7 +38,11 @@ def test_a_restored_guest_starts_fully_reported(guest_factory, dims):
     ranges = pagemap.layout(g)
     order = guestfacts.reporting_order(g)
     cap = perblock.capture(g, order, ranges)
-    assert perblock.pending(cap) == [], "a restored guest has free blocks left to report"
+    # A booted guest has all its free memory (~1.8 GiB) to report at this point; a restored
+    # one nothing but what our own SSH sessions' frees just merged (a block or two, seen once)
+    left = perblock.pending(cap)
+    assert sum(1 << b.order for b in left) <= perblock.STUCK_MAX_BLOCKS << perblock.MAX_ORDER, \
+        f"a restored guest has {len(left)} free blocks left to report"
     bad, _ = perblock.reported_held(cap)
     assert bad == [], f"reported blocks the host holds after the restore: {bad[:3]}"
     held = sum(cap.held)

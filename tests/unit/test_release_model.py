@@ -278,3 +278,25 @@ def test_without_a_pending_block_the_first_pass_is_the_release_s():
 def test_a_reporting_delay_twice_the_kernel_s_fails_the_time_to_90_percent():
     ph = judged(load("numa2_6.1_on"), ReportingParams(delay_s=4.0))["phases"][-1]
     assert ph["judgement"]["t90"].startswith("outside"), ph["judgement"]
+
+
+# --- a restored guest's release with the worker already due (first pass 1.4 s after it) ----
+
+def test_a_worker_due_at_the_release_shifts_the_whole_curve_and_nothing_else():
+    r = load("restored_early_worker_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert prediction.worker_may_be_early_s(r["phases"][-1]) == pytest.approx(2.0 - 0.115)
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    # held to the model's own schedule, unshifted, the same steps read outside
+    unshifted = prediction._curve_misses(
+        r["phases"][-1]["samples"], ph["predicted_curve"], 1, r["phases"][-1]["rss_peak_mib"],
+        ph["predicted_mib"] - ph["predicted_lo_mib"], ph["predicted_hi_mib"] - ph["predicted_mib"], 0.0, 0.5,
+        r["phases"][-1]["release_s"])
+    assert unshifted, "the capture should need the shift"
+
+
+@pytest.mark.parametrize("params", [ReportingParams(delay_s=4.0), ReportingParams(capacity=16),
+                                    ReportingParams(budget_divisor=8)], ids=["delay4", "capacity16", "divisor8"])
+def test_no_shift_fits_a_wrong_pace(params):
+    ph = judged(load("restored_early_worker_6.1_on"), params)["phases"][-1]
+    assert ph["verdict"] == "outside", ph["judgement"]
