@@ -217,6 +217,12 @@ def _human(r: dict) -> str:
             lines.append(f"  {ph['phase']}: {ph['judgement']['free_memory']} (balloon stats, once reporting was over)")
         for f in (ph.get("judgement") or {}).get("failures", [])[:3]:
             lines.append(f"  {ph['phase']}: {f}")
+    t = r.get("timings") or {}
+    if t:
+        f = lambda k: "-" if t.get(k) is None else f"{t[k]:g}"  # noqa: E731
+        lines.append(f"  seconds: {t.get('start', 'boot')} {f('start_s')}, workload {f('workload_s')}, reports "
+                     f"{f('first_report_s')}-{f('last_report_s')} after the release, phase end {f('end_s')}, "
+                     f"model {f('model_s')}; QEMU start to verdict {f('verdict_s')} (floor {f('floor_s')})")
     lines.append(f"  verdict: {r['verdict'].upper()}{caveat}; terms of the last phase's interval:")
     for t in r["terms"]:
         lines.append(f"    {t['name']:<22} [{t['lo_mib']:+7.1f}, {t['hi_mib']:+7.1f}] MiB  {t['explanation']}")

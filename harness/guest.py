@@ -213,9 +213,17 @@ class Guest:
     def _build_saved(self, path: Path) -> dict:
         """Boot this configuration, wait until nothing is left to report, save it to `path`."""
         log.info("saving a booted guest for restores (once per configuration)", extra={"phase": "save"})
-        g = Guest(self.cfg, start="boot")
+        # its logs go with this guest's (a run folder keeps them); a boot that fails leaves its
+        # console and QEMU log where this guest's would be, the evidence of what failed
+        g = Guest(self.cfg, rundir=self.rundir / "saved-boot", start="boot")
         try:
-            g.launch()
+            try:
+                g.launch()
+            except BaseException:
+                for f in (g.console_log, g.qemu_log, g.rundir / "qemu-argv.txt"):
+                    if f.exists():
+                        shutil.copy(f, self.rundir / f.name)
+                raise
             t = time.monotonic()
             if self.cfg.reporting:
                 o = guestfacts.reporting_order(g)

@@ -6,8 +6,10 @@ it with other kernel constants (what-ifs).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+from . import timings
 from .config import model_host
 from .model import ModelError, Prediction, ReportingParams, ResidentMap, predict_touch_free, verdict
 from .model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
@@ -70,6 +72,7 @@ def predict(result: dict, params: ReportingParams | None = None) -> dict:
     """Predict every phase of a result and set the top-level fields (both in
     place): the main (last) phase's prediction, and a verdict that is `within`
     only if every phase is. Returns those top-level fields."""
+    t_model = time.monotonic()
     phases = result.get("phases") or [result]
     unreported = 0.0  # freed memory the model says stayed resident (below the order, on pcp lists)
     for ph in phases:
@@ -87,6 +90,11 @@ def predict(result: dict, params: ReportingParams | None = None) -> dict:
     top["verdict"] = "within" if all(ph["verdict"] == "within" for ph in phases) else "outside"
     top["phase_verdicts"] = {ph.get("phase", "main"): ph["verdict"] for ph in phases}
     result.update(top)
+    if "timings" in result:  # the first verdict on a fresh result also times it from QEMU's start
+        t = result["timings"]
+        started = t.pop("qemu_start_monotonic", None)
+        verdict_s = time.monotonic() - started if started is not None and "verdict_s" not in t else t.get("verdict_s")
+        result["timings"] = timings.of(result, time.monotonic() - t_model, verdict_s)
     return top
 
 

@@ -57,6 +57,7 @@ class Run:
         self.ranges = pagemap.layout(guest)  # guest-physical -> host mapping, for per-block captures
         self.activity: dict = {}  # guest activity rates measured in the idle window (see measuring)
         self.allocated = False  # the workload allocated since the last release (see pre_release)
+        self.workload_s = 0.0  # seconds in the workload's allocating commands (harness/timings.py)
         self.stats: StatsPoller | None = None  # the guest's balloon statistics, polled (see measuring)
 
     def ask(self, line: str) -> str:
@@ -64,9 +65,14 @@ class Run:
         if self.wl is None:
             self.wl = self.g.ssh.start("e2emem")
             self.wl.ask(f"cpu {WORKLOAD_CPU if self.g.cfg.smp > 1 else 0}")
-        if line.split()[0] in ("touch", "fill", "alloc"):
-            self.allocated = True
-        return self.wl.ask(line)
+        if line.split()[0] not in ("touch", "fill", "alloc"):
+            return self.wl.ask(line)
+        self.allocated = True
+        t = time.monotonic()
+        try:
+            return self.wl.ask(line)
+        finally:
+            self.workload_s += time.monotonic() - t
 
     def pre_release(self, unmaps: str | None, frees=None, kind: str | None = None) -> dict:
         """What the model may know, read before the release: the workload's mapped pages and the
@@ -262,7 +268,10 @@ class Run:
             "host_thp": g.cfg.host_thp, **self.facts,
             # the model's rss_noise term: this run's own idle noise (every scenario has one)
             "idle_noise_mib": round(getattr(self, "idle_noise", 0.0), 1), "boot_s": round(g.boot_s, 2),
-            "start_mode": g.start_mode, "start_note": g.start_note, "guest_timings": dict(g.timings),
+            "start_mode": g.start_mode, "start_note": g.start_note,
+            # harness/timings.py completes these once the model has run (prediction.predict)
+            "timings": {"start": g.start_mode, **g.timings, "workload_s": round(self.workload_s, 3),
+                        "qemu_start_monotonic": g.t_start},
             **extra, **main, "phases": self.phases,
         }
 
