@@ -427,7 +427,8 @@ def cmd_image(a) -> int:
             raise UserError(f"no cached image for kernel {kernel} (build it: balloon-e2e image build --kernel {kernel})")
         print(d)
     else:
-        for d in image.clean():
+        from . import saved_guest
+        for d in image.clean() + saved_guest.clean():  # saved guests name the images' files
             print(f"removed {d}", file=sys.stderr)
     return EXIT_WITHIN
 

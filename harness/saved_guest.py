@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -99,6 +100,18 @@ def saved_dir() -> Path:
     d = cache_dir() / "saved"
     d.mkdir(mode=0o700, exist_ok=True)
     return d
+
+
+def clean() -> list[Path]:
+    """Remove every saved guest, each under its lock (not while a worker builds one)."""
+    removed = []
+    for d in sorted(p for p in saved_dir().iterdir() if p.is_dir()):
+        with open(saved_dir() / f"{d.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            shutil.rmtree(d, ignore_errors=True)
+        (saved_dir() / f"{d.name}.lock").unlink(missing_ok=True)
+        removed.append(d)
+    return removed
 
 
 def ensure(saved: Saved, build) -> dict:

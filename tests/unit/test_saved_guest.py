@@ -1,0 +1,70 @@
+"""Saved guests: which configurations restore, the key, one build under the lock, clean."""
+import threading
+import time
+
+import pytest
+
+from harness import saved_guest
+from harness.config import GuestConfig
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BALLOON_E2E_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_only_anonymous_ram_without_hinting_restores():
+    assert saved_guest.unrestorable(GuestConfig()) is None
+    assert saved_guest.unrestorable(GuestConfig(kernel="6.12", numa_nodes=2, host_thp=False)) is None
+    for cfg in (GuestConfig(backend="memfd"), GuestConfig(backend="file"), GuestConfig(backend="hugetlbfs"),
+                GuestConfig(hinting=True)):
+        assert saved_guest.unrestorable(cfg), cfg
+
+
+def test_the_key_follows_every_input():
+    argv = ["qemu", "-m", "2048M", "-append", "console=ttyS0 e2e.key=AAAA"]
+    k = saved_guest.key_of(argv, "7.2.22 /usr/bin/qemu 1 2", "host")
+    assert k == saved_guest.key_of(list(argv), "7.2.22 /usr/bin/qemu 1 2", "host")
+    assert len({k, saved_guest.key_of(argv[:2] + ["1024M"] + argv[3:], "7.2.22 /usr/bin/qemu 1 2", "host"),
+                saved_guest.key_of(argv, "7.2.22 /usr/bin/qemu 1 3", "host"),
+                saved_guest.key_of(argv, "7.2.22 /usr/bin/qemu 1 2", "other host")}) == 4
+
+
+def test_parallel_starts_build_one_saved_guest(cache):
+    saved = saved_guest.Saved("k1")
+    built = []
+
+    def build(path):
+        built.append(path)
+        time.sleep(0.2)  # long enough for the other thread to queue on the lock
+        path.write_bytes(b"stream")
+        return {"bytes": 6}
+
+    metas = []
+    threads = [threading.Thread(target=lambda: metas.append(saved_guest.ensure(saved, build))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and metas == [{"bytes": 6}] * 2
+    assert saved.state.read_bytes() == b"stream"
+
+
+def test_a_failed_build_leaves_nothing(cache):
+    saved = saved_guest.Saved("k2")
+
+    def build(path):
+        path.write_bytes(b"partial")
+        raise RuntimeError("boot failed")
+
+    with pytest.raises(RuntimeError):
+        saved_guest.ensure(saved, build)
+    assert not saved.exists() and not list(saved.dir.iterdir())
+
+
+def test_clean_removes_every_saved_guest(cache):
+    for k in ("a", "b"):
+        saved_guest.ensure(saved_guest.Saved(k), lambda p: (p.write_bytes(b"x"), {})[1])
+    assert sorted(d.name for d in saved_guest.clean()) == ["a", "b"]
+    assert not any(saved_guest.saved_dir().iterdir())
