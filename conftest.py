@@ -135,7 +135,7 @@ def guest_factory(request):
     failed = _failed(request.node)
     for i, g in enumerate(guests):
         g.shutdown(keep_logs=True)
-        if failed:
+        if failed and g.rundir.exists():  # a test may have shut its guest down itself
             dest = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.nodeid) / str(i)
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(g.rundir, dest)

@@ -63,6 +63,7 @@ from functools import cached_property
 from . import pagemap, procfs
 from .model.reporting import zone_gate_mark
 from .pagemap import RamRange
+from .snapshot import parse_zoneinfo
 
 MAX_ORDER = 10  # largest buddy order on x86_64, 6.1 and 6.12
 PAGE_REPORTING_CAPACITY = 32  # mm/page_reporting.h
@@ -120,17 +121,10 @@ class Scan:
 # --- parsing (pure) ------------------------------------------------------------
 
 def parse_zones(zoneinfo: str) -> tuple[Zone, ...]:
-    """/proc/zoneinfo -> populated zones. mm/vmstat.c zoneinfo_show_print prints start_pfn
-    only for populated zones, after 'spanned'."""
-    zones, name, vals = [], None, {}
-    for line in zoneinfo.splitlines():
-        if m := re.match(r"Node\s+(\d+),\s+zone\s+(\S+)", line):
-            name, vals = zone_label(int(m.group(1)), m.group(2)), {}
-        elif m := re.match(r"\s+(pages free|low|spanned)\s+(\d+)$", line):
-            vals[m.group(1)] = int(m.group(2))  # pageset lines ("high:  53") carry a colon: no match
-        elif (m := re.match(r"\s+start_pfn:\s+(\d+)", line)) and name and vals.get("spanned"):
-            start = int(m.group(1))
-            zones.append(Zone(name, start, start + vals["spanned"], vals.get("pages free", 0), vals.get("low", 0)))
+    """/proc/zoneinfo -> populated zones, through the one zoneinfo parser (harness/snapshot.py).
+    mm/vmstat.c zoneinfo_show_print prints start_pfn only for populated zones."""
+    zones = [Zone(zone_label(z.node, z.zone), z.start_pfn, z.start_pfn + z.spanned, z.free, z.low)
+             for z in parse_zoneinfo(zoneinfo) if z.start_pfn is not None and z.spanned]
     if not zones:
         raise procfs.ProcParseError("zoneinfo: no populated zone with start_pfn and spanned")
     return tuple(zones)

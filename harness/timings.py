@@ -2,6 +2,7 @@
 
 start_s      QEMU start to SSH-ready, `start` saying "boot" or "restore"
 workload_s   the workload's own allocating commands (touch, fill, alloc)
+release_at_s QEMU start to the (last) release
 first_report_s, last_report_s
              after the (last) release: the first sample STEP_MIB below the peak, and the
              first at the final level (within STEP_MIB of it)
@@ -40,6 +41,8 @@ def of(result: dict, model_s: float, verdict_s: float | None) -> dict:
                         else (1, ph.get("rss_peak_mib"), ph.get("rss_after_mib")))
     if peak is not None and ph.get("samples"):
         t["first_report_s"], t["last_report_s"] = report_times(ph["samples"], peak, after, col)
+    if "release_at_s" in ph:
+        t["release_at_s"] = ph["release_at_s"]
     end = ph.get("end") or {}
     if "waited_s" in end:
         t["end_s"] = end["waited_s"]

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 STABLE_WINDOW_S = 5.0
 STABLE_EPS_MIB = 4.0
 SETTLE_TIMEOUT_S = 120.0
+# A restored guest was saved with nothing left to report (harness/saved_guest.py) and the
+# scan before the idle window says so again, so no pass can move its RSS: the window only
+# measures the run's own noise and activity rates, and 2 s (20 samples) does that.
+IDLE_WINDOW_RESTORED_S = 2.0
 PAGEBLOCK_ORDER = 9  # x86_64 with HUGETLB_PAGE (include/linux/pageblock-flags.h)
 # A phase ends once reporting is done (Run.phase_end): at the model's last predicted pass
 # plus END_MARGIN_S (measured: the last pass landed 0.15-0.3 s after the model's under TCG),
@@ -184,7 +188,8 @@ class Run:
             "per_block": perblock.summary(cap_freed, cap_settled, self.g.cfg.reporting),
             "first_capture_s": round(first_capture_s, 2),
             "end": end,  # how the phase ended (Run.phase_end)  # from the release; within the 2 s delay?
-            "release_s": round(release_s, 3),  # the action's SSH round trip: munmap and all
+            "release_s": round(release_s, 3),
+            "release_at_s": round(t_action - self.g.t_start, 3),  # from QEMU's start (harness/timings.py)  # the action's SSH round trip: munmap and all
             "pre": {**pre, "activity": self.activity},
             "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
             # [s after the release, QEMU's receipt (epoch s), free, available, caches MiB]
@@ -297,12 +302,13 @@ def measuring(guest, progress=None, stats: bool = True):
                 log.info("waiting for the boot-time reporting passes to finish", extra={"phase": "boot passes"})
                 perblock.wait_reported(guest, run.order, run.ranges)
             log.info("waiting for the idle guest's RSS to settle", extra={"phase": "idle"})
+            window = IDLE_WINDOW_RESTORED_S if guest.start_mode == "restore" else STABLE_WINDOW_S
             t = time.monotonic()
             vm0 = guest.run("cat /proc/vmstat").stdout
-            run.settle(t, "idle RSS to settle")
+            s.wait_for(hostmem.stable_for(window, STABLE_EPS_MIB, t), SETTLE_TIMEOUT_S, "idle RSS to settle")
             vm1 = guest.run("cat /proc/vmstat").stdout
             run.activity = {"vmstat": [vm0, vm1], "seconds": round(time.monotonic() - t, 2)}
-            idle = s.since(time.monotonic() - STABLE_WINDOW_S)
+            idle = s.since(time.monotonic() - window)
             run.idle = s.latest()
             run.idle_noise = max(x.rss_mib for x in idle) - min(x.rss_mib for x in idle)
             yield run

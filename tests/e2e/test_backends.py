@@ -28,7 +28,7 @@ from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-FREED_MIB = 1024
+FREED_MIB = 256  # one pass: what differs between backends is the discard, not the pacing
 # Touching 1 GiB raised the measured metric by 1012-1028 MiB in 12 runs
 # (tests/e2e/test_touch_free.py): twice the worst deficit.
 REUSE_SLACK_MIB = 24.0

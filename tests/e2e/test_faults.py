@@ -64,6 +64,9 @@ def test_qemu_killed_mid_scenario_is_a_clear_error(guest_factory):
     os.kill(g.pid, signal.SIGKILL)
     with pytest.raises((GuestError, RuntimeError, OSError, EOFError)):
         touch_free.run(g, mib=256)
+    # the scenario can fail before the kernel has torn the killed QEMU down (a restored
+    # guest's SSH resets at once): wait for its exit, then shutdown must see it
+    g.proc.wait(timeout=30)
     assert g.shutdown().startswith("had exited")
     assert not g.alive()
 

@@ -32,17 +32,26 @@ Node 0, zone      DMA
         low      107
         high     128
         spanned  4095
+        present  3998
+        managed  3840
   start_pfn:           1
 Node 0, zone    DMA32
   pages free     479676
         min      11177
         low      13971
+        high     16765
         spanned  12288
+        present  12288
+        managed  12000
   start_pfn:           4096
 Node 0, zone   Normal
   pages free     0
+        min      0
         low      0
+        high     0
         spanned  0
+        present  0
+        managed  0
 """
 BUDDY = "Node 0, zone      DMA 0 0 0 0 0 0 0 0 0 0 0\nNode 0, zone    DMA32 0 0 0 0 0 0 0 0 0 0 0\n"
 
@@ -104,8 +113,9 @@ def test_zoneinfo_zones_and_gate():
 
 
 def test_zones_of_a_second_node_are_told_apart():
-    text = ZONEINFO + "Node 1, zone   Normal\n  pages free     100\n        low      7\n        spanned  4096\n" \
-                      "  start_pfn:           16384\n"
+    text = ZONEINFO + ("Node 1, zone   Normal\n  pages free     100\n        min      5\n        low      7\n"
+                       "        high     9\n        spanned  4096\n        present  4096\n        managed  4000\n"
+                       "  start_pfn:           16384\n")
     zones = perblock.parse_zones(text)
     assert [z.name for z in zones] == ["DMA", "DMA32", "Normal@node1"]
     buddy = BUDDY + "Node 1, zone   Normal 0 0 0 0 0 0 0 0 0 0 4\n"
