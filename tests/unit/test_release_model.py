@@ -255,10 +255,10 @@ def test_a_model_that_frees_half_the_pages_fails_the_free_memory_check(on):
 @pytest.mark.parametrize("name,measured,interval", [
     # 988 MiB against 952 [942, 1028]: after three passes the model had 89.9% of its total, the
     # guest 90.2% of its larger one: 90% a pass before the model's
-    ("numa2_6.1_on", 6.24, (4.19, 8.98)),
+    ("numa2_6.1_on", 6.24, (4.19, 9.38)),
     # a free block >= the order pending 0.25 s before the release: the worker was already
     # scheduled, the first pass came 1.6 s after the release
-    ("fragment_early_worker_6.1_on", 7.57, (6.18, 9.83)),
+    ("fragment_early_worker_6.1_on", 7.57, (6.18, 10.23)),
 ])
 def test_the_time_to_90_percent_follows_the_total_left_open_and_an_early_worker(name, measured, interval):
     ph = judged(load(name))["phases"][-1]
@@ -300,3 +300,13 @@ def test_a_worker_due_at_the_release_shifts_the_whole_curve_and_nothing_else():
 def test_no_shift_fits_a_wrong_pace(params):
     ph = judged(load("restored_early_worker_6.1_on"), params)["phases"][-1]
     assert ph["verdict"] == "outside", ph["judgement"]
+
+
+def test_a_pass_late_by_the_suite_s_measured_latency_is_within():
+    # one pass, 90% at 2.35 s against 2.005: two TCG guests on two cores. (A doubled delay is
+    # not caught on this capture: a block pending 0.23 s before the release leaves the first
+    # pass anywhere in the delay before its predicted time; numa2_6.1_on catches it.)
+    r = load("order8_late_pass_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["measured_t90_s"] == 2.35 and ph["verdict"] == "within", ph["judgement"]["failures"]
+    assert prediction.worker_may_be_early_s(r["phases"][-1]) > 1.7
