@@ -348,7 +348,8 @@ def worker_may_be_early_s(phase: dict) -> float:
     capture (a CI run's first pass came 1.6 s after the release, a pending block at -0.25 s).
     No pending block: the release's own first merge asks, the model's t = 0."""
     pre = phase["pre"]
-    if not pending(Capture.from_json(pre["capture"])):
+    stuck = {tuple(x) for x in pre.get("stuck", [])}  # pending once passes were over: they ask none
+    if not [b for b in pending(Capture.from_json(pre["capture"])) if (b.head, b.order) not in stuck]:
         return 0.0
     return max(0.0, REPORTING_DELAY_S + pre["read_at_s"]["capture"])
 
