@@ -68,3 +68,33 @@ def test_clean_removes_every_saved_guest(cache):
         saved_guest.ensure(saved_guest.Saved(k), lambda p: (p.write_bytes(b"x"), {})[1])
     assert sorted(d.name for d in saved_guest.clean()) == ["a", "b"]
     assert not any(saved_guest.saved_dir().iterdir())
+
+
+def _guest(monkeypatch, tmp_path, **cfg):
+    from harness import guest as guest_mod
+    from harness.image import Image
+    from harness.qemu_bin import Qemu
+    img = Image(kernel=tmp_path / "vmlinuz", initrd=tmp_path / "initrd", cmdline="console=ttyS0", kernel_release="6.1.0-57-amd64", key="k")
+    q = Qemu(path=tmp_path / "qemu-system-x86_64", version="7.2.22")
+    monkeypatch.setattr(guest_mod, "provision", lambda *a: (img, q, "tcg"))
+    return guest_mod.Guest(GuestConfig(**cfg))
+
+
+def test_the_key_does_not_see_the_host_only_parts(cache, monkeypatch, tmp_path):
+    # two guests of one configuration: different run folders (console paths), and the argv's
+    # QMP fd, SSH port and disk path are fixed before hashing
+    a, b = _guest(monkeypatch, tmp_path), _guest(monkeypatch, tmp_path)
+    assert a.rundir != b.rundir
+    assert a.portable_argv() == b.portable_argv()
+    assert not any(str(a.rundir) in x for x in a.portable_argv())
+    # a configuration that reaches the guest is another key
+    c = _guest(monkeypatch, tmp_path, memory_mib=1024)
+    assert c.portable_argv() != a.portable_argv()
+    for g in (a, b, c):
+        g.shutdown()
+
+
+def test_an_unrestorable_configuration_boots_and_says_why(cache, monkeypatch, tmp_path):
+    g = _guest(monkeypatch, tmp_path, backend="memfd")
+    assert g.start_mode == "boot" and "memfd" in g.start_note
+    g.shutdown()
