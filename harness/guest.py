@@ -38,6 +38,11 @@ PR_SET_PDEATHSIG = 1
 # Console lines that mean the guest kernel is in trouble, whatever the test measured.
 FAULTS = re.compile(r"Kernel panic|Oops|BUG:|Call Trace|general protection fault|WARNING: CPU|page allocation failure")
 _libc = ctypes.CDLL(None, use_errno=True)
+# One QMP exchange at a time in this process, whichever guest: qemu.qmp's legacy client runs
+# each call to completion on asyncio's default event loop, which every client made in the
+# main thread shares; a stats poller's thread on the source and the main thread on a migration
+# destination at once raised "This event loop is already running" (a fresh-clone suite).
+QMP_LOCK = threading.Lock()
 
 
 def _child_setup(thp_disable: bool = False):
@@ -113,7 +118,7 @@ class Guest:
         self.start_mode = "boot" if self.start_note else start
         self.proc: subprocess.Popen | None = None
         self.qmp: QEMUMonitorProtocol | None = None
-        self.qmp_lock = threading.Lock()  # one command at a time: the stats poller's thread shares it
+        self.qmp_lock = QMP_LOCK  # one exchange at a time: the stats poller's thread shares it
         self.ssh: Session | None = None
         self.argv: list[str] = []
         self.timings: dict[str, float] = {}  # seconds: start_s (QEMU start to SSH), and a restore's parts
@@ -268,7 +273,8 @@ class Guest:
         self.qmp = QEMUMonitorProtocol(ours)
         self.qmp.settimeout(30)
         try:
-            self.qmp.connect()
+            with self.qmp_lock:
+                self.qmp.connect()
         except Exception as e:
             self.proc.wait(timeout=10)
             if re.search(r"host forwarding|Could not set up host", tail(self.qemu_log)):
@@ -299,7 +305,9 @@ class Guest:
         if self.proc is not None and self.proc.poll() is None:
             how = "quit"
             try:
-                self._transcribe("quit", {}, self.qmp.cmd("quit"))
+                with self.qmp_lock:
+                    reply = self.qmp.cmd("quit")
+                self._transcribe("quit", {}, reply)
                 self.proc.wait(timeout=10)
             except Exception:
                 how = "killed"
@@ -318,7 +326,8 @@ class Guest:
     def _reap(self):
         if self.qmp is not None:
             try:
-                self.qmp.close()
+                with self.qmp_lock:
+                    self.qmp.close()
             except Exception:
                 pass
             self.qmp = None

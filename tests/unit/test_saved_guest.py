@@ -18,7 +18,8 @@ def test_only_anonymous_ram_without_hinting_restores():
     assert saved_guest.unrestorable(GuestConfig()) is None
     assert saved_guest.unrestorable(GuestConfig(kernel="6.12", numa_nodes=2, host_thp=False)) is None
     for cfg in (GuestConfig(backend="memfd"), GuestConfig(backend="file"), GuestConfig(backend="hugetlbfs"),
-                GuestConfig(hinting=True)):
+                GuestConfig(hinting=True), GuestConfig(kernel_args=("page_poison=1",)),
+                GuestConfig(kernel_args=("init_on_free=1",))):
         assert saved_guest.unrestorable(cfg), cfg
 
 
