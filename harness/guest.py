@@ -158,16 +158,20 @@ class Guest:
             # The console says when rcS is done; SSH attempts before that would
             # hang in slirp until their own timeout.
             self.wait_console("e2e: rcS done", deadline)
-            try:
-                self.ssh_wait_s = self.ssh.wait(deadline, alive=lambda: self.proc.poll() is None)
-            except (TimeoutError, GuestError) as e:
-                raise self._error(f"guest did not answer on SSH: {e}") from None
-            self.boot_s = time.monotonic() - self.t_start
-            self.timings["start_s"] = round(self.boot_s, 3)
-            return self
+            return self._ssh_ready(deadline, "guest")
         except BaseException:
             self.shutdown()
             raise
+
+    def _ssh_ready(self, deadline: float, what: str) -> "Guest":
+        """Wait for the guest's SSH; the start's time from QEMU's start (boot or restore)."""
+        try:
+            self.ssh_wait_s = self.ssh.wait(deadline, alive=self.alive)
+        except (TimeoutError, GuestError) as e:
+            raise self._error(f"{what} did not answer on SSH: {e}") from None
+        self.boot_s = time.monotonic() - self.t_start
+        self.timings["start_s"] = round(self.boot_s, 3)
+        return self
 
     # --- restore -------------------------------------------------------------
 
@@ -175,12 +179,18 @@ class Guest:
         """Pure given the config: the argv with its host-only parts fixed (QMP fd, console,
         SSH port, disk path, RAM path): what a saved guest's key is made from."""
         _, pub = keys.key_pair()
-        res = qemu_argv.Resources(
+        return qemu_argv.build(self.cfg, self._resources(
+            qmp_fd=3, console_log="console.log", ssh_port=22, pub=pub, mem_path=None,
+            disk="disk.raw" if self.cfg.disk_mib else None, incoming=None))
+
+    def _resources(self, *, qmp_fd: int, console_log: str, ssh_port: int, pub: str, mem_path: str | None,
+                   disk: str | None, incoming: str | None) -> qemu_argv.Resources:
+        """This guest's image and QEMU, with the host-only parts given."""
+        return qemu_argv.Resources(
             qemu=str(self.qemu.path), kernel=str(self.image.kernel), initrd=str(self.image.initrd),
-            base_cmdline=self.image.cmdline, qmp_fd=3, console_log="console.log", ssh_port=22,
-            ssh_pubkey_b64=pub, data_dirs=tuple(str(d) for d in self.qemu.data_dirs), mem_path=None,
-            disk="disk.raw" if self.cfg.disk_mib else None, incoming=None)
-        return qemu_argv.build(self.cfg, res)
+            base_cmdline=self.image.cmdline, qmp_fd=qmp_fd, console_log=console_log, ssh_port=ssh_port,
+            ssh_pubkey_b64=pub, data_dirs=tuple(str(d) for d in self.qemu.data_dirs), mem_path=mem_path,
+            disk=disk, incoming=incoming)
 
     def saved(self) -> saved_guest.Saved:
         return saved_guest.Saved(saved_guest.key_of(
@@ -204,13 +214,7 @@ class Guest:
             if self.qmp_cmd("query-status").get("status") != "running":
                 self.qmp_cmd("cont")
             self.ssh = Session(self.ssh_port, self._key)
-            try:
-                self.ssh_wait_s = self.ssh.wait(time.monotonic() + self.BOOT_TIMEOUT, alive=self.alive)
-            except (TimeoutError, GuestError) as e:
-                raise self._error(f"the restored guest did not answer on SSH: {e}") from None
-            self.boot_s = time.monotonic() - self.t_start
-            self.timings["start_s"] = round(self.boot_s, 3)
-            return self
+            return self._ssh_ready(time.monotonic() + self.BOOT_TIMEOUT, "the restored guest")
         except BaseException:
             self.shutdown()
             raise
@@ -231,8 +235,7 @@ class Guest:
                 raise
             t = time.monotonic()
             if self.cfg.reporting:
-                o = guestfacts.reporting_order(g)
-                perblock.wait_reported(g, o if 0 <= o <= perblock.MAX_ORDER else 9)  # 9: pageblock order, as Run does
+                perblock.wait_reported(g, guestfacts.effective_order(guestfacts.reporting_order(g)))
             passes_s = time.monotonic() - t
             save_s = saved_guest.save(g, path)
             argv = g.argv
@@ -255,13 +258,9 @@ class Guest:
         self._key, pub = keys.key_pair()
         ours, theirs = socket.socketpair()
         self.ssh_port = _free_port()
-        res = qemu_argv.Resources(
-            qemu=str(self.qemu.path), kernel=str(self.image.kernel), initrd=str(self.image.initrd),
-            base_cmdline=self.image.cmdline, qmp_fd=theirs.fileno(), console_log=str(self.console_log),
-            ssh_port=self.ssh_port, ssh_pubkey_b64=pub,
-            data_dirs=tuple(str(d) for d in self.qemu.data_dirs), mem_path=self.mem_path,
-            disk=self._disk(), incoming=self.incoming)
-        self.argv = qemu_argv.build(self.cfg, res)
+        self.argv = qemu_argv.build(self.cfg, self._resources(
+            qmp_fd=theirs.fileno(), console_log=str(self.console_log), ssh_port=self.ssh_port, pub=pub,
+            mem_path=self.mem_path, disk=self._disk(), incoming=self.incoming))
         (self.rundir / "qemu-argv.txt").write_text(shlex.join(self.argv) + "\n")
         self.t_start = time.monotonic()
         with open(self.qemu_log, "wb") as qemu_out:

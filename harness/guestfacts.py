@@ -5,6 +5,14 @@ from . import procfs
 from .errors import GuestError
 
 ORDER_PARAM = "/sys/module/page_reporting/parameters/page_reporting_order"
+PAGEBLOCK_ORDER = 9  # x86_64 with HUGETLB_PAGE (include/linux/pageblock-flags.h)
+
+
+def effective_order(sysfs_order: int) -> int:
+    """Pure: the order reporting works at. With no reporting driver registered sysfs reads
+    MAX_ORDER (6.1) or -1 (6.12); then the order registration would pick
+    (mm/page_reporting.c page_reporting_register), pageblock_order."""
+    return sysfs_order if 0 <= sysfs_order <= 10 else PAGEBLOCK_ORDER
 
 
 def balloon_features(guest) -> str:

@@ -418,18 +418,9 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
                           metric: str | None = None) -> dict:
     """Prediction fields and the judgement of one phase, from its before-the-release inputs only.
     metric: the figure judged, by default the backend's (the RAM mapping for hugetlbfs)."""
-    pre, activity = pre_release_input(phase, facts)
-    backend, default_metric = model_host(facts.get("backend", "anon"))
-    metric = metric or default_metric
-    host = Host(backend=backend, page_size=facts.get("host_page_size", 4096),
-                discard_inhibited=not facts["reporting_negotiated"], metric=metric)
+    metric = metric or model_host(facts.get("backend", "anon"))[1]
     noise = facts.get("idle_noise_mib")
-    if noise is None:
-        raise ModelError("the result has no idle_noise_mib: the run's own RSS noise is an input")
-    pred, rel, layout_free = predict_release(pre, host=host, params=params or ReportingParams(),
-                                             noise_mib=float(noise), activity=activity,
-                                             guest_reports=bool(facts["reporting_negotiated"]),
-                                             own_growth_mib=float(phase["pre"].get("qemu_own_growth_mib", 0.0)))
+    pre, activity, (pred, rel, layout_free) = _run_release_model(phase, facts, params, metric)
     j = pred.to_json()
     measured = phase["drop_mib" if metric == "rss" else "ram_drop_mib"]
     total = ("within" if pred.lo_mib <= measured <= pred.hi_mib else "outside") + \
@@ -488,6 +479,20 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
     return fields
 
 
+def _run_release_model(phase: dict, facts: dict, params: ReportingParams | None, metric: str):
+    """The reference allocator on a phase's before-the-release records: (its input, the
+    activity rates, predict_release's (prediction, release, layout))."""
+    pre, activity = pre_release_input(phase, facts)
+    host = Host(backend=model_host(facts.get("backend", "anon"))[0], page_size=facts.get("host_page_size", 4096),
+                discard_inhibited=not facts["reporting_negotiated"], metric=metric)
+    noise = facts.get("idle_noise_mib")
+    if noise is None:
+        raise ModelError("the result has no idle_noise_mib: the run's own RSS noise is an input")
+    return pre, activity, predict_release(pre, host=host, params=params or ReportingParams(), noise_mib=float(noise),
+                                          activity=activity, guest_reports=bool(facts["reporting_negotiated"]),
+                                          own_growth_mib=float(phase["pre"].get("qemu_own_growth_mib", 0.0)))
+
+
 @dataclass(frozen=True)
 class EndPlan:
     """When a phase can end, from the model alone (its before-the-release inputs): the end of
@@ -500,14 +505,7 @@ class EndPlan:
 
 def end_plan(phase: dict, facts: dict, params: ReportingParams | None = None) -> EndPlan:
     """Usable as soon as the release is done, before anything after it is read."""
-    pre, activity = pre_release_input(phase, facts)
-    backend, metric = model_host(facts.get("backend", "anon"))
-    host = Host(backend=backend, page_size=facts.get("host_page_size", 4096),
-                discard_inhibited=not facts["reporting_negotiated"], metric=metric)
-    pred, rel, _ = predict_release(pre, host=host, params=params or ReportingParams(),
-                                   noise_mib=float(facts.get("idle_noise_mib") or 0.0), activity=activity,
-                                   guest_reports=bool(facts["reporting_negotiated"]),
-                                   own_growth_mib=float(phase["pre"].get("qemu_own_growth_mib", 0.0)))
+    pre, _, (pred, rel, _) = _run_release_model(phase, facts, params, model_host(facts.get("backend", "anon"))[1])
     left = frozenset((pfn, o) for z in rel.machine.zones for pfn, o, _, r in z.free_blocks()
                      if not r and o >= pre.order)
     return EndPlan(max((p["t_end"] for p in pred.to_json()["passes"]), default=0.0), left)

@@ -29,7 +29,6 @@ SETTLE_TIMEOUT_S = 120.0
 # scan before the idle window says so again, so no pass can move its RSS: the window only
 # measures the run's own noise and activity rates, and 2 s (20 samples) does that.
 IDLE_WINDOW_RESTORED_S = 2.0
-PAGEBLOCK_ORDER = 9  # x86_64 with HUGETLB_PAGE (include/linux/pageblock-flags.h)
 # A phase ends once reporting is done (Run.phase_end): at the model's last predicted pass
 # plus END_MARGIN_S (measured: the last pass landed 0.15-0.3 s after the model's under TCG),
 # one scan, then RSS_STOP_S of samples within STABLE_EPS_MIB.
@@ -52,11 +51,7 @@ class Run:
             "reporting_negotiated": guestfacts.reporting_negotiated(guest),
             "reporting_order": guestfacts.reporting_order(guest),
         }
-        # With no reporting driver registered sysfs reads MAX_ORDER (6.1) or
-        # -1 (6.12); the yardstick and the model then use the order
-        # registration would pick (mm/page_reporting.c page_reporting_register).
-        o = self.facts["reporting_order"]
-        self.order = o if 0 <= o <= 10 else PAGEBLOCK_ORDER
+        self.order = guestfacts.effective_order(self.facts["reporting_order"])
         self.wl = None
         self.ranges = pagemap.layout(guest)  # guest-physical -> host mapping, for per-block captures
         self.activity: dict = {}  # guest activity rates measured in the idle window (see measuring)
