@@ -34,7 +34,7 @@ IDLE_WINDOW_RESTORED_S = 2.0
 # one scan, then RSS_STOP_S of samples within STABLE_EPS_MIB.
 END_MARGIN_S = 0.5
 RSS_STOP_S = 1.0
-REPORTING_DELAY_S = 2.0  # mm/page_reporting.c PAGE_REPORTING_DELAY: the next pass, if one is due
+REPORTING_DELAY_S = prediction.REPORTING_DELAY_S  # the next pass, if one is due
 STATS_WAIT_S = 3.0  # two polling intervals (stats_poller.POLL_S) for the guest's next statistics
 # The workload runs pinned here, so its frees go onto this CPU's per-cpu lists, which the
 # model reads before the release (harness/model/release.py).
@@ -133,8 +133,8 @@ class Run:
         med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
         return max(0.0, med(own[-5:]) - med(own[:5])) if own else 0.0
 
-    def settle(self, since: float, what: str) -> hostmem.Sample:
-        return self.s.wait_for(hostmem.stable_for(STABLE_WINDOW_S, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
+    def settle(self, since: float, what: str, window: float = STABLE_WINDOW_S) -> hostmem.Sample:
+        return self.s.wait_for(hostmem.stable_for(window, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
 
     def release(self, name: str, action, freed_mib: float, carries_unreported: bool = False,
                 unmaps: str | None = None, frees=None, freed_pfns: list | None = None) -> dict:
@@ -201,10 +201,10 @@ class Run:
             "snapshots": {"held": held, "freed": freed},
             "carries_unreported": carries_unreported,
             "per_block": perblock.summary(cap_freed, cap_settled, self.g.cfg.reporting),
-            "first_capture_s": round(first_capture_s, 2),
-            "end": end,  # how the phase ended (Run.phase_end)  # from the release; within the 2 s delay?
-            "release_s": round(release_s, 3),
-            "release_at_s": round(t_action - self.g.t_start, 3),  # from QEMU's start (harness/timings.py)  # the action's SSH round trip: munmap and all
+            "first_capture_s": round(first_capture_s, 2),  # from the release; within the 2 s delay?
+            "end": end,  # how the phase ended (Run.phase_end)
+            "release_s": round(release_s, 3),  # the action's SSH round trip: munmap and all
+            "release_at_s": round(t_action - self.g.t_start, 3),  # from QEMU's start (harness/timings.py)
             "pre": {**pre, "activity": self.activity},
             "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
             # [s after the release, QEMU's receipt (epoch s), free, available, caches MiB]
@@ -322,7 +322,7 @@ def measuring(guest, progress=None, stats: bool = True):
             window = IDLE_WINDOW_RESTORED_S if guest.start_mode == "restore" else STABLE_WINDOW_S
             t = time.monotonic()
             vm0 = guest.run("cat /proc/vmstat").stdout
-            s.wait_for(hostmem.stable_for(window, STABLE_EPS_MIB, t), SETTLE_TIMEOUT_S, "idle RSS to settle")
+            run.settle(t, "idle RSS to settle", window)
             vm1 = guest.run("cat /proc/vmstat").stdout
             run.activity = {"vmstat": [vm0, vm1], "seconds": round(time.monotonic() - t, 2)}
             idle = s.since(time.monotonic() - window)
