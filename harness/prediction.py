@@ -16,7 +16,7 @@ from .model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from .model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
                             predict_release)
 from .model.predict import Term
-from .perblock import Capture, pending
+from .perblock import Capture, asked
 from .snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
 
 # Measured RSS noise of the QEMU process (README "Measured here"): an idle
@@ -343,13 +343,13 @@ def t90_interval(pred: Prediction, release_s: float, sample_period_s: float = SA
 
 def worker_may_be_early_s(phase: dict) -> float:
     """Pure: how much before the model's first pass the real one may come. A free block >= the
-    order still unreported in the capture before the release means a free already asked for a
-    pass (page_reporting_notify_free), due 2 s after that ask: as early as just after the
-    capture (a CI run's first pass came 1.6 s after the release, a pending block at -0.25 s).
-    No pending block: the release's own first merge asks, the model's t = 0."""
+    order still unreported in the capture before the release, made by a free (perblock.asked),
+    means the free already asked for a pass (page_reporting_notify_free), due 2 s after that
+    ask: as early as just after the capture (a CI run's first pass came 1.6 s after the
+    release, a pending block at -0.25 s). None: the release's own first merge asks, t = 0."""
     pre = phase["pre"]
     stuck = {tuple(x) for x in pre.get("stuck", [])}  # pending once passes were over: they ask none
-    if not [b for b in pending(Capture.from_json(pre["capture"])) if (b.head, b.order) not in stuck]:
+    if not asked(Capture.from_json(pre["capture"]), stuck):
         return 0.0
     return max(0.0, REPORTING_DELAY_S + pre["read_at_s"]["capture"])
 

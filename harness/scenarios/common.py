@@ -31,9 +31,13 @@ SETTLE_TIMEOUT_S = 120.0
 IDLE_WINDOW_RESTORED_S = 2.0
 # A phase ends once reporting is done (Run.phase_end): at the model's last predicted pass
 # plus END_MARGIN_S (measured: the last pass landed 0.15-0.3 s after the model's under TCG),
-# one scan, then RSS_STOP_S of samples within STABLE_EPS_MIB.
+# one scan, then RSS_STOP_S of samples within STABLE_EPS_MIB. A block the scan sees reported
+# is already discarded: QEMU discards a report's ranges before it returns the buffer
+# (hw/virtio/virtio-balloon.c virtio_balloon_handle_report), the driver waits for that
+# (virtballoon_free_page_report) and only then page_reporting_drain marks the pages reported.
+# So the samples after the scan only show RSS is not mid-move: 3 samples (hostmem.Sampler.period).
 END_MARGIN_S = 0.5
-RSS_STOP_S = 1.0
+RSS_STOP_S = 0.3
 REPORTING_DELAY_S = prediction.REPORTING_DELAY_S  # the next pass, if one is due
 STATS_WAIT_S = 3.0  # two polling intervals (stats_poller.POLL_S) for the guest's next statistics
 # The workload runs pinned here, so its frees go onto this CPU's per-cpu lists, which the
@@ -97,12 +101,13 @@ class Run:
             out["read_at"]["mapped"] = time.monotonic()
             out["unmapped"] = pfn_runs(self.ask(f"pfns {unmaps}")) if unmaps != region else out["mapped"]
             out["read_at"]["unmapped"] = time.monotonic()
-        # A block >= the order pending here means a free already asked the worker for a pass,
-        # due 2 s after that ask: the release would find it due and every pass come early by an
-        # unknown amount. Seen on every restored guest: the held snapshot's SSH command splits
-        # and re-merges one order-10 block (pfn 334848, 2 GiB, 6.1), its pass 1.4 s after the
-        # release. So wait for that pass and read again; a block still pending after a delay
-        # and a pass is one nothing asks a pass for (perblock.wait_reported), and stays.
+        # A block >= the order pending here that a free made (perblock.asked) means the free
+        # already asked the worker for a pass, due 2 s after that ask: the release would find
+        # it due and every pass come early by an unknown amount. Seen on restored guests: the
+        # held snapshot's SSH command splits and re-merges one order-10 block (pfn 334848,
+        # 2 GiB, 6.1), its pass 1.4 s after the release. So wait for that pass and read again;
+        # a block still pending after a delay and a pass is one nothing asks a pass for
+        # (perblock.wait_reported), and stays.
         t_wait = time.monotonic()
         deadline = t_wait + REPORTING_DELAY_S + 2 * END_MARGIN_S
         first_capture = None
@@ -112,7 +117,7 @@ class Run:
             out["read_at"]["capture"] = time.monotonic()
             first_capture = first_capture or out["read_at"]["capture"]
             vm1 = self.g.run("cat /proc/vmstat").stdout
-            due = {(b.head, b.order) for b in perblock.pending(cap)} - self.stuck
+            due = perblock.asked(cap, self.stuck)
             if not self.facts["reporting_negotiated"] or not due or time.monotonic() > deadline:
                 break
             time.sleep(END_MARGIN_S)  # the pass is due within the delay; a capture costs ~0.2 s of guest CPU

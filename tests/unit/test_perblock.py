@@ -256,3 +256,32 @@ def test_summary_is_json():
     assert len(back["violations"]["first"]) == perblock.VIOLATIONS_SHOWN
     assert back["settled"]["zones"]["DMA"] == {"pfns": [1, 4096], "gated": True}
     assert set(back["settled"]["pages"]) == set(perblock.CLASSES)
+
+
+# --- which pending blocks asked for a pass (stored real captures before a release) ------
+
+def _pre_capture(name: str) -> Capture:
+    r = json.loads((DATA.parent / "release" / f"{name}.json").read_text())
+    return Capture.from_json(r["phases"][-1]["pre"]["capture"])
+
+
+def test_a_held_pending_block_asked_and_an_unheld_one_did_not():
+    # restored_early_worker: order-10 pfn 334848, 512 pages held (a re-merge after an SSH
+    # command), its pass came 1.4 s after the release; order8_late_pass: order-8 pfn 87808,
+    # none held, its pass came on time
+    early, late = _pre_capture("restored_early_worker_6.1_on"), _pre_capture("order8_late_pass_6.1_on")
+    assert [(b.head, b.order) for b in perblock.asked(early)] == [(334848, 10)]
+    assert [(b.head, b.order) for b in perblock.pending(late)] == [(87808, 8)]
+    assert perblock.asked(late) == []
+    assert perblock.asked(early, stuck={(334848, 10)}) == []
+
+
+def test_a_batch_of_pending_blocks_counts_whatever_the_host_holds():
+    # a list with a batch or more unreported re-arms the worker (page_reporting_cycle's budget)
+    cap = _pre_capture("order8_late_pass_6.1_on")
+    zone = perblock.pending(cap)[0].zone
+    cap.blocks = [Block(head=(1 << 19) + (i << 9), order=9, reported=False, zone=zone) for i in range(perblock.ONE_BATCH)]
+    assert not any(cap.held_in(b.head, b.end) for b in cap.blocks)
+    assert len(perblock.asked(cap)) == perblock.ONE_BATCH
+    cap.blocks = cap.blocks[1:]
+    assert perblock.asked(cap) == []

@@ -303,10 +303,18 @@ def test_no_shift_fits_a_wrong_pace(params):
 
 
 def test_a_pass_late_by_the_suite_s_measured_latency_is_within():
-    # one pass, 90% at 2.35 s against 2.005: two TCG guests on two cores. (A doubled delay is
-    # not caught on this capture: a block pending 0.23 s before the release leaves the first
-    # pass anywhere in the delay before its predicted time; numa2_6.1_on catches it.)
+    # one pass, 90% at 2.35 s against 2.005: two TCG guests on two cores. The block pending
+    # 0.23 s before the release (pfn 87808, order 8) is one the host held none of: made without
+    # a free, it asked no pass (perblock.asked), and indeed the pass came on time, not early.
     r = load("order8_late_pass_6.1_on")
     ph = judged(r)["phases"][-1]
     assert ph["measured_t90_s"] == 2.35 and ph["verdict"] == "within", ph["judgement"]["failures"]
-    assert prediction.worker_may_be_early_s(r["phases"][-1]) > 1.7
+    assert prediction.worker_may_be_early_s(r["phases"][-1]) == 0.0
+
+
+@pytest.mark.parametrize("params", [ReportingParams(delay_s=4.0), ReportingParams(delay_s=1.0)], ids=["delay4", "delay1"])
+def test_a_wrong_delay_is_caught_on_the_late_pass_capture(params):
+    # with no early worker presumed, the curve holds the pass to its time: a delay twice or
+    # half the kernel's misses it
+    ph = judged(load("order8_late_pass_6.1_on"), params)["phases"][-1]
+    assert ph["verdict"] == "outside", ph["judgement"]
