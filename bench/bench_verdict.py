@@ -17,9 +17,21 @@ after the release, and what fraction of the final drop it had seen by then:
               (test_balloon.py get_stable_rss_mem); its assertion is only "it went down"
 A peer's verdict time is ours with our release-to-verdict part replaced by its wait.
 
+The set-up, once (`--no-setup` leaves it out), in an empty cache directory of its own
+(BALLOON_E2E_CACHE, removed after; apt's own .deb cache is the machine's): the guest image
+built cold, then found cached; the first restore, which boots the guest (QEMU start to
+SSH-ready; the guest's own uptime when its rcS is done, read from the console), waits out
+its boot-time passes and saves it; then a restore (load, start to SSH). The harness's own
+overhead is the start to SSH-ready less the guest's own part: its rcS uptime for a boot
+(QEMU's set-up, the firmware and SSH), nothing for a restore (all of it). And the host
+side's own CPU: this process's CPU seconds per second over 10 s of an idle restored guest,
+the RSS sampler alone, then with the balloon-statistics poller.
+
+`--suite` also times the README's test command (`ci/test`, wall seconds and its last line).
+
 Writes JSON (min / median / max over the repeats, every value, machine and versions) to
 bench/results/verdict.json, or --out -.
-    .venv/bin/python bench/bench_verdict.py [--repeat 3] [--start restore|boot|both] [--mib 1024]
+    .venv/bin/python bench/bench_verdict.py [--repeat 3] [--start restore|boot|both] [--mib 1024] [--suite]
 """
 from __future__ import annotations
 
@@ -27,15 +39,23 @@ import argparse
 import json
 import os
 import platform
+import re
+import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import guest as guest_mod, hostmem, image  # noqa: E402
 from harness.config import GuestConfig  # noqa: E402
 from harness.guest import Guest  # noqa: E402
+from harness.stats_poller import StatsPoller  # noqa: E402
 from harness.prediction import predict  # noqa: E402
 from harness.scenarios import touch_free  # noqa: E402
 
@@ -110,6 +130,72 @@ def one(start: str, mib: int, kernel: str, qemu: str | None) -> dict:
             "predicted_mib": r["predicted_mib"], "verdict": r["verdict"], "peers": peer_waits(r)}
 
 
+def rcs_uptime_s(console: str) -> float | None:
+    """Pure: the guest's uptime when its rcS was done (guest_images' init prints it)."""
+    m = re.search(r"e2e: rcS done ([0-9.]+)s", console)
+    return float(m.group(1)) if m else None
+
+
+def cpu_per_s(window_s: float) -> float:
+    """This process's CPU seconds per second while the caller's threads run and it sleeps."""
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    time.sleep(window_s)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / (time.monotonic() - t0), 4)
+
+
+def setup(kernel: str, qemu: str | None) -> dict:
+    """Image cold and cached, the saved guest's build (boot, passes, save), a restore, the
+    sampler's CPU: in a cache directory of its own."""
+    out: dict = {}
+    old = os.environ.get("BALLOON_E2E_CACHE")
+    tmp = tempfile.mkdtemp(prefix="bench-cache-")
+    os.environ["BALLOON_E2E_CACHE"] = tmp
+    guest_mod.provision.cache_clear()
+    try:
+        for what in ("image_cold_s", "image_cached_s"):
+            t = time.monotonic()
+            image.get(kernel)
+            out[what] = round(time.monotonic() - t, 2)
+        for what in ("first_restore", "restore"):
+            g = Guest(GuestConfig(kernel=kernel, qemu=qemu))
+            try:
+                g.launch()
+                out[what] = dict(g.timings)
+                if what == "first_restore":
+                    meta = g.saved().meta
+                    out["saved_guest"] = json.loads(meta.read_text()) if meta.exists() else None
+                    boot_console = g.rundir / "saved-boot" / "console.log"
+                    out["saved_guest_rcs_uptime_s"] = rcs_uptime_s(boot_console.read_text()) if boot_console.exists() else None
+                else:
+                    with hostmem.Sampler(g.pid, g.ram_hvas()):
+                        out["sampler_cpu_per_s"] = cpu_per_s(10.0)
+                        with StatsPoller(g):
+                            out["sampler_and_stats_cpu_per_s"] = cpu_per_s(10.0)
+            finally:
+                g.shutdown()
+        sv = out.get("saved_guest") or {}
+        if sv.get("boot_s") is not None and out.get("saved_guest_rcs_uptime_s") is not None:
+            out["boot_overhead_s"] = round(sv["boot_s"] - out["saved_guest_rcs_uptime_s"], 2)
+        out["restore_overhead_s"] = out["restore"].get("start_s")
+    finally:
+        if old is None:
+            os.environ.pop("BALLOON_E2E_CACHE", None)
+        else:
+            os.environ["BALLOON_E2E_CACHE"] = old
+        guest_mod.provision.cache_clear()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def suite() -> dict:
+    """The README's test command, timed (its own output goes to ours, its last line kept)."""
+    t = time.monotonic()
+    p = subprocess.run(["ci/test"], cwd=ROOT, capture_output=True, text=True)
+    tail = [x for x in p.stdout.splitlines() if x.strip()][-1:] or [""]
+    return {"command": "ci/test", "wall_s": round(time.monotonic() - t, 1), "exit": p.returncode, "last_line": tail[0]}
+
+
 def spread(xs: list[float]) -> dict:
     xs = [x for x in xs if x is not None]
     return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "all": xs} if xs else {}
@@ -134,8 +220,14 @@ def main() -> None:
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--qemu", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "verdict.json"))
+    ap.add_argument("--no-setup", action="store_true", help="leave out the image / save / restore / sampler section")
+    ap.add_argument("--suite", action="store_true", help="also time the README's test command (ci/test, ~9 min)")
     a = ap.parse_args()
     starts = ("restore", "boot") if a.start == "both" else (a.start,)
+    setup_res = None
+    if not a.no_setup:
+        print("[bench] set-up: image cold / cached, save, restore, sampler CPU", file=sys.stderr, flush=True)
+        setup_res = setup(a.kernel, a.qemu)
     runs = []
     for start in starts:
         for i in range(a.repeat):
@@ -147,8 +239,12 @@ def main() -> None:
                     "load_avg": os.getloadavg()},
         "versions": {"kernel": runs[0]["kernel"], "qemu": runs[0]["qemu"]},
         "by_start": {s: summary([r for r in runs if r["start"] == s]) for s in starts},
+        "setup": setup_res,
         "runs": runs,
     }
+    if a.suite:
+        print("[bench] the README's test command (ci/test)", file=sys.stderr, flush=True)
+        res["suite"] = suite()
     text = json.dumps(res, indent=1)
     if a.out == "-":
         print(text)

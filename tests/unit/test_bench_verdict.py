@@ -24,3 +24,8 @@ def test_a_peer_verdict_replaces_our_release_to_verdict_part():
     p = bench.peer_waits(r)
     assert p["tp-libvirt"]["verdict_s"] == 9.0 + 120.0
     assert p["firecracker"]["drop_seen_fraction"] == 0.25
+
+
+def test_rcs_uptime_is_read_from_the_console():
+    assert bench.rcs_uptime_s("[    2.02] Free page reporting enabled\ne2e: rcS done 2.09s\n") == 2.09
+    assert bench.rcs_uptime_s("no init line") is None
