@@ -39,7 +39,7 @@ IDLE_WINDOW_RESTORED_S = 2.0
 END_MARGIN_S = 0.5
 RSS_STOP_S = 0.3
 REPORTING_DELAY_S = prediction.REPORTING_DELAY_S  # the next pass, if one is due
-STATS_WAIT_S = 3.0  # two polling intervals (stats_poller.POLL_S) for the guest's next statistics
+STATS_WAIT_S = 3.0  # two of the device's intervals (stats_poller.POLL_S) for the guest's next statistics
 # The workload runs pinned here, so its frees go onto this CPU's per-cpu lists, which the
 # model reads before the release (harness/model/release.py).
 WORKLOAD_CPU = 0

@@ -36,7 +36,8 @@ REUSE_SLACK_MIB = 24.0
 CASES = [
     # QEMU 10.0 with anonymous RAM is in the default run already (tests/e2e/test_matrix.py)
     pytest.param({"qemu": "10.0"}, id="qemu-10.0", marks=pytest.mark.matrix),
-    pytest.param({"backend": "hugetlbfs"}, id="hugetlbfs-2M"),
+    # 1 GiB: fd-backed RAM boots (harness/saved_guest.py), ~8 s of boot-time passes a GiB
+    pytest.param({"backend": "hugetlbfs", "memory_mib": 1024}, id="hugetlbfs-2M"),
     pytest.param({"qemu": "10.0", "backend": "memfd"}, id="qemu-10.0-memfd", marks=pytest.mark.matrix),
     pytest.param({"backend": "memfd"}, id="memfd", marks=pytest.mark.matrix),
     pytest.param({"backend": "file"}, id="file-tmpfs", marks=pytest.mark.matrix),

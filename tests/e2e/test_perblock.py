@@ -105,7 +105,9 @@ def test_page_poison_reports_without_discard_and_the_invariant_catches_it(guest_
     Debian 6.1) and the balloon keeps its default page-poison=on, so VIRTIO_BALLOON_F_PAGE_POISON
     is negotiated with poison_val 0xaaaaaaaa: the guest reports and marks blocks, QEMU acks
     without discarding (virtio_balloon_handle_report)."""
-    g = guest_factory(reporting=True, kernel=kernel, kernel_args=("page_poison=1",))
+    # 1 GiB: it boots (poisoned free pages are not zero: harness/saved_guest.py), and a boot's
+    # cost is its boot-time passes, ~8 s a GiB
+    g = guest_factory(reporting=True, kernel=kernel, kernel_args=("page_poison=1",), memory_mib=1024)
     r = touch_free_captures(g, reporting=True)
     s = _record(record_property, r, True)
     assert procfs.feature_bit(r.features, procfs.VIRTIO_BALLOON_F_REPORTING)

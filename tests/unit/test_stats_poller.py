@@ -50,3 +50,36 @@ def test_no_answer_in_time_is_none():
     g = FakeGuest()
     with StatsPoller(g, period=10.0) as p:   # one read at the start, none after
         assert p.next_after(time.monotonic() + 5, timeout=0.2) is None
+
+
+class HalfSecondGuest(FakeGuest):
+    """QEMU's timer half a second into each second: a new answer at x.5, stamped x."""
+    def qmp_cmd(self, cmd, **args):
+        if cmd == "qom-set" or args["property"] == "guest-stats-polling-interval":
+            return super().qmp_cmd(cmd, **args)
+        now = time.time()
+        got = int(now) if now % 1 >= 0.5 else int(now) - 1
+        return _reply(self.free, got)
+
+
+def test_an_answer_first_read_after_a_read_past_the_moment_counts_before_its_stamp_does():
+    # t early in a second: the answer QEMU gets at its .5 is stamped with t's own second, and
+    # counts because a read begun after t did not have it yet; by the stamp alone it would
+    # wait for the next second's answer (~1.4 s)
+    g = HalfSecondGuest()
+    with StatsPoller(g, period=0.02) as p:
+        while not 0.05 < time.time() % 1 < 0.2:
+            time.sleep(0.01)
+        t = time.monotonic()
+        got = p.next_after(t, timeout=3.0)
+        waited = time.monotonic() - t
+    assert got is not None and got.absent_at is not None and got.absent_at >= t
+    assert got.last_update <= time.time() - time.monotonic() + t  # its stamp alone would not count
+    assert waited < 0.6
+
+
+def test_an_answer_of_the_first_read_counts_only_by_its_stamp():
+    g = HalfSecondGuest()
+    t = time.monotonic()
+    with StatsPoller(g, period=10.0) as p:  # one read: the answer it finds may be older than t
+        assert p.next_after(t, timeout=0.2) is None
