@@ -26,8 +26,8 @@ def _free(fm: dict | None) -> str:
 def main(paths):
     print("| test | phase | kernel | QEMU | freed | measured drop | predicted [lo, hi] | width | verdict "
           "| t90 measured / predicted (s) | blocks >= order: real / predicted / matched "
-          "| guest free MiB (balloon stats): measured / predicted [lo, hi] | test |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| guest free MiB (balloon stats): measured / predicted [lo, hi] | phase end (s) | test |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, phase, r, failed in rows(paths):
         width = r["predicted_hi_mib"] - r["predicted_lo_mib"]
         # the figure the verdict is on: the guest RAM mapping for hugetlbfs (outside the process Rss)
@@ -36,7 +36,7 @@ def main(paths):
               f"{r['predicted_mib']} [{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] | {width:.1f} | {r['verdict']} | "
               f"{r.get('measured_t90_s', r['seconds_to_90pct'])} / {r['predicted_seconds_to_90pct']} | "
               f"{r.get('layout_real')} / {r.get('layout_predicted')} / {r.get('layout_matched')} | "
-              f"{_free(r.get('free_memory'))} | "
+              f"{_free(r.get('free_memory'))} | {r.get('end_s', '-')} | "
               f"{'FAILED' if failed else 'passed'} |")
 
 

@@ -308,16 +308,18 @@ def pending(cap: Capture) -> list[Block]:
 ONE_BATCH = 32
 
 
-def asked(cap: Capture, stuck: frozenset | set = frozenset()) -> list[Block]:
+def asked(cap: Capture, stuck: frozenset | set = frozenset(), unheld_ask_none: bool = True) -> list[Block]:
     """Pending blocks (less `stuck`) that asked the worker for a pass, read while no pass is
-    re-arming it (fewer pending than one batch): those the host holds a page of. A free asks
+    re-arming it (fewer pending than one batch): those the host holds a page of (with
+    unheld_ask_none; else all of them: a migration destination got in-use pages whose
+    content was zero as the zero page, not held, and their free asks). A free asks
     (__free_one_page -> page_reporting_notify_free) and frees pages the guest wrote, which the
     host holds; a block the host holds none of was made without a free: the remainder of a
     reported block split by an allocation (expand() adds it to the free list without a notify:
     after every THP touch, one order-9 block, e.g. pfn 284160 on 6.1 restored, still pending
     3.5 s later in 5 of 5 runs), or the reporter's put-back merging reported buddies."""
     left = [b for b in pending(cap) if (b.head, b.order) not in stuck]
-    if len(left) >= ONE_BATCH:
+    if len(left) >= ONE_BATCH or not unheld_ask_none:
         return left
     return [b for b in left if cap.held_in(b.head, b.head + (1 << b.order))]
 

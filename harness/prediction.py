@@ -349,7 +349,7 @@ def worker_may_be_early_s(phase: dict) -> float:
     release, a pending block at -0.25 s). None: the release's own first merge asks, t = 0."""
     pre = phase["pre"]
     stuck = {tuple(x) for x in pre.get("stuck", [])}  # pending once passes were over: they ask none
-    if not asked(Capture.from_json(pre["capture"]), stuck):
+    if not asked(Capture.from_json(pre["capture"]), stuck, pre.get("unheld_ask_none", True)):
         return 0.0
     return max(0.0, REPORTING_DELAY_S + pre["read_at_s"]["capture"])
 

@@ -273,6 +273,8 @@ def test_a_held_pending_block_asked_and_an_unheld_one_did_not():
     assert [(b.head, b.order) for b in perblock.asked(early)] == [(334848, 10)]
     assert [(b.head, b.order) for b in perblock.pending(late)] == [(87808, 8)]
     assert perblock.asked(late) == []
+    # on a migration destination an unheld block may be freed zero-content pages: it counts
+    assert [(b.head, b.order) for b in perblock.asked(late, unheld_ask_none=False)] == [(87808, 8)]
     assert perblock.asked(early, stuck={(334848, 10)}) == []
 
 
