@@ -165,7 +165,7 @@ def setup(kernel: str, qemu: str | None) -> dict:
                 if what == "first_restore":
                     meta = g.saved().meta
                     out["saved_guest"] = json.loads(meta.read_text()) if meta.exists() else None
-                    boot_console = g.rundir / "saved-boot" / "console.log"
+                    boot_console = g.rundir / guest_mod.SAVED_BOOT_DIR / "console.log"
                     out["saved_guest_rcs_uptime_s"] = rcs_uptime_s(boot_console.read_text()) if boot_console.exists() else None
                 else:
                     with hostmem.Sampler(g.pid, g.ram_hvas()):

@@ -100,6 +100,9 @@ def provision(kernel: str, modules: str | None, qemu: str | None, accel_spec: st
     return image.get(kernel, modules=modules), qemu_bin.find(qemu), resolved
 
 
+SAVED_BOOT_DIR = "saved-boot"  # in a guest's run directory: the boot that built its saved guest
+
+
 class Guest:
     incoming: str | None = None  # set by a migration destination (harness/migration.py)
     BOOT_TIMEOUT = 180.0  # s to SSH-ready; TCG boots take ~10 s here, 2 parallel guests ~2x
@@ -224,7 +227,7 @@ class Guest:
         log.info("saving a booted guest for restores (once per configuration)", extra={"phase": "save"})
         # its logs go with this guest's (a run folder keeps them); a boot that fails leaves its
         # console and QEMU log where this guest's would be, the evidence of what failed
-        g = Guest(self.cfg, rundir=self.rundir / "saved-boot", start="boot")
+        g = Guest(self.cfg, rundir=self.rundir / SAVED_BOOT_DIR, start="boot")
         try:
             try:
                 g.launch()

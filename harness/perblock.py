@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from . import pagemap, procfs
-from .model.reporting import zone_gate_mark
+from .model.reporting import ReportingParams, zone_gate_mark
 from .pagemap import RamRange
 from .snapshot import parse_zoneinfo
 
@@ -305,7 +305,7 @@ def pending(cap: Capture) -> list[Block]:
 
 # page_reporting_cycle re-arms the worker only once a list had more unreported blocks than a
 # pass's budget of batches, a batch being PAGE_REPORTING_CAPACITY blocks (budget >= 1)
-ONE_BATCH = 32
+ONE_BATCH = ReportingParams().capacity
 
 
 def asked(cap: Capture, stuck: frozenset | set = frozenset(), unheld_ask_none: bool = True) -> list[Block]:
@@ -321,7 +321,7 @@ def asked(cap: Capture, stuck: frozenset | set = frozenset(), unheld_ask_none: b
     left = [b for b in pending(cap) if (b.head, b.order) not in stuck]
     if len(left) >= ONE_BATCH or not unheld_ask_none:
         return left
-    return [b for b in left if cap.held_in(b.head, b.head + (1 << b.order))]
+    return [b for b in left if cap.held_in(b.head, b.end)]
 
 
 def wait_reported(guest, order: int, ranges: list[RamRange] | None = None, timeout: float = 90.0) -> Capture:
