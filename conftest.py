@@ -126,7 +126,7 @@ def guest_factory(request):
         if booked != cell:  # the cell selector and the results' labels read the test's parameters
             pytest.fail(f"this test boots {booked} but its parameters put it in {cell}: pass kernel/qemu through "
                         "a `kernel`, `kernel_qemu` or `dims` parameter (harness/cells.py)", pytrace=False)
-        g = Guest(GuestConfig(**kw), start=start)
+        g = Guest.provisioned(GuestConfig(**kw), start=start)
         guests.append(g)  # before launch: a failed launch is reaped too
         g.launch()
         return g
@@ -135,6 +135,8 @@ def guest_factory(request):
     failed = _failed(request.node)
     for i, g in enumerate(guests):
         g.shutdown(keep_logs=True)
+        if g.rundir is None:
+            continue  # never launched
         if failed and g.rundir.exists():  # a test may have shut its guest down itself
             dest = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.nodeid) / str(i)
             shutil.rmtree(dest, ignore_errors=True)

@@ -119,7 +119,7 @@ def peer_waits(r: dict) -> dict:
 # --- the runs -----------------------------------------------------------------------------
 
 def one(start: str, mib: int, kernel: str, qemu: str | None) -> dict:
-    g = Guest(GuestConfig(kernel=kernel, qemu=qemu), start=start)
+    g = Guest.provisioned(GuestConfig(kernel=kernel, qemu=qemu), start=start)
     try:
         g.launch()
         r = touch_free.run(g, mib=mib)
@@ -151,14 +151,14 @@ def setup(kernel: str, qemu: str | None) -> dict:
     old = os.environ.get("BALLOON_E2E_CACHE")
     tmp = tempfile.mkdtemp(prefix="bench-cache-")
     os.environ["BALLOON_E2E_CACHE"] = tmp
-    guest_mod.provision.cache_clear()
+    guest_mod._provision.cache_clear()
     try:
         for what in ("image_cold_s", "image_cached_s"):
             t = time.monotonic()
             image.get(kernel)
             out[what] = round(time.monotonic() - t, 2)
         for what in ("first_restore", "restore"):
-            g = Guest(GuestConfig(kernel=kernel, qemu=qemu))
+            g = Guest.provisioned(GuestConfig(kernel=kernel, qemu=qemu))
             try:
                 g.launch()
                 out[what] = dict(g.timings)
@@ -183,7 +183,7 @@ def setup(kernel: str, qemu: str | None) -> dict:
             os.environ.pop("BALLOON_E2E_CACHE", None)
         else:
             os.environ["BALLOON_E2E_CACHE"] = old
-        guest_mod.provision.cache_clear()
+        guest_mod._provision.cache_clear()
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 

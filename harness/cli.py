@@ -300,7 +300,7 @@ def cmd_run(a) -> int:
         with display if display is not None else _Null():
             try:
                 from .scenarios import stats
-                g = (stats.EarlyStatsGuest if scenario == "stats" else Guest)(cfg, rundir=folder, start=a.start)
+                g = (stats.EarlyStatsGuest if scenario == "stats" else Guest).provisioned(cfg, rundir=folder, start=a.start)
                 log.info("%s a %d MiB guest (%s, QEMU %s, kernel %s)%s",
                          "restoring" if g.start_mode == "restore" else "booting", cfg.memory_mib, g.cfg.accel,
                          g.qemu.version, g.image.kernel_release, f" (boots: {g.start_note})" if g.start_note else "",
@@ -384,7 +384,7 @@ def cmd_shell(a) -> int:
         raise UserError("an interactive shell needs OpenSSH's ssh client (apt-get install openssh-client); "
                         "or pipe the commands in: echo 'uname -a' | balloon-e2e shell")
     _logging(None, None)
-    g = Guest(cfg, start=a.start)
+    g = Guest.provisioned(cfg, start=a.start)
     try:
         log.info("starting a %d MiB guest (%s, kernel %s)", cfg.memory_mib, g.cfg.accel, g.image.kernel_release)
         g.launch()

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +31,8 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from . import accel, guestfacts, hostsetup, image, keys, perblock, qemu_argv, qemu_bin, saved_guest
 from .config import GuestConfig
 from .errors import GuestError, LaunchError
+from .image import Image
+from .qemu_bin import Qemu
 from .ssh import Session
 
 log = logging.getLogger(__name__)
@@ -92,12 +94,24 @@ def tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class Provisioned:
+    """What a configuration runs on: its image, its QEMU, the accelerator `auto` resolved to."""
+    image: Image
+    qemu: Qemu
+    accel: str
+
+
 @lru_cache(maxsize=None)
-def provision(kernel: str, modules: str | None, qemu: str | None, accel_spec: str):
-    """(image, QEMU, accelerator) of a configuration, looked up once per process: finding
-    them runs apt-cache, gcc and QEMU itself and hashes the image recipe (~1.7 s a guest)."""
+def _provision(kernel: str, modules: str | None, qemu: str | None, accel_spec: str) -> Provisioned:
     resolved = accel.probe(accel_spec)  # first: a bad accelerator is an error before any build
-    return image.get(kernel, modules=modules), qemu_bin.find(qemu), resolved
+    return Provisioned(image.get(kernel, modules=modules), qemu_bin.find(qemu), resolved)
+
+
+def provision(cfg: GuestConfig) -> Provisioned:
+    """A configuration's image, QEMU and accelerator, looked up once per process: finding them
+    runs apt-cache, gcc and QEMU itself and hashes the image recipe (~1.7 s a guest)."""
+    return _provision(cfg.kernel, cfg.modules, cfg.qemu, cfg.accel)
 
 
 SAVED_BOOT_DIR = "saved-boot"  # in a guest's run directory: the boot that built its saved guest
@@ -107,16 +121,18 @@ class Guest:
     incoming: str | None = None  # set by a migration destination (harness/migration.py)
     BOOT_TIMEOUT = 180.0  # s to SSH-ready; TCG boots take ~10 s here, 2 parallel guests ~2x
 
-    def __init__(self, cfg: GuestConfig, rundir: Path | None = None, start: str = "restore"):
-        """rundir: where the console, QEMU log, argv and QMP transcript go, kept after shutdown
-        (the CLI's run folder); None: a private temporary directory, removed at shutdown.
-        start: "restore" a saved guest of this configuration (harness/saved_guest.py; built
-        first if missing) or "boot" it; a configuration that cannot restore boots, and
-        `start_note` says why."""
+    def __init__(self, cfg: GuestConfig, parts: Provisioned, rundir: Path | None = None, start: str = "restore"):
+        """No I/O (Guest.provisioned looks the parts up; launch makes the run directory).
+        rundir: where the console, QEMU log, argv and QMP transcript go, kept after shutdown
+        (the CLI's run folder); None: a private temporary directory, made at launch and removed
+        at shutdown. start: "restore" a saved guest of this configuration
+        (harness/saved_guest.py; built first if missing) or "boot" it; a configuration that
+        cannot restore boots, and `start_note` says why."""
         if start not in saved_guest.STARTS:
             raise ValueError(f"start {start!r} not one of {saved_guest.STARTS}")
-        self.image, self.qemu, resolved = provision(cfg.kernel, cfg.modules, cfg.qemu, cfg.accel)
-        self.cfg = replace(cfg, accel=resolved)
+        self.parts = parts
+        self.image, self.qemu = parts.image, parts.qemu
+        self.cfg = replace(cfg, accel=parts.accel)
         self.start_note = saved_guest.unrestorable(self.cfg) if start == "restore" else None
         self.start_mode = "boot" if self.start_note else start
         self.proc: subprocess.Popen | None = None
@@ -127,17 +143,33 @@ class Guest:
         self.timings: dict[str, float] = {}  # seconds: start_s (QEMU start to SSH), and a restore's parts
         self._host = ExitStack()  # what the host lends this guest's RAM (hugetlb pages, a mount)
         self.mem_path: str | None = None
-        sweep_stale_rundirs()
         self.keeps_rundir = rundir is not None
-        if rundir is None:
+        self.rundir: Path | None = Path(rundir) if rundir is not None else None
+
+    @classmethod
+    def provisioned(cls, cfg: GuestConfig, rundir: Path | None = None, start: str = "restore") -> "Guest":
+        """A guest of this configuration on its image and QEMU (provision: once per process)."""
+        return cls(cfg, provision(cfg), rundir, start)
+
+    def _make_rundir(self) -> None:
+        if self.keeps_rundir:
+            self.rundir.mkdir(parents=True, exist_ok=True)
+        elif self.rundir is None:
+            sweep_stale_rundirs()
             self.rundir = Path(tempfile.mkdtemp(prefix="balloon-e2e-"))  # mode 0700
             (self.rundir / "owner").write_text(_owner_tag())
-        else:
-            self.rundir = Path(rundir)
-            self.rundir.mkdir(parents=True, exist_ok=True)
-        self.console_log = self.rundir / "console.log"
-        self.qemu_log = self.rundir / "qemu.log"
-        self.qmp_log = self.rundir / "qmp.jsonl"
+
+    @property
+    def console_log(self) -> Path:
+        return self.rundir / "console.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.rundir / "qemu.log"
+
+    @property
+    def qmp_log(self) -> Path:
+        return self.rundir / "qmp.jsonl"
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -152,6 +184,7 @@ class Guest:
         raise self._error("could not forward an SSH port after 5 tries")
 
     def launch(self) -> "Guest":
+        self._make_rundir()
         if self.start_mode == "restore" and self.incoming is None:
             return self._restore()
         try:
@@ -227,7 +260,7 @@ class Guest:
         log.info("saving a booted guest for restores (once per configuration)", extra={"phase": "save"})
         # its logs go with this guest's (a run folder keeps them); a boot that fails leaves its
         # console and QEMU log where this guest's would be, the evidence of what failed
-        g = Guest(self.cfg, rundir=self.rundir / SAVED_BOOT_DIR, start="boot")
+        g = Guest(self.cfg, self.parts, rundir=self.rundir / SAVED_BOOT_DIR, start="boot")
         try:
             try:
                 g.launch()
@@ -317,7 +350,9 @@ class Guest:
             how = f"had exited ({self.proc.returncode})"
         self._reap()
         self._host.close()  # after QEMU is gone: its huge pages are free again
-        if self.keeps_rundir:
+        if self.rundir is None:
+            pass  # never launched
+        elif self.keeps_rundir:
             (self.rundir / "disk.raw").unlink(missing_ok=True)  # sparse scratch, no evidence
         elif not keep_logs:
             shutil.rmtree(self.rundir, ignore_errors=True)

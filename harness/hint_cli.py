@@ -65,7 +65,7 @@ def cmd_hint_migrate(a) -> int:
     def progress(m: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True)
 
-    g = Guest(cfg, start="boot")  # measured and modelled on booted guests
+    g = Guest.provisioned(cfg, start="boot")  # measured and modelled on booted guests
     try:
         g.launch()
         progress(f"source guest up in {g.boot_s:.1f} s (QEMU {g.qemu.version}, {g.image.kernel_release})")

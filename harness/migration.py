@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from .errors import GuestError
 from .guest import Guest
@@ -133,12 +134,15 @@ class Destination(Guest):
     """A second QEMU with the source's config, waiting on `-incoming unix:PATH`."""
 
     def __init__(self, source: Guest, progress=lambda m: None):
-        super().__init__(source.cfg, start="boot")  # the config alone: Guest's other parameters differ across branches
+        super().__init__(source.cfg, source.parts, start="boot")  # the config alone: Guest's other parameters differ across branches
         self.progress = progress
-        self.socket_path = self.rundir / "migrate.sock"  # in our private 0700 run directory
-        self.incoming = f"unix:{self.socket_path}"
+        self.socket_path: Path | None = None
+        self.incoming = "unix:"  # a destination (its path is set at launch, in its run directory)
 
     def launch(self) -> "Destination":
+        self._make_rundir()
+        self.socket_path = self.rundir / "migrate.sock"  # in our private 0700 run directory
+        self.incoming = f"unix:{self.socket_path}"
         try:
             self._start_backed()
             self.t_start = time.monotonic()

@@ -122,6 +122,9 @@ class Run:
             first_capture = first_capture or out["read_at"]["capture"]
             vm1 = self.g.run("cat /proc/vmstat").stdout
             due = perblock.asked(cap, self.stuck, out["unheld_ask_none"])
+            # what each capture found pending and asked: [seconds into the wait, [[head, order, held pages], ...]]
+            out.setdefault("waited_for", []).append(
+                [round(out["read_at"]["capture"] - t_wait, 2), [[b.head, b.order, cap.held_in(b.head, b.end)] for b in due]])
             if not self.facts["reporting_negotiated"] or not due or time.monotonic() > deadline:
                 break
             time.sleep(END_MARGIN_S)  # the pass is due within the delay; a capture costs ~0.2 s of guest CPU

@@ -42,8 +42,8 @@ class EarlyStatsGuest(Guest):
     kernel (and its balloon driver) has run: what QEMU shows before any set arrived.
     It boots: a restored guest's driver has long sent its first set."""
 
-    def __init__(self, cfg, rundir=None, start="boot"):
-        super().__init__(cfg, rundir, start="boot")
+    def __init__(self, cfg, parts, rundir=None, start="boot"):
+        super().__init__(cfg, parts, rundir, start="boot")
 
     def wait_console(self, text, deadline):
         if not hasattr(self, "stats_before_driver"):

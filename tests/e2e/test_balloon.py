@@ -95,7 +95,7 @@ def test_inflate_on_hugetlbfs_frees_nothing(guest_factory, report, request):
 def test_guest_stats_match_proc(kernel_qemu, request):
     kernel, qemu = kernel_qemu
     # our own Guest subclass (it asks for stats before the guest boots); reaped in finally
-    g = stats.EarlyStatsGuest(GuestConfig(memory_mib=MEMORY_MIB, kernel=kernel, qemu=qemu))
+    g = stats.EarlyStatsGuest.provisioned(GuestConfig(memory_mib=MEMORY_MIB, kernel=kernel, qemu=qemu))
     try:
         g.launch()
         r = stats.run(g)

@@ -27,7 +27,7 @@ CHILD = """
 import sys, time
 from harness.guest import Guest
 from harness.config import GuestConfig
-g = Guest(GuestConfig(memory_mib=512, smp=1))
+g = Guest.provisioned(GuestConfig(memory_mib=512, smp=1))
 g.launch()
 print(g.pid, g.rundir, flush=True)
 time.sleep(600)

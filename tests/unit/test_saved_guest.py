@@ -77,14 +77,14 @@ def _guest(monkeypatch, tmp_path, **cfg):
     from harness.qemu_bin import Qemu
     img = Image(kernel=tmp_path / "vmlinuz", initrd=tmp_path / "initrd", cmdline="console=ttyS0", kernel_release="6.1.0-57-amd64", key="k")
     q = Qemu(path=tmp_path / "qemu-system-x86_64", version="7.2.22")
-    monkeypatch.setattr(guest_mod, "provision", lambda *a: (img, q, "tcg"))
-    return guest_mod.Guest(GuestConfig(**cfg))
+    return guest_mod.Guest(GuestConfig(**cfg), guest_mod.Provisioned(img, q, "tcg"))
 
 
 def test_the_key_does_not_see_the_host_only_parts(cache, monkeypatch, tmp_path):
     # two guests of one configuration: different run folders (console paths), and the argv's
     # QMP fd, SSH port and disk path are fixed before hashing
     a, b = _guest(monkeypatch, tmp_path), _guest(monkeypatch, tmp_path)
+    a._make_rundir(), b._make_rundir()
     assert a.rundir != b.rundir
     assert a.portable_argv() == b.portable_argv()
     assert not any(str(a.rundir) in x for x in a.portable_argv())
@@ -99,3 +99,23 @@ def test_an_unrestorable_configuration_boots_and_says_why(cache, monkeypatch, tm
     g = _guest(monkeypatch, tmp_path, backend="memfd")
     assert g.start_mode == "boot" and "memfd" in g.start_note
     g.shutdown()
+
+
+def test_a_guests_constructor_does_no_io(cache, monkeypatch, tmp_path):
+    # the lookups are Guest.provisioned's, the run directory launch's
+    from harness import guest as guest_mod
+    monkeypatch.setattr(guest_mod, "_provision", lambda *a: pytest.fail("the constructor provisioned"))
+    monkeypatch.setattr(guest_mod.tempfile, "mkdtemp", lambda **k: pytest.fail("the constructor made a directory"))
+    g = _guest(monkeypatch, tmp_path)
+    assert g.rundir is None and g.shutdown() == "not started"
+    _guest_in(tmp_path / "folder")
+    assert not (tmp_path / "folder").exists()
+
+
+def _guest_in(rundir):
+    from harness import guest as guest_mod
+    from harness.image import Image
+    from harness.qemu_bin import Qemu
+    img = Image(kernel=rundir / "vmlinuz", initrd=rundir / "initrd", cmdline="", kernel_release="6.1.0-57-amd64", key="k")
+    return guest_mod.Guest(GuestConfig(), guest_mod.Provisioned(img, Qemu(path=rundir / "q", version="7.2.22"), "tcg"),
+                           rundir=rundir)
