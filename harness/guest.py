@@ -118,7 +118,8 @@ SAVED_BOOT_DIR = "saved-boot"  # in a guest's run directory: the boot that built
 
 
 class Guest:
-    incoming: str | None = None  # set by a migration destination (harness/migration.py)
+    incoming: str | None = None  # set by a migration destination (harness/migration.py) and a restore
+    destination = False  # a live migration's destination (harness/migration.py)
     BOOT_TIMEOUT = 180.0  # s to SSH-ready; TCG boots take ~10 s here, 2 parallel guests ~2x
 
     def __init__(self, cfg: GuestConfig, parts: Provisioned, rundir: Path | None = None, start: str = "restore"):

@@ -132,6 +132,7 @@ def nonzero_pages(pid: int, hva: int, pages: int, held: bytes) -> bytearray:
 
 class Destination(Guest):
     """A second QEMU with the source's config, waiting on `-incoming unix:PATH`."""
+    destination = True
 
     def __init__(self, source: Guest, progress=lambda m: None):
         super().__init__(source.cfg, source.parts, start="boot")  # the config alone: Guest's other parameters differ across branches
