@@ -220,6 +220,21 @@ def _alloc_keys(vm: dict) -> list[str]:
     return [k for k in vm if k.startswith("pgalloc_")]
 
 
+def idle_rates(act: dict, alloc_keys: list[str]) -> tuple[float, float]:
+    """Pure: the idle guest's (allocated, freed) pages per second over the idle window, less
+    what reading /proc/vmstat over SSH costs. The window's delta holds one such read (measured:
+    ~100 pages allocated and freed per read, and the same ~100 over windows of 1, 2 and 4 s: the
+    idle guest itself allocated next to nothing); `read_cost` is two reads back to back just
+    before the window, so its delta is one read's cost. Records without it: the whole delta."""
+    secs = max(act["seconds"], 1e-3)
+    cost = act.get("read_cost")
+    rates = []
+    for keys in (alloc_keys, ["pgfree"]):
+        pages = _vm_delta(act["vmstat"], keys) - (_vm_delta(cost, keys) if cost else 0)
+        rates.append(max(0, pages) / secs)
+    return rates[0], rates[1]
+
+
 def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
     """A phase's before-the-release records -> the model's own input types."""
     pre = phase["pre"]
@@ -260,9 +275,8 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
     act = pre.get("activity") or {}
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])
-        secs = max(act["seconds"], 1e-3)
-        activity = Activity(alloc_pages_per_s=max(0, _vm_delta(act["vmstat"], _alloc_keys(vm))) / secs,
-                            free_pages_per_s=max(0, _vm_delta(act["vmstat"], ["pgfree"])) / secs,
+        alloc_per_s, free_per_s = idle_rates(act, _alloc_keys(vm))
+        activity = Activity(alloc_pages_per_s=alloc_per_s, free_pages_per_s=free_per_s,
                             capture_alloc_pages=max(0, _vm_delta(pre["capture_vmstat"], _alloc_keys(vm))),
                             captures_in_window=_captures_after(phase) - (0 if _ended_by_scan(phase) else 1))
     else:

@@ -22,3 +22,22 @@ def test_a_late_or_short_step_is_caught():
     samples = [[t / 10, 1300.0 - (0 if t < 21 else 248), 0] for t in range(0, 60)]
     bad = curve_mismatches(_result(samples))
     assert bad and "predicted 504.0" in bad[0]
+
+
+def _vmstat(alloc: int, free: int) -> str:
+    return f"pgalloc_dma32 {alloc}\npgalloc_normal 0\npgfree {free}\n"
+
+
+def test_the_idle_rates_leave_out_the_vmstat_reads_own_cost():
+    from harness.prediction import idle_rates
+    keys = ["pgalloc_dma32", "pgalloc_normal"]
+    # measured here: ~100 pages per read over SSH, and ~100 over a 1 s window: the guest idle
+    act = {"vmstat": [_vmstat(1000, 2000), _vmstat(1104, 2110)], "seconds": 1.0,
+           "read_cost": [_vmstat(899, 1895), _vmstat(1000, 2000)]}
+    assert idle_rates(act, keys) == (3.0, 5.0)
+    # a guest that really allocates shows it
+    busy = {**act, "vmstat": [_vmstat(1000, 2000), _vmstat(1601, 2105)]}
+    assert idle_rates(busy, keys) == (500.0, 0.0)
+    # the planted error: the read counted as idle activity (a record without read_cost)
+    old = {k: v for k, v in act.items() if k != "read_cost"}
+    assert idle_rates(old, keys) == (104.0, 110.0)
