@@ -271,8 +271,10 @@ class Guest:
                         shutil.copy(f, self.rundir / f.name)
                 raise
             t = time.monotonic()
+            stuck = []  # pending once the passes were over: nothing asks a pass for them (perblock.wait_reported)
             if self.cfg.reporting:
-                perblock.wait_reported(g, guestfacts.effective_order(guestfacts.reporting_order(g)))
+                done = perblock.wait_reported(g, guestfacts.effective_order(guestfacts.reporting_order(g)))
+                stuck = sorted([b.head, b.order] for b in perblock.pending(done))
             passes_s = time.monotonic() - t
             save_s = saved_guest.save(g, path)
             argv = g.argv
@@ -280,7 +282,7 @@ class Guest:
             g.shutdown()
         return {"argv": shlex.join(argv), "kernel": self.image.kernel_release, "qemu": self.qemu.version,
                 "boot_s": round(g.boot_s, 2), "boot_passes_s": round(passes_s, 2), "save_s": round(save_s, 2),
-                "bytes": path.stat().st_size, "created": time.time()}
+                "bytes": path.stat().st_size, "created": time.time(), "stuck": stuck}
 
     def _disk(self) -> str | None:
         """A sparse raw file in the private run directory: reads of it are zeros, costs no space."""

@@ -41,3 +41,11 @@ def test_the_idle_rates_leave_out_the_vmstat_reads_own_cost():
     # the planted error: the read counted as idle activity (a record without read_cost)
     old = {k: v for k, v in act.items() if k != "read_cost"}
     assert idle_rates(old, keys) == (104.0, 110.0)
+
+
+def test_a_captures_cost_leaves_out_the_read_it_was_measured_with():
+    from harness.prediction import capture_cost
+    keys = ["pgalloc_dma32", "pgalloc_normal"]
+    act = {"read_cost": [_vmstat(0, 0), _vmstat(100, 100)]}
+    assert capture_cost([_vmstat(1000, 0), _vmstat(1400, 0)], act, keys) == 300
+    assert capture_cost([_vmstat(1000, 0), _vmstat(1400, 0)], {}, keys) == 400  # older records: the whole delta

@@ -318,3 +318,18 @@ def test_a_wrong_delay_is_caught_on_the_late_pass_capture(params):
     # half the kernel's misses it
     ph = judged(load("order8_late_pass_6.1_on"), params)["phases"][-1]
     assert ph["verdict"] == "outside", ph["judgement"]
+
+
+def test_the_verdict_reuses_the_end_plans_model_run_and_only_that(on, monkeypatch):
+    r = copy.deepcopy(on)
+    ph = r["phases"][-1]
+    calls = []
+    real = prediction._model_run
+    monkeypatch.setattr(prediction, "_model_run", lambda *a: calls.append(a[2]) or real(*a))
+    prediction.end_plan(ph, r)
+    prediction.predict(r)
+    assert len(calls) == 1 and r["verdict"] == "within"
+    fresh = judged(on)  # a copy of the same records: its own run, the same verdict
+    assert fresh["verdict"] == "within" and len(calls) == 2
+    prediction.predict(r, ReportingParams(delay_s=4.0))  # another input: another run
+    assert len(calls) == 3 and r["verdict"] == "outside"
