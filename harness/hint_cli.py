@@ -43,6 +43,7 @@ def human(r: dict) -> str:
     if d:
         lines.append(f"  destination release: drop {d.get('drop_mib')} MiB, predicted {d.get('predicted_mib')} "
                      f"[{d.get('predicted_lo_mib')}, {d.get('predicted_hi_mib')}] {d.get('verdict')}")
+        lines += [f"    {why}" for why in ((d.get("judgement") or {}).get("failures") or [])]
     lines.append(f"  verdict: {r['verdict'].upper()}; terms of the normal-page interval (pages):")
     for t in p["normal_pages"]["terms"]:
         lines.append(f"    {t['name']:<22} [{t['lo']:+9.0f}, {t['hi']:+9.0f}]  {t['explanation']}")
@@ -77,7 +78,10 @@ def cmd_hint_migrate(a) -> int:
     stem = out / f"{time.strftime('%Y%m%d-%H%M%S')}-hint-migrate-{'on' if cfg.hinting else 'off'}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     if a.json:
-        print(json.dumps({k: v for k, v in result.items() if k not in ("state", "samples")}))
+        short = {k: v for k, v in result.items() if k not in ("state", "samples")}
+        if isinstance(short.get("destination_release"), dict):  # its whole phase stays in the file
+            short["destination_release"] = {k: v for k, v in short["destination_release"].items() if k != "result"}
+        print(json.dumps(short))
     else:
         print(human(result))
     progress(f"result {stem}.json")
