@@ -305,18 +305,22 @@ def test_no_shift_fits_a_wrong_pace(params):
 
 def test_a_pass_late_by_the_suite_s_measured_latency_is_within():
     # one pass, 90% at 2.35 s against 2.005: two TCG guests on two cores. The block pending
-    # 0.23 s before the release (pfn 87808, order 8) is one the host held none of: made without
-    # a free, it asked no pass (perblock.asked), and indeed the pass came on time, not early.
+    # 0.23 s before the release (pfn 87808, order 8) is one the host held none of: the release
+    # does not wait for it (perblock.asked), and here its pass came on time, not early; the
+    # judge still allows an early worker for it (a 3 GiB run's pass came 0.6 s early with only
+    # such blocks pending).
     r = load("order8_late_pass_6.1_on")
     ph = judged(r)["phases"][-1]
     assert ph["measured_t90_s"] == 2.35 and ph["verdict"] == "within", ph["judgement"]["failures"]
-    assert prediction.worker_may_be_early_s(r["phases"][-1]) == 0.0
+    assert 0.0 < prediction.worker_may_be_early_s(r["phases"][-1]) <= 2.0
 
 
-@pytest.mark.parametrize("params", [ReportingParams(delay_s=4.0), ReportingParams(delay_s=1.0)], ids=["delay4", "delay1"])
+@pytest.mark.parametrize("params", [ReportingParams(delay_s=1.0)], ids=["delay1"])
 def test_a_wrong_delay_is_caught_on_the_late_pass_capture(params):
-    # with no early worker presumed, the curve holds the pass to its time: a delay twice or
-    # half the kernel's misses it
+    # the curve holds the pass to its time less the early worker's allowance: a delay half the
+    # kernel's misses it. A delay twice the kernel's fits this one-pass phase once a worker may
+    # have been due at the release (an early pass of up to 1.8 s); the multi-pass captures
+    # catch it (test_a_planted_kernel_constant_error_is_caught, test_no_shift_fits_a_wrong_pace)
     ph = judged(load("order8_late_pass_6.1_on"), params)["phases"][-1]
     assert ph["verdict"] == "outside", ph["judgement"]
 
@@ -361,3 +365,14 @@ def test_the_old_guest_frees_bound_misses_the_completed_blocks(monkeypatch):
     monkeypatch.setattr(prediction, "predict_release", old)
     r = judged(load("fragment_completed_6.1_on"))
     assert r["phases"][1]["verdict"] == "outside"
+
+
+def test_an_early_pass_with_only_unheld_blocks_pending_is_allowed(monkeypatch):
+    # 3 GiB restored: pfns 183808 and 184832 (order 9, none held) pending; the passes came 0.6 s early
+    r = load("normal_zone_early_unheld_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    # planted: the judge presuming such blocks asked nothing (the release's own wait rule)
+    real = prediction.asked
+    monkeypatch.setattr(prediction, "asked", lambda cap, stuck, unheld_ask_none=True: real(cap, stuck, True))
+    assert judged(r)["phases"][-1]["verdict"] == "outside"
