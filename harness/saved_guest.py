@@ -48,8 +48,9 @@ STARTS = ("restore", "boot")
 def unrestorable(cfg) -> str | None:
     """Pure: why this configuration boots instead of restoring, or None."""
     if cfg.backend != "anon":
+        # measured, memfd 2 GiB 6.1 x 7.2: RAM mapping 146 MiB booted, 2048 MiB restored
         return (f"backend {cfg.backend}: QEMU's load reads each zero page, and a read of fd-backed "
-                "RAM can allocate what a booted guest never held")
+                "RAM allocates what a booted guest never held (memfd: all of RAM)")
     if cfg.hinting:
         return "free page hinting: a migrated hinting guest crashed its destination on QEMU 7.2"
     poison = [a for a in cfg.kernel_args if a.split("=")[0] in ("page_poison", "init_on_free")]
