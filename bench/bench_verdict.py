@@ -189,11 +189,22 @@ def setup(kernel: str, qemu: str | None) -> dict:
 
 
 def suite() -> dict:
-    """The README's test command, timed (its own output goes to ours, its last line kept)."""
+    """The README's test command, timed: its last line and the tests that failed, by id."""
     t = time.monotonic()
-    p = subprocess.run(["ci/test"], cwd=ROOT, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as d:
+        xml = Path(d) / "suite.xml"
+        p = subprocess.run(["ci/test", f"--junitxml={xml}"], cwd=ROOT, capture_output=True, text=True)
+        wall = round(time.monotonic() - t, 1)
+        failed = _failed_ids(xml.read_text()) if xml.exists() else None
     tail = [x for x in p.stdout.splitlines() if x.strip()][-1:] or [""]
-    return {"command": "ci/test", "wall_s": round(time.monotonic() - t, 1), "exit": p.returncode, "last_line": tail[0]}
+    return {"command": "ci/test", "wall_s": wall, "exit": p.returncode, "last_line": tail[0], "failed": failed}
+
+
+def _failed_ids(junit: str) -> list[str]:
+    """Pure: the ids (class::name) of the failed or errored cases of a JUnit XML report."""
+    import xml.etree.ElementTree as ET
+    return [f"{c.get('classname')}::{c.get('name')}" for c in ET.fromstring(junit).iter("testcase")
+            if c.find("failure") is not None or c.find("error") is not None]
 
 
 def spread(xs: list[float]) -> dict:

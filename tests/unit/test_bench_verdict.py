@@ -29,3 +29,11 @@ def test_a_peer_verdict_replaces_our_release_to_verdict_part():
 def test_rcs_uptime_is_read_from_the_console():
     assert bench.rcs_uptime_s("[    2.02] Free page reporting enabled\ne2e: rcS done 2.09s\n") == 2.09
     assert bench.rcs_uptime_s("no init line") is None
+
+
+def test_the_suites_failures_are_named():
+    xml = ('<testsuites><testsuite><testcase classname="tests.e2e.a" name="ok"/>'
+           '<testcase classname="tests.e2e.a" name="bad"><failure message="x"/></testcase>'
+           '<testcase classname="tests.unit.b" name="broke"><error message="y"/></testcase>'
+           '<testcase classname="tests.unit.b" name="skipped"><skipped/></testcase></testsuite></testsuites>')
+    assert bench._failed_ids(xml) == ["tests.e2e.a::bad", "tests.unit.b::broke"]
