@@ -519,7 +519,9 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
 # The last few model runs, by what they read: a phase's end plan (Run.phase_end) runs the model
 # on the same records its judgement does moments later, so the verdict reuses that run (~0.2 s).
 # Keyed by the identity of the phase's capture record, which the entry holds (its id cannot be
-# reused while cached) and nothing changes once read, and by every other input.
+# reused while cached) and nothing changes once read, and by every other input, the number of
+# captures after the release included (the end plan presumes one scan: a phase that took more
+# gets a run of its own).
 _MODEL_RUNS: list[tuple[tuple, object, tuple]] = []
 
 
@@ -530,7 +532,8 @@ def _run_release_model(phase: dict, facts: dict, params: ReportingParams | None,
     key = (id(pre_rec["capture"]), metric, params, facts.get("kernel"), facts.get("backend"),
            facts.get("host_page_size"), facts.get("reporting_negotiated"), facts.get("idle_noise_mib"),
            json.dumps({k: v for k, v in pre_rec.items() if k != "capture"}, sort_keys=True, default=str),
-           json.dumps(phase.get("snapshots", {}).get("held"), sort_keys=True), phase.get("reportable_order"))
+           json.dumps(phase.get("snapshots", {}).get("held"), sort_keys=True), phase.get("reportable_order"),
+           _captures_after(phase), _ended_by_scan(phase))  # the activity's captures (pre_release_input)
     for k, rec, out in _MODEL_RUNS:
         if k == key and rec is pre_rec["capture"]:
             return out

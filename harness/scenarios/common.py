@@ -193,7 +193,10 @@ class Run:
         first_capture_s = time.monotonic() - t_action
         after, cap_settled, t_settled, end = self.phase_end(
             name, t0, t_action, {"pre": {**pre, "activity": self.activity}, "snapshots": {"held": held},
-                                 "reportable_order": self.order})
+                                 "reportable_order": self.order,
+                                 # presumed (the phase's captures are activity the model counts):
+                                 # the judgement reuses this model run when it ends so
+                                 "end": {"how": "scan", "scans": 1}})
         samples = self.s.since(t0)
         # the guest's own count of free memory once reporting is over: its first answer after
         # the settled capture began (the model's free pages are checked against it)

@@ -331,13 +331,22 @@ def test_the_verdict_reuses_the_end_plans_model_run_and_only_that(on, monkeypatc
     calls = []
     real = prediction._model_run
     monkeypatch.setattr(prediction, "_model_run", lambda *a: calls.append(a[2]) or real(*a))
-    prediction.end_plan(ph, r)
+    plan_inputs = {k: ph[k] for k in ("pre", "snapshots", "reportable_order")}
+    prediction.end_plan({**plan_inputs, "end": ph.get("end")}, r)
     prediction.predict(r)
     assert len(calls) == 1 and r["verdict"] == "within"
-    fresh = judged(on)  # a copy of the same records: its own run, the same verdict
+    fresh = judged(on)  # a copy of the same records: its own run, the same verdict and terms
     assert fresh["verdict"] == "within" and len(calls) == 2
+    assert fresh["phases"][-1]["terms"] == r["phases"][-1]["terms"]
+    # a plan that presumed other captures after the release than the phase took is not reused
+    r2 = copy.deepcopy(on)
+    ph2 = r2["phases"][-1]
+    prediction.end_plan({**{k: ph2[k] for k in ("pre", "snapshots", "reportable_order")},
+                         "end": {"how": "scan", "scans": 4}}, r2)
+    prediction.predict(r2)
+    assert len(calls) == 4 and r2["phases"][-1]["terms"] == r["phases"][-1]["terms"]
     prediction.predict(r, ReportingParams(delay_s=4.0))  # another input: another run
-    assert len(calls) == 3 and r["verdict"] == "outside"
+    assert len(calls) == 5 and r["verdict"] == "outside"
 
 
 def test_blocks_completed_during_the_release_are_in_the_high_side_and_its_extra_pass():
