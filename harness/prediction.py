@@ -236,6 +236,11 @@ def idle_rates(act: dict, alloc_keys: list[str]) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
+def _read_cost(act: dict, alloc_keys: list[str]) -> float:
+    cost = act.get("read_cost")
+    return max(0, _vm_delta(cost, alloc_keys)) if cost else 0.0
+
+
 def capture_cost(bracket: list, act: dict, alloc_keys: list[str]) -> float:
     """Pure: pages one of our captures allocates in the guest: the delta of the vmstat reads
     around the pre-release capture, less the one read's own cost that delta holds (as in
@@ -287,7 +292,11 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
         alloc_per_s, free_per_s = idle_rates(act, _alloc_keys(vm))
         activity = Activity(alloc_pages_per_s=alloc_per_s, free_pages_per_s=free_per_s,
                             capture_alloc_pages=capture_cost(pre["capture_vmstat"], act, _alloc_keys(vm)),
-                            captures_in_window=_captures_after(phase) - (0 if _ended_by_scan(phase) else 1))
+                            captures_in_window=_captures_after(phase) - (0 if _ended_by_scan(phase) else 1),
+                            # the release's command and the snapshot after it (Run.release); a
+                            # fresh-clone 3 GiB run came 0.5 MiB below the low side without them
+                            command_alloc_pages=_read_cost(act, _alloc_keys(vm)),
+                            commands_in_window=2 if act.get("read_cost") else 0)
     else:
         activity = Activity()
     return p, activity
@@ -434,8 +443,8 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     pcp_residue term), pages of unknown position may have gone back to the buddy lists
     (pcp_unknown_pages), and the guest allocates and frees over the window at its idle rates
     plus what each of our captures costs, all measured before the release."""
-    alloc = activity.alloc_pages_per_s * window_s + activity.capture_alloc_pages * captures
-    freed = activity.free_pages_per_s * window_s + activity.capture_alloc_pages * captures
+    alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
+    freed = activity.free_pages_per_s * window_s + activity.ours(captures)
     terms = (
         Term("pcp_residue", f"the release's pages left on per-cpu lists: 0 to {residue_max_pages}, "
              f"the model's {residue_pages}", min(0, residue_pages - residue_max_pages) / 256,

@@ -481,11 +481,20 @@ class LayoutCheck:
 class Activity:
     """Guest activity the model cannot schedule, as rates measured in the idle window before the
     release (vmstat pgalloc_* and pgfree deltas over its length), plus what one of our own
-    captures costs (its vmstat delta, also measured before the release)."""
+    captures costs (its vmstat delta, also measured before the release), and what each of our
+    other SSH commands in the window costs (the release's own and the snapshot right after it),
+    at least one /proc/vmstat read's (two reads back to back before the window)."""
     alloc_pages_per_s: float = 0.0
     free_pages_per_s: float = 0.0
     capture_alloc_pages: float = 0.0
     captures_in_window: int = 1
+    command_alloc_pages: float = 0.0
+    commands_in_window: int = 0
+
+    def ours(self, captures: int | None = None) -> float:
+        """Pages our captures and commands allocate (and free) in the window."""
+        n = self.captures_in_window if captures is None else captures
+        return self.capture_alloc_pages * n + self.command_alloc_pages * self.commands_in_window
 
 
 @dataclass(frozen=True)
@@ -646,8 +655,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                       f"unknown) can go back to the buddy lists during it, and complete the {block_mib:g} MiB "
                       "regions closest to whole", 0.0, unk_hi))
     window = (passes[-1].t_end if passes else 0.0) + params.delay_s
-    alloc_p = activity.alloc_pages_per_s * window + activity.capture_alloc_pages * activity.captures_in_window
-    free_p = activity.free_pages_per_s * window + activity.capture_alloc_pages * activity.captures_in_window
+    alloc_p = activity.alloc_pages_per_s * window + activity.ours()
+    free_p = activity.free_pages_per_s * window + activity.ours()
 
     def blocks(pages: float) -> float:
         return -(-int(pages) // (1 << thr)) * block_mib if pages > 0 else 0.0
@@ -664,7 +673,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     completed, _, rest = fill(free_p, used)
     act_hi = (completed / 256 + blocks(rest)) if moves else 0.0
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
-                      f"{activity.alloc_pages_per_s:.0f} pages/s and {activity.captures_in_window} capture(s), "
+                      f"{activity.alloc_pages_per_s:.0f} pages/s, {activity.captures_in_window} capture(s) and "
+                      f"{activity.commands_in_window} other command(s), "
                       f"measured before the release): each can split an unreported block or fault unbacked "
                       f"memory in on the host", -act_lo, 0.0))
     terms.append(Term("guest_frees", f"guest frees over the window (idle rate {activity.free_pages_per_s:.0f} "

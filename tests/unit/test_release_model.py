@@ -385,3 +385,15 @@ def test_an_early_pass_with_only_unheld_blocks_pending_is_allowed(monkeypatch):
     real = prediction.asked
     monkeypatch.setattr(prediction, "asked", lambda cap, stuck, unheld_ask_none=True: real(cap, stuck, True))
     assert judged(r)["phases"][-1]["verdict"] == "outside"
+
+
+def test_our_other_commands_in_the_window_are_guest_allocations(monkeypatch):
+    # the release's SSH command and the snapshot after it allocate as a vmstat read does at least
+    r = load("normal_zone_commands_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    # planted: only the captures counted (the bound before): 0.5 MiB below its low side
+    real = R.Activity.ours
+    monkeypatch.setattr(R.Activity, "ours", lambda self, captures=None: real(
+        dataclasses.replace(self, commands_in_window=0), captures))
+    assert judged(r)["phases"][-1]["verdict"] == "outside"
