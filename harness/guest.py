@@ -144,6 +144,7 @@ class Guest:
         self.timings: dict[str, float] = {}  # seconds: start_s (QEMU start to SSH), and a restore's parts
         self._host = ExitStack()  # what the host lends this guest's RAM (hugetlb pages, a mount)
         self.mem_path: str | None = None
+        self.saved_meta: dict | None = None  # a restore's saved guest (harness/saved_guest.py)
         self.keeps_rundir = rundir is not None
         self.rundir: Path | None = Path(rundir) if rundir is not None else None
 

@@ -137,8 +137,7 @@ class Destination(Guest):
     def __init__(self, source: Guest, progress=lambda m: None):
         super().__init__(source.cfg, source.parts, start="boot")  # the config alone: Guest's other parameters differ across branches
         self.progress = progress
-        self.socket_path: Path | None = None
-        self.incoming = "unix:"  # a destination (its path is set at launch, in its run directory)
+        self.socket_path: Path | None = None  # in its run directory, made at launch
 
     def launch(self) -> "Destination":
         self._make_rundir()

@@ -228,25 +228,22 @@ def idle_rates(act: dict, alloc_keys: list[str]) -> tuple[float, float]:
     idle guest itself allocated next to nothing); `read_cost` is two reads back to back just
     before the window, so its delta is one read's cost. Records without it: the whole delta."""
     secs = max(act["seconds"], 1e-3)
-    cost = act.get("read_cost")
-    rates = []
-    for keys in (alloc_keys, ["pgfree"]):
-        pages = _vm_delta(act["vmstat"], keys) - (_vm_delta(cost, keys) if cost else 0)
-        rates.append(max(0, pages) / secs)
+    rates = [max(0, _vm_delta(act["vmstat"], keys) - _read_cost(act, keys)) / secs
+             for keys in (alloc_keys, ["pgfree"])]
     return rates[0], rates[1]
 
 
-def _read_cost(act: dict, alloc_keys: list[str]) -> float:
+def _read_cost(act: dict, keys: list[str]) -> int:
+    """Pages (of the counters `keys`) one /proc/vmstat read over SSH costs; 0 in older records."""
     cost = act.get("read_cost")
-    return max(0, _vm_delta(cost, alloc_keys)) if cost else 0.0
+    return max(0, _vm_delta(cost, keys)) if cost else 0
 
 
 def capture_cost(bracket: list, act: dict, alloc_keys: list[str]) -> float:
     """Pure: pages one of our captures allocates in the guest: the delta of the vmstat reads
     around the pre-release capture, less the one read's own cost that delta holds (as in
     idle_rates)."""
-    cost = act.get("read_cost")
-    return max(0, _vm_delta(bracket, alloc_keys) - (_vm_delta(cost, alloc_keys) if cost else 0))
+    return max(0, _vm_delta(bracket, alloc_keys) - _read_cost(act, alloc_keys))
 
 
 def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:

@@ -337,7 +337,7 @@ def measuring(guest, progress=None, stats: bool = True):
                 # was saved so (harness/guest.py _build_saved), with what was left pending
                 # then: it needs no scan here (~0.25 s); a block a free asked for since is
                 # waited for before the release (Run.pre_release).
-                saved = (getattr(guest, "saved_meta", None) or {}) if guest.start_mode == "restore" else {}
+                saved = (guest.saved_meta or {}) if guest.start_mode == "restore" else {}
                 if "stuck" in saved:
                     run.stuck = {(h, o) for h, o in saved["stuck"]}
                 else:
