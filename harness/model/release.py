@@ -356,6 +356,11 @@ class Released:
     unknown_drained: int                    # pages of unknown position the drains gave back
     notified: bool                          # a merge reached the reporting order: a pass is requested
     elsewhere_left: int = 0                 # pages of unknown position still on other lists
+    # 6.1: the release left free_factor > 0 on its CPU, so one order 1-3 free there before an
+    # allocation halves it back to 0 drains that CPU's whole lists (free_high: nr_pcp_free
+    # returns pcp->count). Seen: CPU 0's count 6924 -> 185 within a second of our first scan,
+    # and the guest's free memory 26.3 MiB up with it.
+    free_high_drain: bool = False
 
 
 def zone_model(zs: ZoneState, spec: KernelSpec) -> Zone:
@@ -424,7 +429,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None) -> Released:
                     residue_drains=spec.version >= (6, 2),
                     unknown_drained=sum(pl.unknown_drained for pl in lists.values()),
                     elsewhere_left=sum(pl.elsewhere for pl in lists.values()),
-                    notified=best >= pre.order)
+                    notified=best >= pre.order,
+                    free_high_drain=spec.version < (6, 2) and any(pl.free_factor for pl in lists.values()))
 
 
 def _forced_residue(m: Machine, spec: KernelSpec, freed: FreedPages, seq, k: int, order: int) -> Released:
@@ -630,7 +636,9 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     known = {p >> thr for r in pre.mapped for p in range(r.pfn, r.pfn + r.pages) if p not in gone}
     for pfn, n in list(rel.residue) + [(r.pfn, r.pages) for r in pre.kept]:
         known.update(range(pfn >> thr, ((pfn + n - 1) >> thr) + 1))
-    unk = min(rel.unknown_drained + max_drain, sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu)))
+    on_lists = sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu))
+    # a free_high drain (Released.free_high_drain) gives every one of them back
+    unk = on_lists if rel.free_high_drain else min(rel.unknown_drained + max_drain, on_lists)
     open_regions = [r for reg, r in regions.items() if reg not in known]
     if thr > rel.spec.max_order:              # no block of that order exists: nothing to complete
         open_regions = []
@@ -652,8 +660,9 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     gain, used, _ = fill(unk, 0)
     unk_hi = gain / 256 if moves else 0.0
     terms.append(Term("pcp_unknown_pages", f"up to {unk} per-cpu pages from before the release (position "
-                      f"unknown) can go back to the buddy lists during it, and complete the {block_mib:g} MiB "
-                      "regions closest to whole", 0.0, unk_hi))
+                      f"unknown) can go back to the buddy lists "
+                      f"{'(all: a free_high drain, 6.1) ' if rel.free_high_drain else 'during it '}"
+                      f"and complete the {block_mib:g} MiB regions closest to whole", 0.0, unk_hi))
     window = (passes[-1].t_end if passes else 0.0) + params.delay_s
     alloc_p = activity.alloc_pages_per_s * window + activity.ours()
     free_p = activity.free_pages_per_s * window + activity.ours()
@@ -692,7 +701,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
            f"{'; budget spent, another pass' if p.again else ''}" for i, p in enumerate(passes, 1)]
     inputs = {"kernel": pre.kernel, "order": thr, "cpu": pre.cpu, "freed_pages": rel.freed.pages,
               "deferred_thp": rel.freed.deferred_thp, "residue_pages": sum(n for _, n in rel.residue),
-              "residue_drains": rel.residue_drains, "unknown_drained": unk, "residue_max_pages": k_hi,
+              "residue_drains": rel.residue_drains, "free_high_drain": rel.free_high_drain, "unknown_drained": unk, "residue_max_pages": k_hi,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
               "noise_mib": noise_mib, "own_growth_mib": own_growth_mib, "backend": host.backend, "metric": host.metric,
               "params": {"capacity": params.capacity, "delay_s": params.delay_s,
