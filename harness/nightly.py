@@ -24,7 +24,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from .cells import ALL_CELLS, Cell, parse_cells
 from .paths import REPO

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from . import timings
 from .config import model_host
-from .model import ModelError, Prediction, ReportingParams, ResidentMap, predict_touch_free, verdict
+from .model import ModelError, ReportingParams
 from .model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from .model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
                             predict_release)
-from .model.predict import Term
+from .model.predict import Prediction, Term
 from .perblock import Capture, asked
 from .snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
 
@@ -26,67 +26,17 @@ from .snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
 NOISE_MIB = 5.0
 
 
-def predict_phase(phase: dict, facts: dict, params: ReportingParams | None = None,
-                  resident_freed_mib: float | None = None) -> dict:
-    """Prediction fields for one phase (its snapshots, freed_mib, drop_mib) of a run with `facts`.
-
-    resident_freed_mib: freed memory still resident on the host when the phase
-    starts its reports (default: what this phase freed)."""
-    held, freed = phase["snapshots"]["held"], phase["snapshots"]["freed"]
-    # With reporting off sysfs reads no usable order; use the yardstick's (the
-    # order registration would have picked).
-    order = phase["reportable_order"]
-    before = snapshot_from_capture(held, reporting_order=order)
-    after = snapshot_from_capture(freed, reporting_order=order)
-    exact = {}
-    if "captures" in phase:
-        # The exact path: the guest's real free blocks right after the release and
-        # which of their pages the host held then (kpageflags x QEMU pagemap).
-        cap = Capture.from_json(phase["captures"]["freed"])
-        exact = {"blocks": cap.blocks, "resident": ResidentMap.from_bytes(cap.held)}
-    # A file on tmpfs is discarded like memfd; hugetlb pages are outside Rss, so only
-    # the guest RAM mapping can move (config.model_host).
-    backend, metric = model_host(facts.get("backend", "anon"))
-    p = predict_touch_free(
-        before, after, kernel=facts["kernel"], order=order,
-        freed_mib=phase["freed_mib"] if resident_freed_mib is None else resident_freed_mib, **exact,
-        noise_mib=NOISE_MIB, backend=backend, metric=metric, host_page_size=facts.get("host_page_size", 4096),
-        params=params or ReportingParams(),
-        # With reporting off no report reaches QEMU: for the host that is the
-        # same as a QEMU that discards nothing.
-        discard_inhibited=not facts["reporting_negotiated"])
-    j = p.to_json()
-    return {
-        "predicted_mib": j["expected_mib"],
-        "predicted_lo_mib": j["lo_mib"],
-        "predicted_hi_mib": j["hi_mib"],
-        "predicted_seconds_to_90pct": j["seconds_to_90pct"],
-        "terms": j["terms"],
-        "predicted_curve": j["curve"],
-        "model": {k: j[k] for k in ("per_zone", "per_order", "passes", "why")},
-        "metric": metric,
-        "verdict": verdict(phase["drop_mib" if metric == "rss" else "ram_drop_mib"], p),
-    }
-
-
 def predict(result: dict, params: ReportingParams | None = None) -> dict:
     """Predict every phase of a result and set the top-level fields (both in
     place): the main (last) phase's prediction, and a verdict that is `within`
     only if every phase is. Returns those top-level fields."""
     t_model = time.monotonic()
     phases = result.get("phases") or [result]
-    unreported = 0.0  # freed memory the model says stayed resident (below the order, on pcp lists)
     for ph in phases:
-        if "pre" in ph:                 # predicted from before the release only
-            ph.update(predict_release_phase(ph, result, params))
-            continue
-        # A phase that follows another release with no allocation between them
-        # (fragment's free-rest after its punch) also releases what stayed
-        # resident from that one: merged with the new frees it becomes reportable.
-        resident = ph["freed_mib"] + (unreported if ph.get("carries_unreported") else 0.0)
-        ph.update(predict_phase(ph, result, params, resident))
-        ph["model_resident_freed_mib"] = round(resident, 1)
-        unreported = max(0.0, resident - ph["predicted_mib"])
+        if "pre" not in ph:
+            raise ModelError(f"phase {ph.get('phase', 'main')!r} has no `pre` record (recorded before the model "
+                             "predicted from before the release): run it again")
+        ph.update(predict_release_phase(ph, result, params))
     top = {k: v for k, v in phases[-1].items() if k.startswith("predicted_") or k in ("terms", "model", "metric")}
     top["verdict"] = "within" if all(ph["verdict"] == "within" for ph in phases) else "outside"
     top["phase_verdicts"] = {ph.get("phase", "main"): ph["verdict"] for ph in phases}

@@ -20,34 +20,25 @@ lists per zone and CPU, and the pages the release frees in the order it frees th
 read before the release. harness/prediction.py builds it from a phase's `pre` record and
 judges the measurement (total, curve, time to 90%, layout, guest free memory).
 
-The older after-release recount (predict.py predict_touch_free, from two Snapshots) is
-used only for results recorded before phases had a `pre` record.
-
 Lower layers, usable on their own:
   Machine / Zone (buddy.py)   blocks (pfn, order) per order and migratetype list
   run_pass, Reporter (reporting.py)   one page_reporting_process pass, the state machine
   HostConfig, ResidentMap, discard (discard.py)   QEMU's handling of a report
-  Simulation, Touch, Free, Fragment, Register (trace.py)   a timed allocation trace
-  build_machine (layout.py)   a model guest from a Snapshot
-  fresh_machine, snapshot_of (synth.py)   made-up guests for tests and what-ifs
+  Prediction, Term (predict.py)   what a prediction is
+A timed allocation trace over these layers, and made-up guests for it, are test tooling
+(tests/sim), not on the verdict path.
 """
 from .buddy import CMA, HIGHATOMIC, ISOLATE, MOVABLE, RECLAIMABLE, UNMOVABLE, Machine, Zone
 from .discard import Discard, HostConfig, ResidentMap, discard
 from .errors import ModelError
 from .kernel import KernelSpec, effective_reporting_order, kernel_spec, kernel_version
-from .layout import build_machine
-from .predict import (Prediction, ReporterState, ResidentFraction, Term, predict_touch_free,
-                      verdict)
+from .predict import Prediction, Term, verdict
 from .reporting import Pass, Report, Reporter, ReportingParams, run_pass, run_until_idle
-from .synth import fresh_machine, snapshot_of
-from .trace import Fragment, Free, Register, Simulation, SimResult, Touch, simulate, touch
 
 __all__ = [
     "CMA", "HIGHATOMIC", "ISOLATE", "MOVABLE", "RECLAIMABLE", "UNMOVABLE", "Machine", "Zone",
     "Discard", "HostConfig", "ResidentMap", "discard", "ModelError",
-    "KernelSpec", "effective_reporting_order", "kernel_spec", "kernel_version", "build_machine",
-    "Prediction", "ReporterState", "ResidentFraction", "Term", "predict_touch_free", "verdict",
+    "KernelSpec", "effective_reporting_order", "kernel_spec", "kernel_version",
+    "Prediction", "Term", "verdict",
     "Pass", "Report", "Reporter", "ReportingParams", "run_pass", "run_until_idle",
-    "fresh_machine", "snapshot_of",
-    "Fragment", "Free", "Register", "Simulation", "SimResult", "Touch", "simulate", "touch",
 ]

@@ -88,7 +88,7 @@ def test_image_path_and_clean(tmp_path, monkeypatch, capsys):
     assert f"removed {built}" in capsys.readouterr().err and not built.exists()
 def test_predict_shows_the_bitmap_what_if(capsys):
     from pathlib import Path
-    run = Path(__file__).parent.parent / "data" / "bitmap" / "touch-free-6.1-qemu7.2.json"
+    run = Path(__file__).parent.parent / "data" / "release" / "touch_free_6.1_on.json"
     assert main(["predict", str(run), "--bitmap"]) == 0
     out = capsys.readouterr().out
-    assert "bitmap design (seed 001), curve: 0: 1012" in out and "the same blocks" in out
+    assert "bitmap design (seed 001), curve: 0: 1018" in out and "the same blocks" in out

@@ -1,5 +1,5 @@
 """Seed 001's bitmap design as a what-if, on a stored real touch-free run (6.1, QEMU 7.2.22,
-2 GiB guest, 1 GiB freed; tests/data/bitmap/) and on planted cases."""
+2 GiB guest, 1 GiB freed; tests/data/release/touch_free_6.1_on.json) and on planted cases."""
 import json
 from pathlib import Path
 
@@ -8,7 +8,7 @@ from harness.model import bitmap
 from harness.perblock import Block
 from harness.whatif import bitmap_whatif
 
-RUN = Path(__file__).parent.parent / "data" / "bitmap" / "touch-free-6.1-qemu7.2.json"
+RUN = Path(__file__).parent.parent / "data" / "release" / "touch_free_6.1_on.json"
 
 
 def test_same_blocks_as_the_merged_design_all_at_once():

@@ -9,10 +9,10 @@ from harness.model.buddy import Machine, Zone
 from harness.model.discard import HostConfig, ResidentMap
 from harness.model.kernel import effective_reporting_order, kernel_spec
 from harness.model.reporting import ReportingParams, run_pass, run_until_idle
-from harness.model.synth import fresh_machine
+from tests.sim.synth import fresh_machine
 from harness.model.buddy import CMA, HIGHATOMIC, ISOLATE, MOVABLE, UNMOVABLE
 from harness.model.reporting import ACTIVE, IDLE, REQUESTED, Reporter
-from harness.model.trace import Free, Fragment, Register, Simulation, touch
+from tests.sim.trace import Free, Fragment, Register, Simulation, touch
 
 SPEC = kernel_spec("6.1")
 # rules other than the gates are tested with the gates off: the small zones here would trip them

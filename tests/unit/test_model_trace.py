@@ -1,4 +1,4 @@
-"""Pinned outputs of a long random trace (harness/model/trace.py on synth.mixed_trace).
+"""Pinned outputs of a long random trace (tests/sim/trace.py on tests/sim/synth.mixed_trace).
 
 The benchmark's workload (bench/bench_model.py), 20,000 ops instead of 1,000,000, on the
 benchmark's 64 GiB guest and on an 8 GiB guest whose live set reaches its cap (so frees
@@ -13,8 +13,8 @@ import hashlib
 import pytest
 
 from harness.model.discard import HostConfig, ResidentMap
-from harness.model.synth import fresh_machine, mixed_trace
-from harness.model.trace import Free, Register, Simulation, Touch
+from tests.sim.synth import fresh_machine, mixed_trace
+from tests.sim.trace import Free, Register, Simulation, Touch
 
 
 def digest(obj) -> str:
@@ -119,7 +119,7 @@ def test_a_pcp_run_joined_by_a_buddy_block_is_touched():
 
 def test_a_trace_runs_in_time_order_and_equal_times_in_given_order():
     from harness.model.errors import ModelError
-    from harness.model.trace import touch
+    from tests.sim.trace import touch
     sim = Simulation(fresh_machine("6.1", 512), threshold=9)
     sim.run([Free(2.0, "a"), touch(1.0, "a", 1), touch(1.0, "b", 1)])
     assert list(sim.result.held) == ["b"]

@@ -8,7 +8,6 @@ picked up by test_real_captures without editing this file.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from itertools import chain, islice, repeat
 from operator import attrgetter, lt
 
-from .buddy import MOVABLE, Machine
-from .discard import MIB, PAGE, Discard, HostConfig, ResidentMap, discard
-from .errors import ModelError
-from .reporting import Pass, Reporter, ReportingParams, run_pass
+from harness.model.buddy import MOVABLE, Machine
+from harness.model.discard import MIB, PAGE, Discard, HostConfig, ResidentMap, discard
+from harness.model.errors import ModelError
+from harness.model.reporting import Pass, Reporter, ReportingParams, run_pass
 
 PAGES_PER_MIB = MIB // PAGE
 

@@ -1,4 +1,4 @@
-"""Made-up guests: a freshly booted x86_64 guest, and a Snapshot of any model guest.
+"""Made-up guests: a freshly booted x86_64 guest, and a mixed allocation trace for it.
 
 For tests, the benchmark and what-ifs when no real capture exists. Zone
 spans follow QEMU's q35 RAM layout; watermarks, lowmem reserves and pcp sizes
@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import math
 import random
-from types import MappingProxyType
 
-from ..procfs import BuddyZone
-from ..snapshot import MIGRATETYPE_NAMES, PageTypeInfo, PcpInfo, Snapshot, ZoneInfo
-from .buddy import MIGRATE_TYPES, Machine, Zone
-from .kernel import KernelSpec, kernel_spec
-from .trace import Fragment, Free, Register, Touch
+from harness.model.buddy import Machine, Zone
+from harness.model.kernel import KernelSpec, kernel_spec
+from tests.sim.trace import Fragment, Free, Register, Touch
 
 MIB_PAGES = 256
 FOUR_GIB_PFN = 1 << 20
@@ -51,7 +48,6 @@ def fresh_machine(kernel: str, memory_mib: int, *, smp: int = 2, reserved_mib: f
     min_free_kb = min(max(int(math.isqrt(lowmem_pages * 4 * 16)), 128), 262144)
     pages_min = min_free_kb >> 2
     ratio = {"DMA": 256, "DMA32": 256, "Normal": 32}       # sysctl_lowmem_reserve_ratio
-    names = [n for n, _, _ in spans]
     zones = []
     for i, (name, s, e) in enumerate(spans):
         m = managed[name]
@@ -79,31 +75,6 @@ def fresh_machine(kernel: str, memory_mib: int, *, smp: int = 2, reserved_mib: f
         if z.end > start:
             z.free_range(start, z.end - start, via_pcp=False)
     return Machine(zones, spec)
-
-
-def snapshot_of(machine: Machine, kernel: str, reporting_order: int, smp: int = 1) -> Snapshot:
-    """A Snapshot with what /proc would print for this model guest (free counts, watermarks, pcp)."""
-    zinfos, free, blocks, buddy = [], {}, {}, []
-    for z in machine.zones:
-        c = z.counts()
-        span = z.end - z.start
-        pcps = tuple(PcpInfo(cpu, z.pcp_count if cpu == 0 else 0, z.pcp_high, z.pcp_batch) for cpu in range(smp))
-        zinfos.append(ZoneInfo(node=z.node, zone=z.name, free=z.free_pages, min=z.wmark_min, low=z.wmark_low,
-                               high=z.wmark_high, spanned=span, present=span, managed=span, boost=z.boost,
-                               protection=z.lowmem_reserve, start_pfn=z.start, pagesets=pcps,
-                               stats=MappingProxyType({"nr_free_pages": z.free_pages})))
-        for mt in range(MIGRATE_TYPES):
-            free[(z.node, z.name, MIGRATETYPE_NAMES[mt])] = tuple(c[o][mt] for o in range(z.nr_orders))
-        pb = {n: 0 for n in MIGRATETYPE_NAMES}
-        for m in z.pb_mt:
-            pb[MIGRATETYPE_NAMES[m]] += 1
-        blocks[(z.node, z.name)] = MappingProxyType(pb)
-        buddy.append(BuddyZone(z.node, z.name, tuple(sum(c[o]) for o in range(z.nr_orders))))
-    spec = machine.spec
-    pt = PageTypeInfo(spec.pageblock_order, 1 << spec.pageblock_order, spec.nr_orders,
-                      MappingProxyType(free), frozenset(), MappingProxyType(blocks), MIGRATETYPE_NAMES)
-    vm = MappingProxyType({"nr_free_pages": machine.free_pages()})
-    return Snapshot(tuple(zinfos), pt, tuple(buddy), vm, kernel, reporting_order)
 
 
 def mixed_trace(n_ops: int, memory_mib: int, *, seed: int = 2, fragment: float = 0.01,
