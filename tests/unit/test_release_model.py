@@ -428,3 +428,15 @@ def test_a_free_high_drain_can_give_back_every_per_cpu_page(monkeypatch):
     out = judged(r)["phases"][-1]
     assert out["verdict"] == "outside"
     assert out["judgement"]["free_memory"].startswith("outside")
+
+
+def test_a_phase_without_before_the_release_records_is_refused(on, capsys, tmp_path):
+    r = copy.deepcopy(on)
+    del r["phases"][-1]["pre"]
+    with pytest.raises(ModelError, match="no `pre` record"):
+        prediction.predict(copy.deepcopy(r))
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(r))
+    assert cli.main(["predict", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no `pre` record" in err
