@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import accel as accel_mod
+from harness.vm import accel as accel_mod
 from harness.cells import Cell, cell_of, parse_cells
 from harness.config import GuestConfig
 from harness.errors import UserError
-from harness.guest import Guest
+from harness.vm.guest import Guest
 from harness.paths import REPO
 
 # ci/nightly points this into its output folder so a night's failure artifacts travel with it.
@@ -93,7 +93,7 @@ def pytest_generate_tests(metafunc):
 def guest_accel(request):
     """The accelerator of this test's guests (None for tests that boot none); recorded in the JUnit XML."""
     a = getattr(request, "param", None)
-    if a is not None:  # the nightly's results read both from the JUnit XML (harness/nightly.py)
+    if a is not None:  # the nightly's results read both from the JUnit XML (harness/report/nightly.py)
         request.node.user_properties += [("accel", a), ("cell", str(_item_cell(request.node)))]
     return a
 
@@ -120,7 +120,7 @@ def guest_factory(request):
     accel = request.node.funcargs.get("guest_accel") or request.config.balloon_accel
 
     def make(start: str = "restore", **kw) -> Guest:
-        """start: "restore" (the default: harness/saved_guest.py) or "boot"."""
+        """start: "restore" (the default: harness/vm/saved_guest.py) or "boot"."""
         kw.setdefault("accel", accel)
         booked = cell_of({"dims": kw})
         if booked != cell:  # the cell selector and the results' labels read the test's parameters
@@ -145,7 +145,7 @@ def guest_factory(request):
         shutil.rmtree(g.rundir, ignore_errors=True)
 
 
-# Every dimension a night is compared on (harness/nightly.py reads these back, defensively).
+# Every dimension a night is compared on (harness/report/nightly.py reads these back, defensively).
 PHASE_FIELDS = ("kernel", "qemu", "backend", "drop_mib", "ram_drop_mib", "predicted_mib", "predicted_lo_mib",
                 "predicted_hi_mib", "verdict", "seconds_to_90pct", "predicted_seconds_to_90pct", "freed_mib",
                 "scenario", "accel", "memory_mib", "smp", "numa_nodes", "host_thp", "reporting", "reporting_order",

@@ -2,7 +2,7 @@
 waiting for the same drop, on the same runs.
 
 Each repeat is one `touch-free` run (the README's scenario: 1 GiB freed in a 2 GiB guest,
-6.1 x QEMU 7.2 by default) judged by the model, with its `timings` (harness/timings.py):
+6.1 x QEMU 7.2 by default) judged by the model, with its `timings` (harness/report/timings.py):
 start (restore or boot) to SSH, the workload, the release to the phase's end, the model,
 QEMU start to the verdict, and the floor (restore + workload + the model's last pass).
 `--start both` runs the repeats restored and booted.
@@ -52,11 +52,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import guest as guest_mod, hostmem, image  # noqa: E402
+from harness.build import image  # noqa: E402
+from harness.measure import hostmem  # noqa: E402
+from harness.vm import guest as guest_mod  # noqa: E402
 from harness.config import GuestConfig  # noqa: E402
-from harness.guest import Guest  # noqa: E402
-from harness.stats_poller import StatsPoller  # noqa: E402
-from harness.prediction import predict  # noqa: E402
+from harness.vm.guest import Guest  # noqa: E402
+from harness.measure.stats_poller import StatsPoller  # noqa: E402
+from harness.verdict.prediction import predict  # noqa: E402
 from harness.scenarios import touch_free  # noqa: E402
 
 

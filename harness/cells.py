@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import UserError
+from harness.errors import UserError
 
 DEFAULT_KERNEL = "6.1"
 DEFAULT_QEMU = "7.2"  # qemu=None is the system's QEMU: bookworm's 7.2

@@ -13,12 +13,12 @@ import time
 import traceback
 from pathlib import Path
 
-from . import runfolder
-from .config import BACKENDS, NUMA_NODES, GuestConfig, parse_mib
-from .errors import (EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OUTSIDE, EXIT_WITHIN, Interrupted,
+from harness.report import runfolder
+from harness.config import BACKENDS, NUMA_NODES, GuestConfig, parse_mib
+from harness.errors import (EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OUTSIDE, EXIT_WITHIN, Interrupted,
                      UserError, classify)
-from .scenarios import SCENARIOS as REGISTRY
-from .scenarios import names
+from harness.scenarios import SCENARIOS as REGISTRY
+from harness.scenarios import names
 
 SCENARIOS = names()
 # Kernel series whose rules harness/model/ was written from and checked against (MEASURED.md).
@@ -121,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--kernel", default=None, metavar="VERSION|PATH",
                    help="as run's --guest-kernel, or a .deb / bzImage path (default 6.1)")
     i.add_argument("--modules", default=None, metavar="DIR")
-    from . import history  # history ingest|show|page, compare: harness/history.py
+    from harness.report import history  # history ingest|show|page, compare: harness/report/history.py
     history.add_parsers(sub)
     return p
 
@@ -160,7 +160,7 @@ def scenario_of(a) -> str:
 
 # What each scenario's run() gets from the options.
 def _run_scenario(name: str, g, a) -> dict:
-    from .scenarios import deflate_on_oom, fragment, inflate, integrity, page_cache, reuse, stats, touch_free, workload
+    from harness.scenarios import deflate_on_oom, fragment, inflate, integrity, page_cache, reuse, stats, touch_free, workload
     dispatch = {
         "inflate": lambda: inflate.run(g, mib=a.mib),
         "deflate-on-oom": lambda: deflate_on_oom.run(g, mib=a.mib),
@@ -231,7 +231,7 @@ def _human(r: dict) -> str:
 
 def model_caveat(kernel_release: str) -> str | None:
     """Pure: what the verdict must say when the model has no checked rules for this kernel."""
-    from .model.kernel import kernel_version
+    from harness.model.kernel import kernel_version
     v = kernel_version(kernel_release)
     if v in MODELLED_KERNELS:
         return None
@@ -255,7 +255,7 @@ def _scenario_module(name: str):
 def _logging(folder: Path | None, live_title: str | None):
     """Log records of the harness to stderr (a live panel on a terminal) and, at DEBUG, to the
     run folder's cli.log. Returns the live display (a context manager) or None."""
-    from . import live
+    from harness.report import live
     root = logging.getLogger("harness")
     root.setLevel(logging.DEBUG)
     for h in list(root.handlers):
@@ -277,13 +277,13 @@ def _logging(folder: Path | None, live_title: str | None):
 
 
 def cmd_run(a) -> int:
-    from . import prediction
-    from .guest import Guest
-    from .plot import plot
+    from harness.verdict import prediction
+    from harness.vm.guest import Guest
+    from harness.report.plot import plot
 
     scenario = scenario_of(a)
     if scenario == "hint-migrate":  # its own flow: two QEMUs, a migration (harness/hint_cli.py)
-        from .hint_cli import cmd_hint_migrate
+        from harness.hint_cli import cmd_hint_migrate
         return cmd_hint_migrate(a)
     if scenario != "workload" and a.mib >= a.memory:
         raise UserError(f"--mib {a.mib} must be below the guest's memory ({a.memory} MiB)")
@@ -299,7 +299,7 @@ def cmd_run(a) -> int:
     try:
         with display if display is not None else _Null():
             try:
-                from .scenarios import stats
+                from harness.scenarios import stats
                 g = (stats.EarlyStatsGuest if scenario == "stats" else Guest).provisioned(cfg, rundir=folder, start=a.start)
                 log.info("%s a %d MiB guest (%s, QEMU %s, kernel %s)%s",
                          "restoring" if g.start_mode == "restore" else "booting", cfg.memory_mib, g.cfg.accel,
@@ -373,9 +373,9 @@ class _Null:
 def cmd_shell(a) -> int:
     """A guest with the run options, an SSH shell in it; QEMU is reaped however the shell ends.
     On a terminal: an interactive shell (OpenSSH's ssh). Otherwise stdin is the script to run."""
-    from . import keys
-    from .guest import Guest
-    from .paths import cache_dir
+    from harness.vm import keys
+    from harness.vm.guest import Guest
+    from harness.paths import cache_dir
 
     cfg = guest_config(a)
     interactive = sys.stdin.isatty()
@@ -414,7 +414,7 @@ def cmd_list(a) -> int:
 
 
 def cmd_image(a) -> int:
-    from . import image
+    from harness.build import image
     kernel = a.kernel or "6.1"
     if a.modules and not (image.is_local(kernel) and not kernel.endswith(".deb")):
         raise UserError("--modules goes with --kernel PATH of a bzImage")
@@ -427,15 +427,15 @@ def cmd_image(a) -> int:
             raise UserError(f"no cached image for kernel {kernel} (build it: balloon-e2e image build --kernel {kernel})")
         print(d)
     else:
-        from . import saved_guest
+        from harness.vm import saved_guest
         for d in image.clean() + saved_guest.clean():  # saved guests name the images' files
             print(f"removed {d}", file=sys.stderr)
     return EXIT_WITHIN
 
 
 def cmd_predict(a) -> int:
-    from . import prediction
-    from .model import ReportingParams
+    from harness.verdict import prediction
+    from harness.model import ReportingParams
 
     path = Path(a.result)
     path = path / "result.json" if path.is_dir() else path
@@ -449,7 +449,7 @@ def cmd_predict(a) -> int:
                                  order=a.order, zone_gate=not a.no_zone_gate, budget_offset=a.budget_offset)
     except ValueError as e:
         raise UserError(str(e)) from None
-    from .model.errors import ModelError
+    from harness.model.errors import ModelError
     try:
         p = prediction.predict(result, params)
     except ModelError as e:
@@ -473,7 +473,7 @@ def cmd_predict(a) -> int:
             for c in jd["curve"][:3]:
                 print(f"    {c}")
     if a.bitmap:
-        from .whatif import bitmap_whatif
+        from harness.verdict.whatif import bitmap_whatif
         try:
             w = bitmap_whatif(result, p)
         except ValueError as e:
@@ -486,7 +486,7 @@ def cmd_predict(a) -> int:
 
 
 def cmd_history(a) -> int:
-    from . import history
+    from harness.report import history
     return history.dispatch(a)
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import UserError
+from harness.errors import UserError
 
 ACCELS = ("auto", "kvm", "tcg")
-# Guest RAM backing (harness/qemu_argv.py renders them):
+# Guest RAM backing (harness/vm/qemu_argv.py renders them):
 #   anon       memory-backend-ram: private anonymous memory (THP when the host allows it)
 #   memfd      memory-backend-memfd,share=on: shmem
 #   file       memory-backend-file,share=on on tmpfs (/dev/shm): shmem through a file
@@ -19,7 +19,7 @@ ACCELS = ("auto", "kvm", "tcg")
 BACKENDS = ("anon", "memfd", "file", "hugetlbfs")
 HUGEPAGE_MIB = (2, 1024)  # x86_64 hugetlb sizes
 MACHINES = ("q35", "pc")
-QEMU_VERSIONS = ("7.2", "10.0")  # bookworm's system QEMU; bookworm-backports' (harness/qemu_bin.py)
+QEMU_VERSIONS = ("7.2", "10.0")  # bookworm's system QEMU; bookworm-backports' (harness/vm/qemu_bin.py)
 NUMA_NODES = (1, 2)
 PAGE = 4096
 _KERNEL = re.compile(r"^[^\s\0]{1,4096}$")  # a version or a path: no spaces (it names a cache entry)
@@ -55,18 +55,18 @@ def parse_mib(text: str | int) -> int:
 class GuestConfig:
     memory_mib: int = 2048
     smp: int = 2
-    accel: str = "auto"  # resolved to kvm or tcg before the argv is built (harness/accel.py)
+    accel: str = "auto"  # resolved to kvm or tcg before the argv is built (harness/vm/accel.py)
     machine: str = "q35"
     reporting: bool = True  # virtio-balloon free-page-reporting
     hinting: bool = False  # virtio-balloon free-page-hint
     backend: str = "anon"
     reporting_order: int | None = None  # None: the kernel's default
     # "6.1" / "6.12" (the recipe's), any Debian linux-image version, or a path to a linux-image
-    # .deb or a bzImage (harness/image.py); `modules`: the bzImage's modules directory
+    # .deb or a bzImage (harness/build/image.py); `modules`: the bzImage's modules directory
     kernel: str = "6.1"
     modules: str | None = None
     kernel_args: tuple[str, ...] = field(default_factory=tuple)
-    # None: $BALLOON_E2E_QEMU, else qemu-system-x86_64 on PATH; "7.2", "10.0", or a path (harness/qemu_bin.py)
+    # None: $BALLOON_E2E_QEMU, else qemu-system-x86_64 on PATH; "7.2", "10.0", or a path (harness/vm/qemu_bin.py)
     qemu: str | None = None
     hugepage_mib: int = 2  # hugetlb page size of the hugetlbfs backend
     numa_nodes: int = 1  # guest NUMA nodes: RAM and vCPUs split evenly, one memory backend and socket each

@@ -59,8 +59,8 @@ def _failure_types() -> tuple[type, ...]:
     import paramiko
     import psutil
 
-    from .model.errors import ModelError
-    from .procfs import ProcParseError
+    from harness.model.errors import ModelError
+    from harness.measure.procfs import ProcParseError
     return (LaunchError, GuestError, HostError, TimeoutError, subprocess.SubprocessError, OSError, EOFError,
             paramiko.SSHException, psutil.Error, ProcParseError, ModelError, ValueError, LookupError, RuntimeError)
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError
+from harness.errors import UserError
 
 FIGURES = (("normal_pages", "normal"), ("duplicate_pages", "zero (duplicate)"))
 
@@ -51,12 +51,12 @@ def human(r: dict) -> str:
 
 
 def cmd_hint_migrate(a) -> int:
-    from .guest import Guest
-    from .scenarios import hint_migrate
+    from harness.vm.guest import Guest
+    from harness.scenarios import hint_migrate
 
     import dataclasses
 
-    from .cli import guest_config
+    from harness.cli import guest_config
     cfg = dataclasses.replace(guest_config(a), hinting=True if a.hinting is None else a.hinting)
     if a.mib >= cfg.memory_mib:
         raise UserError(f"--mib {a.mib} must be below the guest's memory ({cfg.memory_mib} MiB)")

@@ -17,7 +17,7 @@ Main entry point: predict a release from before it (release.py)
 `pre` (PreRelease, with ZoneState / Pcp / Run / FreeBlock) is the model's own input type:
 the guest's free blocks with their flags, the host's residency per guest page, the per-cpu
 lists per zone and CPU, and the pages the release frees in the order it frees them, all
-read before the release. harness/prediction.py builds it from a phase's `pre` record and
+read before the release. harness/verdict/prediction.py builds it from a phase's `pre` record and
 judges the measurement (total, curve, time to 90%, layout, guest free memory).
 
 Lower layers, usable on their own:
@@ -28,12 +28,12 @@ Lower layers, usable on their own:
 A timed allocation trace over these layers, and made-up guests for it, are test tooling
 (tests/sim), not on the verdict path.
 """
-from .buddy import CMA, HIGHATOMIC, ISOLATE, MOVABLE, RECLAIMABLE, UNMOVABLE, Machine, Zone
-from .discard import Discard, HostConfig, ResidentMap, discard
-from .errors import ModelError
-from .kernel import KernelSpec, effective_reporting_order, kernel_spec, kernel_version
-from .predict import Prediction, Term, verdict
-from .reporting import Pass, Report, Reporter, ReportingParams, run_pass, run_until_idle
+from harness.model.buddy import CMA, HIGHATOMIC, ISOLATE, MOVABLE, RECLAIMABLE, UNMOVABLE, Machine, Zone
+from harness.model.discard import Discard, HostConfig, ResidentMap, discard
+from harness.model.errors import ModelError
+from harness.model.kernel import KernelSpec, effective_reporting_order, kernel_spec, kernel_version
+from harness.model.predict import Prediction, Term, verdict
+from harness.model.reporting import Pass, Report, Reporter, ReportingParams, run_pass, run_until_idle
 
 __all__ = [
     "CMA", "HIGHATOMIC", "ISOLATE", "MOVABLE", "RECLAIMABLE", "UNMOVABLE", "Machine", "Zone",

@@ -24,8 +24,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import OrderedDict, deque
 
-from .errors import ModelError
-from .kernel import KernelSpec
+from harness.model.errors import ModelError
+from harness.model.kernel import KernelSpec
 
 # include/linux/mmzone.h enum migratetype
 UNMOVABLE, MOVABLE, RECLAIMABLE, HIGHATOMIC, CMA, ISOLATE = range(6)

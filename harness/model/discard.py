@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ModelError
+from harness.model.errors import ModelError
 
 PAGE = 4096
 MIB = 1 << 20
@@ -86,7 +86,7 @@ class ResidentMap:
 
     @classmethod
     def from_bytes(cls, held, nr_pages: int | None = None) -> "ResidentMap":
-        """From a per-pfn 0/1 byte string (harness.perblock.Capture.held, built from QEMU's pagemap)."""
+        """From a per-pfn 0/1 byte string (harness.measure.perblock.Capture.held, built from QEMU's pagemap)."""
         m = cls(max(len(held), nr_pages or 0))
         m.bits[:len(held)] = bytes(held)
         if m.bits.strip(b"\x00\x01"):

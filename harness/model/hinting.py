@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ModelError
+from harness.model.errors import ModelError
 
 HINT_ORDER = 10
 HINT_PAGES = 1 << HINT_ORDER

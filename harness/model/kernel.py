@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import ModelError
+from harness.model.errors import ModelError
 
 
 def kernel_version(release: str) -> tuple[int, int]:

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .buddy import MOVABLE, Machine, Zone
-from .errors import ModelError
-from .kernel import KernelSpec, kernel_spec
+from harness.model.buddy import MOVABLE, Machine, Zone
+from harness.model.errors import ModelError
+from harness.model.kernel import KernelSpec, kernel_spec
 
 PCP_BATCH_SCALE_MAX = 5          # Debian's CONFIG_PCP_BATCH_SCALE_MAX (mm/Kconfig default), 6.1 and 6.12
 
@@ -514,8 +514,8 @@ class Host:
 
 def _drop_of(rel: Released, pre: PreRelease, host: Host, params, guest_reports: bool = True) -> tuple[list, list]:
     """Run the reporting passes on a released model guest; per report (t, MiB dropped, Report)."""
-    from .discard import HostConfig, ResidentMap, discard
-    from .reporting import Reporter, run_until_idle
+    from harness.model.discard import HostConfig, ResidentMap, discard
+    from harness.model.reporting import Reporter, run_until_idle
     h = HostConfig(backend=host.backend, page_size=host.page_size, discard_inhibited=host.discard_inhibited,
                    poison_val=host.poison_val)
     res = ResidentMap.from_bytes(pre.held, rel.machine.end_pfn)
@@ -543,8 +543,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     interval of named terms. Returns (Prediction, Released).
     own_growth_mib: how much QEMU's own memory (outside guest RAM and TCG's cache) grew from the
     run's start to the release, measured before it."""
-    from .predict import Prediction, Term
-    from .reporting import ReportingParams
+    from harness.model.predict import Prediction, Term
+    from harness.model.reporting import ReportingParams
     params = params or ReportingParams()
     if noise_mib < 0 or own_growth_mib < 0:
         raise ModelError("noise_mib and own_growth_mib must be >= 0")
@@ -621,7 +621,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # pieces: the aligned 2^order regions closest to whole (fewest pages not free after the
     # release), as many as those pages can fill, each giving back its held free pages and
     # the pieces themselves.
-    from .discard import ResidentMap
+    from harness.model.discard import ResidentMap
     res = ResidentMap.from_bytes(pre.held, rel.machine.end_pfn)
     regions: dict = {}
     for z in rel.machine.zones:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .buddy import ISOLATE, MIGRATE_TYPES, Machine, Zone
+from harness.model.buddy import ISOLATE, MIGRATE_TYPES, Machine, Zone
 
 IDLE, REQUESTED, ACTIVE = "idle", "requested", "active"
 

@@ -2,7 +2,7 @@
 
 A phase: snapshot the guest (held) -> the action that releases memory ->
 snapshot (freed) -> wait until QEMU's RSS settles -> the numbers. All waits are
-conditions with deadlines; harness.prediction later runs the model on each
+conditions with deadlines; harness.verdict.prediction later runs the model on each
 phase's snapshots.
 """
 from __future__ import annotations
@@ -13,8 +13,10 @@ import re
 import time
 from contextlib import contextmanager, nullcontext
 
-from .. import guestfacts, hostmem, pagemap, perblock, prediction, procfs
-from ..stats_poller import StatsPoller
+from harness.measure import guestfacts, hostmem, pagemap, perblock, procfs
+
+from harness.verdict import prediction
+from harness.measure.stats_poller import StatsPoller
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 STABLE_WINDOW_S = 5.0
 STABLE_EPS_MIB = 4.0
 SETTLE_TIMEOUT_S = 120.0
-# A restored guest was saved with nothing left to report (harness/saved_guest.py) and the
+# A restored guest was saved with nothing left to report (harness/vm/saved_guest.py) and the
 # scan before the idle window says so again, so no pass can move its RSS: the window only
 # measures the run's own noise and activity rates: 1 s is 10 samples and one of each of the
 # guest's 1 Hz events (the balloon statistics the poller asks for every second).
@@ -64,7 +66,7 @@ class Run:
         # free blocks >= the order left pending once passes were over (the boot-time ones, or a
         # phase's): nothing asks a pass for them (perblock.wait_reported), so they ask none
         self.stuck: set[tuple[int, int]] = set()
-        self.workload_s = 0.0  # seconds in the workload's allocating commands (harness/timings.py)
+        self.workload_s = 0.0  # seconds in the workload's allocating commands (harness/report/timings.py)
         self.stats: StatsPoller | None = None  # the guest's balloon statistics, polled (see measuring)
 
     def ask(self, line: str) -> str:
@@ -223,7 +225,7 @@ class Run:
             "first_capture_s": round(first_capture_s, 2),  # from the release; within the 2 s delay?
             "end": end,  # how the phase ended (Run.phase_end)
             "release_s": round(release_s, 3),  # the action's SSH round trip: munmap and all
-            "release_at_s": round(t_action - self.g.t_start, 3),  # from QEMU's start (harness/timings.py)
+            "release_at_s": round(t_action - self.g.t_start, 3),  # from QEMU's start (harness/report/timings.py)
             "pre": {**pre, "activity": self.activity},
             "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
             # [s after the release, QEMU's receipt (epoch s), free, available, caches MiB]
@@ -309,7 +311,7 @@ class Run:
             # the model's rss_noise term: this run's own idle noise (every scenario has one)
             "idle_noise_mib": round(getattr(self, "idle_noise", 0.0), 1), "boot_s": round(g.boot_s, 2),
             "start_mode": g.start_mode, "start_note": g.start_note,
-            # harness/timings.py completes these once the model has run (prediction.predict)
+            # harness/report/timings.py completes these once the model has run (prediction.predict)
             "timings": {"start": g.start_mode, **g.timings, "workload_s": round(self.workload_s, 3),
                         "qemu_start_monotonic": g.t_start},
             **extra, **main, "phases": self.phases,
@@ -334,7 +336,7 @@ def measuring(guest, progress=None, stats: bool = True):
                 # during them finds the worker already scheduled, not idle, and a 256 MiB
                 # free came back 0.95 s after it instead of after the 2 s delay. Every
                 # scenario therefore starts once nothing is left to report. A restored guest
-                # was saved so (harness/guest.py _build_saved), with what was left pending
+                # was saved so (harness/vm/guest.py _build_saved), with what was left pending
                 # then: it needs no scan here (~0.25 s); a block a free asked for since is
                 # waited for before the release (Run.pre_release).
                 saved = (guest.saved_meta or {}) if guest.start_mode == "restore" else {}

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 
-from .. import balloon
-from ..errors import GuestError
-from ..guest import FAULTS
-from .common import measuring
+from harness.vm import balloon
+from harness.errors import GuestError
+from harness.vm.guest import FAULTS
+from harness.scenarios.common import measuring
 
 MIB = 1 << 20
 OVER_MIB = 64

@@ -20,12 +20,16 @@ from __future__ import annotations
 import re
 import time
 
-from .. import guestfacts, hint_prediction, hostmem, migration, pagemap, perblock, procfs
-from ..errors import GuestError
-from ..model.errors import ModelError
-from ..pagemap import RamRange
-from ..procfs import ProcParseError
-from .common import measuring
+from harness.measure import guestfacts, hostmem, pagemap, perblock, procfs
+
+from harness.verdict import hint_prediction
+
+from harness.vm import migration
+from harness.errors import GuestError
+from harness.model.errors import ModelError
+from harness.measure.pagemap import RamRange
+from harness.measure.procfs import ProcParseError
+from harness.scenarios.common import measuring
 
 # Throttle of the first round while the guest hints: 32 KiB/s lets QEMU's scan send at most
 # 32768 / 9 = 3641 zero pages (8 + 1 B each) or 8 normal pages per second, so the hints (the
@@ -146,8 +150,8 @@ def _facts(g, r) -> dict:
 
 def _destination_release(dst, mib: int, progress) -> dict:
     """The migrated guest still reports: touch and free `mib` MiB on the destination, measured
-    and predicted like a touch-free phase (harness/prediction.py)."""
-    from .. import prediction
+    and predicted like a touch-free phase (harness/verdict/prediction.py)."""
+    from harness.verdict import prediction
     with measuring(dst, progress) as r2:
         r2.ask(f"touch churn2 {mib}")
         r2.release("dest-free", lambda: r2.ask("free churn2"), mib, unmaps="churn2")

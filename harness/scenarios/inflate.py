@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import time
 
-from .. import balloon, guestfacts, pagemap, perblock, procfs
-from ..model.balloon import FreeBlock, deflate_completes, hugetlb_discards, predict_inflate
-from ..prediction import NOISE_MIB
-from ..snapshot import parse_pagetypeinfo, parse_zoneinfo
-from .common import measuring
+from harness.vm import balloon
+
+from harness.measure import guestfacts, pagemap, perblock, procfs
+from harness.model.balloon import FreeBlock, deflate_completes, hugetlb_discards, predict_inflate
+from harness.verdict.prediction import NOISE_MIB
+from harness.measure.snapshot import parse_pagetypeinfo, parse_zoneinfo
+from harness.scenarios.common import measuring
 
 MIB = 1 << 20
 PAGE_KIB = 4
@@ -191,7 +193,7 @@ def judge_deflate(ph: dict, deflate_on_oom: bool = False, metric: str = "rss", n
 
 def judge(result: dict) -> list[dict]:
     """Verdicts of every balloon phase (result['balloon_verdicts']); result['verdict'] is
-    within only if they and the release phases' (harness/prediction.py, run first) all are."""
+    within only if they and the release phases' (harness/verdict/prediction.py, run first) all are."""
     hp = result.get("host_page_size", 4096)
     metric = "mapping" if result.get("backend") == "hugetlbfs" else "rss"
     doo = bool(result.get("deflate_on_oom"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .common import measuring
+from harness.scenarios.common import measuring
 
 
 def _field(reply: str, key: str) -> int:

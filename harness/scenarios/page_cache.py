@@ -15,7 +15,7 @@ import logging
 
 import re
 
-from .common import WORKLOAD_CPU, measuring, pfn_runs
+from harness.scenarios.common import WORKLOAD_CPU, measuring, pfn_runs
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import logging
 
 import time
 
-from .common import measuring
+from harness.scenarios.common import measuring
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import time
 
-from .. import balloon
-from ..errors import GuestError
-from ..guest import Guest
-from ..model.kernel import kernel_version
-from .common import measuring
+from harness.vm import balloon
+from harness.errors import GuestError
+from harness.vm.guest import Guest
+from harness.model.kernel import kernel_version
+from harness.scenarios.common import measuring
 
 POLL_S = 1
 TOUCH_MIB = 64

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from .common import measuring
+from harness.scenarios.common import measuring
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import GuestError, WorkloadError
-from .common import WORKLOAD_CPU, measuring
+from harness.errors import GuestError, WorkloadError
+from harness.scenarios.common import WORKLOAD_CPU, measuring
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,13 @@ rest carry the `matrix` marker.
 """
 import pytest
 
-from harness import hostmem, qemu_bin
+from harness.measure import hostmem
+
+from harness.vm import qemu_bin
 from harness.config import GuestConfig, model_host
 from harness.errors import UserError
-from harness.hostsetup import HostUnsupported, hugetlb_unsupported
-from harness.prediction import predict, predict_release_phase
+from harness.vm.hostsetup import HostUnsupported, hugetlb_unsupported
+from harness.verdict.prediction import predict, predict_release_phase
 from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -36,7 +38,7 @@ REUSE_SLACK_MIB = 24.0
 CASES = [
     # QEMU 10.0 with anonymous RAM is in the default run already (tests/e2e/test_matrix.py)
     pytest.param({"qemu": "10.0"}, id="qemu-10.0", marks=pytest.mark.matrix),
-    # 1 GiB: fd-backed RAM boots (harness/saved_guest.py), ~8 s of boot-time passes a GiB
+    # 1 GiB: fd-backed RAM boots (harness/vm/saved_guest.py), ~8 s of boot-time passes a GiB
     pytest.param({"backend": "hugetlbfs", "memory_mib": 1024}, id="hugetlbfs-2M"),
     pytest.param({"qemu": "10.0", "backend": "memfd"}, id="qemu-10.0-memfd", marks=pytest.mark.matrix),
     pytest.param({"backend": "memfd"}, id="memfd", marks=pytest.mark.matrix),
@@ -97,7 +99,7 @@ def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, r
     r = _touch_free(g, record_property)
     _, metric = model_host(cfg.backend)
 
-    # one judge for every backend (harness/prediction.py): the total, the curve and the time to
+    # one judge for every backend (harness/verdict/prediction.py): the total, the curve and the time to
     # 90% on the figure the backend moves (the RAM mapping for hugetlbfs, whose pages are
     # outside the process Rss)
     r.update(predict(r))

@@ -13,7 +13,7 @@ import pytest
 
 from harness.config import GuestConfig
 from harness.paths import REPO
-from harness.prediction import predict
+from harness.verdict.prediction import predict
 from harness.scenarios import deflate_on_oom, inflate, stats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]

@@ -19,7 +19,7 @@ from tests.e2e.reaping import gone
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 CLI = [str(REPO / ".venv" / "bin" / "balloon-e2e")]
 SMALL = ["--memory", "1024"]
-# The folder's evidence, whatever the scenario (harness/runfolder.py).
+# The folder's evidence, whatever the scenario (harness/report/runfolder.py).
 EVIDENCE = ("command.txt", "qemu-argv.txt", "qemu.log", "console.log", "qmp.jsonl", "samples.csv", "cli.log",
             "result.json")
 

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from harness.errors import GuestError
-from harness.guest import sweep_stale_rundirs
+from harness.vm.guest import sweep_stale_rundirs
 from harness.paths import REPO
 from harness.scenarios import touch_free
 from tests.e2e.reaping import gone
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 # has, then waits to be killed.
 CHILD = """
 import sys, time
-from harness.guest import Guest
+from harness.vm.guest import Guest
 from harness.config import GuestConfig
 g = Guest.provisioned(GuestConfig(memory_mib=512, smp=1))
 g.launch()

@@ -5,7 +5,7 @@ per-pass plateaus, per-block invariants hold, reporting negotiated.
 """
 import pytest
 
-from harness.prediction import curve_mismatches, predict
+from harness.verdict.prediction import curve_mismatches, predict
 from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -2,7 +2,7 @@
 
 The touch-free steps (2 GiB guest, `e2emem` touches then frees 1 GiB) with a per-block
 capture (guest kpageflags scan, then QEMU's pagemap) right after the free and again once
-RSS settled; harness/perblock.py holds the rules and their kernel sources.
+RSS settled; harness/measure/perblock.py holds the rules and their kernel sources.
 
 Absence alone proves little (pages the guest never touched are absent too), so the proof
 is the transition: pages the host held right after the free, in blocks the guest reports
@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness import guestfacts, image, perblock, procfs
-from harness.prediction import NOISE_MIB
+from harness.measure import guestfacts, perblock, procfs
+
+from harness.build import image
+from harness.verdict.prediction import NOISE_MIB
 from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -105,7 +107,7 @@ def test_page_poison_reports_without_discard_and_the_invariant_catches_it(guest_
     Debian 6.1) and the balloon keeps its default page-poison=on, so VIRTIO_BALLOON_F_PAGE_POISON
     is negotiated with poison_val 0xaaaaaaaa: the guest reports and marks blocks, QEMU acks
     without discarding (virtio_balloon_handle_report)."""
-    # 1 GiB: it boots (poisoned free pages are not zero: harness/saved_guest.py), and a boot's
+    # 1 GiB: it boots (poisoned free pages are not zero: harness/vm/saved_guest.py), and a boot's
     # cost is its boot-time passes, ~8 s a GiB
     g = guest_factory(reporting=True, kernel=kernel, kernel_args=("page_poison=1",), memory_mib=1024)
     r = touch_free_captures(g, reporting=True)

@@ -7,8 +7,8 @@ command line is kept. The harness therefore writes sysfs after the driver loads
 """
 import pytest
 
-from harness import guestfacts
-from harness.prediction import curve_mismatches, predict
+from harness.measure import guestfacts
+from harness.verdict.prediction import curve_mismatches, predict
 from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest import sweep_stale_rundirs
+from harness.vm.guest import sweep_stale_rundirs
 from harness.paths import REPO
 from tests.e2e.reaping import gone
 

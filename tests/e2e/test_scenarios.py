@@ -1,12 +1,12 @@
 """fragment, reuse and integrity on real guests, each phase measured against the model.
 
 The model predicts each phase from the guest's own snapshots around it
-(harness/prediction.py); the tolerances are the model's intervals. Other
+(harness/verdict/prediction.py); the tolerances are the model's intervals. Other
 bounds are stated where they are used.
 """
 import pytest
 
-from harness.prediction import curve_mismatches, predict
+from harness.verdict.prediction import curve_mismatches, predict
 from harness.scenarios import fragment, integrity, page_cache, reuse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
@@ -20,7 +20,7 @@ REUSE_MIB = 256  # one pass each way: reuse is about the pages, not the pacing
 
 
 def _invariants_hold(r):
-    """Per-block truth (harness/perblock.py) in every phase: reported blocks are absent on the host."""
+    """Per-block truth (harness/measure/perblock.py) in every phase: reported blocks are absent on the host."""
     for ph in r["phases"]:
         v = ph["per_block"]["violations"]
         assert v["count"] == 0, f"{ph['phase']}: " + "\n".join(v["first"])

@@ -13,8 +13,8 @@ being reported. The verdict is on the QEMU process RSS, which covers both.
 """
 import pytest
 
-from harness import procfs
-from harness.prediction import curve_mismatches, predict
+from harness.measure import procfs
+from harness.verdict.prediction import curve_mismatches, predict
 from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -8,8 +8,8 @@ over both zones takes 3 passes where 4 GiB over a 4 GiB Normal zone took 9.
 """
 import pytest
 
-from harness import procfs
-from harness.prediction import curve_mismatches, predict
+from harness.measure import procfs
+from harness.verdict.prediction import curve_mismatches, predict
 from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]

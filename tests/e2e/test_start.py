@@ -1,17 +1,17 @@
 """Restore and boot: a restored guest starts where a booted one leaves off, and both paths
 give back what the model predicts, in every kernel x QEMU cell of the default run.
 
-A restored guest (harness/saved_guest.py) is the migration stream of a guest saved once it
+A restored guest (harness/vm/saved_guest.py) is the migration stream of a guest saved once it
 booted and reported everything. What must hold right after the restore, as after a boot
 once its passes are done: nothing left to report (no unreported free block >= the order
 outside the gated zones), no reported block held by the host. What differs, and why the
-residency leaves the zero page out (harness/pagemap.py): QEMU's load maps the host's zero
+residency leaves the zero page out (harness/measure/pagemap.py): QEMU's load maps the host's zero
 page wherever the page is zero, so pagemap shows most of RAM present while RSS is lower.
 """
 import pytest
 
-from harness import guestfacts, pagemap, perblock
-from harness.prediction import predict
+from harness.measure import guestfacts, pagemap, perblock
+from harness.verdict.prediction import predict
 from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]

@@ -2,7 +2,7 @@
 
 The model (harness/model) predicts the drop of QEMU's RSS from the guest's own
 snapshots taken around the free, with an interval made of named terms (RSS
-noise, per-cpu pages, guest activity; see harness/prediction.py and the
+noise, per-cpu pages, guest activity; see harness/verdict/prediction.py and the
 result's `terms`). Reporting on: the drop lies in that interval and follows the
 predicted per-pass curve. Reporting off: the model predicts nothing back and
 the drop lies in the noise interval.
@@ -19,7 +19,7 @@ QEMU 7.2, TCG, 2 GiB guest, 1 GiB freed, 12 runs; README "Measured here"):
 """
 import pytest
 
-from harness.prediction import curve_mismatches, predict
+from harness.verdict.prediction import curve_mismatches, predict
 from harness.scenarios import touch_free
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -35,7 +35,7 @@ def _measure(guest_factory, report, reporting: bool) -> dict:
     r.update(predict(r))
     report(r)
     assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
-    v = r["per_block"]["violations"]  # harness/perblock.py: reported blocks absent on the host, none while off
+    v = r["per_block"]["violations"]  # harness/measure/perblock.py: reported blocks absent on the host, none while off
     assert v["count"] == 0, "\n".join(v["first"])
     return r
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from harness import apt, image
+from harness.build import apt, image
 
 OTHER = "6.1.0-47-cloud-amd64"  # outside the default pair: another ABI and the cloud flavour
 

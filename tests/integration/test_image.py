@@ -5,7 +5,9 @@ import stat
 
 import pytest
 
-from harness import image, keys
+from harness.build import image
+
+from harness.vm import keys
 
 
 def _digest(d):

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.accel import choose, cpu_flags
+from harness.vm.accel import choose, cpu_flags
 from harness.errors import UserError
 
 

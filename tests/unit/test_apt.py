@@ -1,4 +1,4 @@
-from harness import apt
+from harness.build import apt
 
 SHOW = """\
 Package: busybox-static

@@ -1,9 +1,9 @@
-"""Pure balloon helpers (harness/balloon.py) and the inflate model (harness/model/balloon.py)."""
+"""Pure balloon helpers (harness/vm/balloon.py) and the inflate model (harness/model/balloon.py)."""
 from array import array
 
 import pytest
 
-from harness import balloon
+from harness.vm import balloon
 from harness.model.balloon import FreeBlock, hugetlb_discards, predict_inflate
 
 

@@ -1,5 +1,5 @@
 """deflate-on-oom reaches the balloon device only when asked (pure argv)."""
-from harness import qemu_argv
+from harness.vm import qemu_argv
 from harness.config import GuestConfig
 
 RES = qemu_argv.Resources(qemu="/usr/bin/qemu-system-x86_64", kernel="/img/vmlinuz", initrd="/img/initrd.cpio",
@@ -32,7 +32,7 @@ def test_cli_takes_the_balloon_scenarios_and_refuses_a_bad_switch(capsys, monkey
     a = parser().parse_args(["run", "deflate-on-oom", "--deflate-on-oom", "on"])
     assert a.scenario == "deflate-on-oom" and a.deflate_on_oom is True
     assert parser().parse_args(["run", "stats"]).deflate_on_oom is False
-    monkeypatch.setattr("harness.guest.Guest.launch", lambda self: pytest.fail("no guest for bad input"))
+    monkeypatch.setattr("harness.vm.guest.Guest.launch", lambda self: pytest.fail("no guest for bad input"))
     with pytest.raises(SystemExit) as e:
         main(["run", "inflate", "--deflate-on-oom", "maybe"])
     assert e.value.code == 2 and "on or off" in capsys.readouterr().err

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import balloon
-from harness.procfs import parse_meminfo
+from harness.vm import balloon
+from harness.measure.procfs import parse_meminfo
 from harness.scenarios import deflate_on_oom, stats
-from harness.snapshot import parse_vmstat
+from harness.measure.snapshot import parse_vmstat
 
 DATA = Path(__file__).parent.parent / "data" / "balloon"
 

@@ -33,7 +33,7 @@ from harness.cli import main
     (["run", "hint-migrate", "--backend", "memfd", "--memory", "1024", "--mib", "256"], "anon backend"),
 ])
 def test_bad_input_is_one_line(argv, match, capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr("harness.guest.Guest.launch", lambda self: pytest.fail("no guest for bad input"))
+    monkeypatch.setattr("harness.vm.guest.Guest.launch", lambda self: pytest.fail("no guest for bad input"))
     out = ["--out", str(tmp_path / "results")] if argv[0] == "run" else []
     with pytest.raises(SystemExit) as e:
         raise SystemExit(main(argv + out))
@@ -67,7 +67,7 @@ def test_predict_refuses_a_file_without_snapshots(tmp_path, capsys):
 
 
 def test_kvm_where_it_cannot_work(capsys, monkeypatch):
-    monkeypatch.setattr("harness.accel.kvm_opens", lambda path="/dev/kvm": False)
+    monkeypatch.setattr("harness.vm.accel.kvm_opens", lambda path="/dev/kvm": False)
     assert main(["run", "--accel", "kvm"]) == 2
     err = capsys.readouterr().err.strip()
     assert "accel kvm" in err and len(err.splitlines()) == 1
@@ -77,7 +77,7 @@ def test_image_path_and_clean(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BALLOON_E2E_CACHE", str(tmp_path))
     assert main(["image", "path"]) == 2
     assert "no cached image for kernel 6.1" in capsys.readouterr().err
-    from harness import image
+    from harness.build import image
     key, _ = image.resolve("6.1")
     built = image.images_dir() / f"6.1-{key}"
     built.mkdir()

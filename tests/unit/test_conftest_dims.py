@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from harness import accel
+from harness.vm import accel
 from harness.errors import UserError
 from harness.paths import REPO
 

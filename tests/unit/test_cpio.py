@@ -2,7 +2,7 @@ import stat
 
 import pytest
 
-from harness import cpio
+from harness.build import cpio
 
 
 def read_newc(data: bytes):

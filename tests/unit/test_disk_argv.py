@@ -1,6 +1,6 @@
 import pytest
 
-from harness import qemu_argv
+from harness.vm import qemu_argv
 from harness.config import GuestConfig
 from harness.errors import UserError
 

@@ -7,7 +7,7 @@ import pytest
 
 from harness.errors import GuestError, HostError, Interrupted, LaunchError, UserError, WorkloadError, classify
 from harness.model.errors import ModelError
-from harness.procfs import ProcParseError
+from harness.measure.procfs import ProcParseError
 
 
 @pytest.mark.parametrize("exc,code,words", [

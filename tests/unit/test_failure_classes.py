@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from harness import pagemap, procfs
+from harness.measure import pagemap, procfs
 from harness.errors import GuestError, classify
-from harness.hostmem import Sampler
-from harness.pagemap import RamRange
+from harness.measure.hostmem import Sampler
+from harness.measure.pagemap import RamRange
 
 
 @pytest.fixture

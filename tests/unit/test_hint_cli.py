@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from harness.hint_cli import human
-from harness import hint_prediction
+from harness.verdict import hint_prediction
 
 DATA = Path(__file__).parent.parent / "data" / "hint_migrate"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import history
+from harness.report import history
 from harness.cli import main
-from harness.history import DROP_FLOOR_MIB, T90_FLOOR_S, Night, compare, robust_z
-from harness.nightly import read_rows, write_rows
+from harness.report.history import DROP_FLOOR_MIB, T90_FLOOR_S, Night, compare, robust_z
+from harness.report.nightly import read_rows, write_rows
 
 DATA = Path(__file__).parents[1] / "data" / "nightly"
 NIGHT1 = DATA / "night-1"

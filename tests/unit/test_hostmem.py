@@ -1,5 +1,5 @@
-from harness import hostmem
-from harness.hostmem import Sample
+from harness.measure import hostmem
+from harness.measure.hostmem import Sample
 
 SMAPS = """\
 55d0c0000000-55d0c0100000 r-xp 00000000 fd:00 123 /usr/bin/qemu-system-x86_64

@@ -1,7 +1,9 @@
 """Host resources for RAM backings: pure parsers, and the huge page reservation's bookkeeping."""
 import pytest
 
-from harness import hostmem, hostsetup
+from harness.measure import hostmem
+
+from harness.vm import hostsetup
 
 MOUNTS = """\
 sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0

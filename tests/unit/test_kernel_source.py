@@ -1,7 +1,7 @@
 """Any kernel: telling a file from a version, reading a bzImage's release, modprobe's answer."""
 import pytest
 
-from harness import image
+from harness.build import image
 from harness.errors import UserError
 
 

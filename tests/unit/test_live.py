@@ -4,7 +4,7 @@ import logging
 
 from rich.console import Console
 
-from harness import live
+from harness.report import live
 
 
 def _rec(msg, **extra):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import migration, qemu_argv
+from harness.vm import migration, qemu_argv
 from harness.config import GuestConfig
-from harness.migration import MigrationSample
+from harness.vm.migration import MigrationSample
 
 DATA = Path(__file__).parent.parent / "data" / "hint_migrate"
 ON = "6.1-qemu10.0-hint-on-reporting-off.json"

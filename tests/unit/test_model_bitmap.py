@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from harness import prediction
+from harness.verdict import prediction
 from harness.model import bitmap
-from harness.perblock import Block
-from harness.whatif import bitmap_whatif
+from harness.measure.perblock import Block
+from harness.verdict.whatif import bitmap_whatif
 
 RUN = Path(__file__).parent.parent / "data" / "release" / "touch_free_6.1_on.json"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import hint_prediction
+from harness.verdict import hint_prediction
 from harness.model import hinting
 
 DATA = Path(__file__).parent.parent / "data" / "hint_migrate"

@@ -3,8 +3,8 @@ the merge of shards, the shard plan, the night's own red/green check."""
 import json
 from pathlib import Path
 
-from harness import nightly
-from harness.nightly import Row, plan, problems, rows_from_junit, summary_markdown
+from harness.report import nightly
+from harness.report.nightly import Row, plan, problems, rows_from_junit, summary_markdown
 
 DATA = Path(__file__).parents[1] / "data" / "nightly"
 

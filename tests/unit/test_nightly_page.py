@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from harness import history
-from harness.nightly_page import HEADER_BG, WITHIN_BG, interval_svg, render, trend_svg
+from harness.report import history
+from harness.report.nightly_page import HEADER_BG, WITHIN_BG, interval_svg, render, trend_svg
 
 NIGHT1 = Path(__file__).parents[1] / "data" / "nightly" / "night-1"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,8 +8,8 @@ import struct
 import pytest
 from hypothesis import given, strategies as st
 
-from harness import pagemap
-from harness.pagemap import PAGE, RamRange
+from harness.measure import pagemap
+from harness.measure.pagemap import PAGE, RamRange
 
 # /proc/iomem of the Debian 6.1 guest (q35, 2 GiB), read as root.
 IOMEM_Q35_2G = """\

@@ -1,9 +1,9 @@
 """Every parser of guest output fails only with its own clear error on garbage, never a crash."""
 from hypothesis import given, settings, strategies as st
 
-from harness import guestfacts, pagemap, perblock
+from harness.measure import guestfacts, pagemap, perblock
 from harness.errors import GuestError
-from harness.procfs import ProcParseError
+from harness.measure.procfs import ProcParseError
 
 # guest-like text: digits, hex, the separators and keywords the real files use
 _pieces = st.sampled_from(list("0123456789abcdef :,-\n\t") + ["Node ", "zone ", "System RAM", "run ", "buddy",

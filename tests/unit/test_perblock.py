@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from harness import perblock
-from harness.pagemap import RamRange
-from harness.perblock import Block, Capture
+from harness.measure import perblock
+from harness.measure.pagemap import RamRange
+from harness.measure.perblock import Block, Capture
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "perblock"
 GIB_PAGES = 1 << 18

@@ -1,4 +1,4 @@
-from harness.prediction import curve_mismatches, plateaus
+from harness.verdict.prediction import curve_mismatches, plateaus
 
 CURVE = [[0.0, 0.0], [2.0, 120.0], [2.005, 248.0], [4.01, 376.0], [4.015, 504.0]]
 
@@ -29,7 +29,7 @@ def _vmstat(alloc: int, free: int) -> str:
 
 
 def test_the_idle_rates_leave_out_the_vmstat_reads_own_cost():
-    from harness.prediction import idle_rates
+    from harness.verdict.prediction import idle_rates
     keys = ["pgalloc_dma32", "pgalloc_normal"]
     # measured here: ~100 pages per read over SSH, and ~100 over a 1 s window: the guest idle
     act = {"vmstat": [_vmstat(1000, 2000), _vmstat(1104, 2110)], "seconds": 1.0,
@@ -44,7 +44,7 @@ def test_the_idle_rates_leave_out_the_vmstat_reads_own_cost():
 
 
 def test_a_captures_cost_leaves_out_the_read_it_was_measured_with():
-    from harness.prediction import capture_cost
+    from harness.verdict.prediction import capture_cost
     keys = ["pgalloc_dma32", "pgalloc_normal"]
     act = {"read_cost": [_vmstat(0, 0), _vmstat(100, 100)]}
     assert capture_cost([_vmstat(1000, 0), _vmstat(1400, 0)], act, keys) == 300

@@ -1,8 +1,8 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from harness import procfs
-from harness.procfs import ProcParseError
+from harness.measure import procfs
+from harness.measure.procfs import ProcParseError
 
 # Captured from the Debian 6.1.0-50 guest (2 GiB, QEMU 7.2, TCG) right after boot.
 BUDDYINFO_61 = """\

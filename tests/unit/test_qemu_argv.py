@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import pytest
 
-from harness import qemu_argv
+from harness.vm import qemu_argv
 from harness.config import GuestConfig
 
 RES = qemu_argv.Resources(qemu="/usr/bin/qemu-system-x86_64", kernel="/img/vmlinuz", initrd="/img/initrd.cpio",
@@ -129,5 +129,5 @@ def test_one_node_has_no_numa_option_and_a_plain_smp():
 
 def test_host_thp_is_not_an_argv_matter():
     # QEMU madvises guest RAM huge unconditionally; host THP off is a prctl on the
-    # QEMU process (harness/guest.py), so the argv is the same.
+    # QEMU process (harness/vm/guest.py), so the argv is the same.
     assert build(host_thp=False) == build(host_thp=True) == build()

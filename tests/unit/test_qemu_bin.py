@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import qemu_bin
+from harness.vm import qemu_bin
 from harness.errors import UserError
 
 
@@ -66,7 +66,7 @@ def test_default_honours_the_environment(tmp_path, monkeypatch):
 
 def test_10_0_is_extracted_once_and_carries_its_firmware_dirs(tmp_path, monkeypatch):
     """backports(): apt resolves, each .deb is extracted, the binary must say 10.0.x; then cached."""
-    from harness import apt
+    from harness.build import apt
 
     monkeypatch.setenv("BALLOON_E2E_CACHE", str(tmp_path / "cache"))
     pkgs = [apt.Package(n, "1:10.0.2", f"sha-{n}", f"{n}.deb", "bookworm-backports")
@@ -104,7 +104,7 @@ def test_10_0_is_extracted_once_and_carries_its_firmware_dirs(tmp_path, monkeypa
 
 
 def test_10_0_refuses_another_series(tmp_path, monkeypatch):
-    from harness import apt
+    from harness.build import apt
 
     monkeypatch.setenv("BALLOON_E2E_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(apt, "resolve", lambda names, suite: [apt.Package("qemu-system-x86", "1", "s", "q.deb", suite)])

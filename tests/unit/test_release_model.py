@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, prediction
+from harness import cli
+
+from harness.verdict import prediction
 from harness.model import ModelError, ReportingParams
 from harness.model import release as R
 from harness.model import reporting
@@ -218,7 +220,7 @@ def test_qemu_own_growth_widens_only_the_low_side_of_the_rss_figure(on):
 def _with_stat(result: dict, free_mib=None, at_s=None) -> dict:
     """The stored run with a guest statistic as the settled capture counted it (kpageflags free
     pages equal vmstat nr_free_pages, which stat-free-memory is, in these captures)."""
-    from harness.perblock import Capture
+    from harness.measure.perblock import Capture
     r = copy.deepcopy(result)
     ph = r["phases"][-1]
     settled = sum(b.pages for b in Capture.from_json(ph["captures"]["settled"]).blocks) / 256
@@ -229,8 +231,8 @@ def _with_stat(result: dict, free_mib=None, at_s=None) -> dict:
 
 def _pcp_count(phase: dict, cpu: int) -> int:
     """Pages on one CPU's per-cpu lists, all zones, in the capture before the release."""
-    from harness.perblock import Capture
-    from harness.snapshot import parse_zoneinfo
+    from harness.measure.perblock import Capture
+    from harness.measure.snapshot import parse_zoneinfo
     text = prediction._zoneinfo_section(Capture.from_json(phase["pre"]["capture"]).text)
     return sum(p.count for z in parse_zoneinfo(text) for p in z.pagesets if p.cpu == cpu)
 

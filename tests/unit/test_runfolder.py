@@ -2,7 +2,7 @@
 import json
 import time
 
-from harness import runfolder
+from harness.report import runfolder
 from harness.cli import model_caveat
 
 
@@ -30,7 +30,7 @@ def test_model_caveat_names_unchecked_kernels():
 
 
 def test_plot_reads_well_and_its_text_is_pure(tmp_path):
-    from harness.plot import block_lines, figures_lines, plot
+    from harness.report.plot import block_lines, figures_lines, plot
     ph = {"phase": "free", "freed_mib": 256, "reportable_mib": 254.0, "drop_mib": 250.1, "seconds_to_90pct": 2.1,
           "rss_peak_mib": 600.0, "ram_rss_peak_mib": 500.0, "predicted_mib": 252.0, "predicted_lo_mib": 243.0,
           "predicted_hi_mib": 270.0, "predicted_seconds_to_90pct": 2.0, "verdict": "within",

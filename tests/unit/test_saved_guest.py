@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from harness import saved_guest
+from harness.vm import saved_guest
 from harness.config import GuestConfig
 
 
@@ -72,9 +72,9 @@ def test_clean_removes_every_saved_guest(cache):
 
 
 def _guest(monkeypatch, tmp_path, **cfg):
-    from harness import guest as guest_mod
-    from harness.image import Image
-    from harness.qemu_bin import Qemu
+    from harness.vm import guest as guest_mod
+    from harness.build.image import Image
+    from harness.vm.qemu_bin import Qemu
     img = Image(kernel=tmp_path / "vmlinuz", initrd=tmp_path / "initrd", cmdline="console=ttyS0", kernel_release="6.1.0-57-amd64", key="k")
     q = Qemu(path=tmp_path / "qemu-system-x86_64", version="7.2.22")
     return guest_mod.Guest(GuestConfig(**cfg), guest_mod.Provisioned(img, q, "tcg"))
@@ -103,7 +103,7 @@ def test_an_unrestorable_configuration_boots_and_says_why(cache, monkeypatch, tm
 
 def test_a_guests_constructor_does_no_io(cache, monkeypatch, tmp_path):
     # the lookups are Guest.provisioned's, the run directory launch's
-    from harness import guest as guest_mod
+    from harness.vm import guest as guest_mod
     monkeypatch.setattr(guest_mod, "_provision", lambda *a: pytest.fail("the constructor provisioned"))
     monkeypatch.setattr(guest_mod.tempfile, "mkdtemp", lambda **k: pytest.fail("the constructor made a directory"))
     g = _guest(monkeypatch, tmp_path)
@@ -113,9 +113,9 @@ def test_a_guests_constructor_does_no_io(cache, monkeypatch, tmp_path):
 
 
 def _guest_in(rundir):
-    from harness import guest as guest_mod
-    from harness.image import Image
-    from harness.qemu_bin import Qemu
+    from harness.vm import guest as guest_mod
+    from harness.build.image import Image
+    from harness.vm.qemu_bin import Qemu
     img = Image(kernel=rundir / "vmlinuz", initrd=rundir / "initrd", cmdline="", kernel_release="6.1.0-57-amd64", key="k")
     return guest_mod.Guest(GuestConfig(), guest_mod.Provisioned(img, Qemu(path=rundir / "q", version="7.2.22"), "tcg"),
                            rundir=rundir)

@@ -1,4 +1,4 @@
-"""Parsers of guest /proc/zoneinfo, /proc/pagetypeinfo, /proc/vmstat (harness/snapshot.py).
+"""Parsers of guest /proc/zoneinfo, /proc/pagetypeinfo, /proc/vmstat (harness/measure/snapshot.py).
 
 The literal texts below follow mm/vmstat.c seq_printf formats of Linux 6.1
 (zoneinfo_show_print, pagetypeinfo_showfree_print,
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.procfs import ProcParseError
-from harness.snapshot import (
+from harness.measure.procfs import ProcParseError
+from harness.measure.snapshot import (
     PAGETYPEINFO_CAP, parse_pagetypeinfo, snapshot_from_capture, parse_vmstat, parse_zoneinfo, render_buddyinfo,
     render_pagetypeinfo, render_vmstat, render_zoneinfo, snapshot_from_texts,
 )

@@ -2,8 +2,8 @@
 "after" a moment (QEMU stamps answers in whole epoch seconds). A fake guest stands in for QMP."""
 import time
 
-from harness import balloon
-from harness.stats_poller import StatsPoller, sample_of
+from harness.vm import balloon
+from harness.measure.stats_poller import StatsPoller, sample_of
 
 MIB = 1 << 20
 

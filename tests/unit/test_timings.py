@@ -2,7 +2,9 @@
 import json
 from pathlib import Path
 
-from harness import prediction, timings
+from harness.verdict import prediction
+
+from harness.report import timings
 
 DATA = Path(__file__).parents[1] / "data" / "release"
 

@@ -65,7 +65,7 @@ def test_aggregate_merges_stores_compares_and_fails_on_a_regression(wf):
     assert "always()" in agg["if"] and set(agg["needs"]) == {"plan", "shard"}
     run = " ".join(s.get("run", "") for s in agg["steps"])
     for step in ("ci/merge", "history ingest", "compare previous", "history page", "GITHUB_STEP_SUMMARY",
-                 "harness.nightly check", "exit $rc"):
+                 "harness.report.nightly check", "exit $rc"):
         assert step in run, step
     assert any(s.get("if") == "needs.shard.result != 'success'" and "exit 1" in s["run"] for s in agg["steps"])
     dl = [s for s in agg["steps"] if s.get("uses", "").startswith("actions/download-artifact")]

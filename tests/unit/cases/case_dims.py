@@ -4,7 +4,7 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def no_boot(monkeypatch):
-    monkeypatch.setattr("harness.guest.Guest.launch", lambda self: pytest.fail("a guest was booted"))
+    monkeypatch.setattr("harness.vm.guest.Guest.launch", lambda self: pytest.fail("a guest was booted"))
 
 
 def test_books_another_cell_than_its_parameters(guest_factory):

@@ -8,7 +8,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .paths import cache_dir
+from harness.paths import cache_dir
 
 
 def key_pair() -> tuple[paramiko.PKey, str]:

@@ -2,9 +2,9 @@
 it, or as saved in results/*.json) in, prediction fields out; the model is harness/model/hinting.py."""
 from __future__ import annotations
 
-from .model import hinting
-from .perblock import Capture
-from .snapshot import parse_zoneinfo
+from harness.model import hinting
+from harness.measure.perblock import Capture
+from harness.measure.snapshot import parse_zoneinfo
 
 # The idle guest RAM mapping's RSS noise: the measured idle noise of the run (max - min over
 # 5 s), twice (a rise is the difference of two samples), and at least prediction.NOISE_MIB.

@@ -17,7 +17,7 @@ until `balloon-e2e image clean`.
 Which configurations restore (the rest boot, saying why): anonymous RAM only. QEMU's
 load reads every page it loads as zero (ram_handle_zero: buffer_is_zero on the
 destination page); on anonymous memory that read maps the host's zero page, in no RSS
-(harness/pagemap.py leaves it out of the host's residency), while a read of a hole in
+(harness/measure/pagemap.py leaves it out of the host's residency), while a read of a hole in
 shmem or hugetlbfs allocates a page [inferred from mm/shmem.c shmem_fault, not measured],
 which a booted guest would not have. Free page hinting is left out: a guest with
 hinting migrated by QEMU 7.2 crashed its destination in this suite (hint-migrate). So are
@@ -36,8 +36,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import GuestError
-from .paths import cache_dir
+from harness.errors import GuestError
+from harness.paths import cache_dir
 
 log = logging.getLogger(__name__)
 SAVE_TIMEOUT_S = 120.0

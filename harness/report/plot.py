@@ -4,7 +4,7 @@ Each panel shows the measured RSS (and the guest RAM mapping's), the release at
 t = 0, the model's predicted RSS as a step curve with its interval as a band,
 each predicted reporting pass as a dotted line with what it reports, the verdict
 in the title (green within, red outside), and a box with the measured and
-predicted figures and the per-block counts (harness/perblock.py) once RSS settled.
+predicted figures and the per-block counts (harness/measure/perblock.py) once RSS settled.
 """
 from __future__ import annotations
 

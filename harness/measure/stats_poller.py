@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from . import balloon
-from .errors import GuestError
-from .hostmem import PollingThread
+from harness.vm import balloon
+from harness.errors import GuestError
+from harness.measure.hostmem import PollingThread
 
 POLL_S = 1  # the device's interval (whole seconds: the shortest it takes)
 READ_PERIOD_S = 0.2  # this thread's: a new answer is read at most this long after QEMU got it

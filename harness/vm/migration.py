@@ -1,9 +1,9 @@
 """Live migration over a unix socket to a second QEMU, sampled as typed records.
 
 The destination is a Guest with the source's config and argv plus `-incoming unix:PATH`
-(harness/qemu_argv.py Resources.incoming): same RAM, same devices, its own QMP socketpair,
+(harness/vm/qemu_argv.py Resources.incoming): same RAM, same devices, its own QMP socketpair,
 console log and SSH port. It does not boot; after the switch-over it runs the source's
-guest, which still holds the source's SSH key (the same cache key pair, harness/keys.py).
+guest, which still holds the source's SSH key (the same cache key pair, harness/vm/keys.py).
 
 QEMU facts used here (QEMU 7.2 and 10.0 migration/migration.c, migration/ram.c):
 - `query-migrate` `ram`: `normal` pages sent whole (8 + 4096 B each), `duplicate` pages
@@ -21,9 +21,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import GuestError
-from .guest import Guest
-from .ssh import Session
+from harness.errors import GuestError
+from harness.vm.guest import Guest
+from harness.vm.ssh import Session
 
 PAGE = 4096
 MIB = 1 << 20

@@ -2,7 +2,7 @@
 
 "7.2" is bookworm's own qemu-system-x86_64 (installed by ci/setup.sh). "10.0"
 is bookworm-backports' QEMU, fetched through the private apt list
-(harness/apt.py) and extracted with dpkg-deb -x into the cache, never
+(harness/build/apt.py) and extracted with dpkg-deb -x into the cache, never
 installed: it runs on bookworm's own libraries. Its firmware comes from the
 same extraction (qemu-system-data, and the backports seabios its package
 depends on), passed to QEMU with -L.
@@ -20,10 +20,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import apt
-from .config import QEMU_VERSIONS
-from .errors import UserError
-from .paths import cache_dir
+from harness.build import apt
+from harness.config import QEMU_VERSIONS
+from harness.errors import UserError
+from harness.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

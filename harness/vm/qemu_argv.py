@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import GuestConfig
+from harness.config import GuestConfig
 
 
 @dataclass(frozen=True)

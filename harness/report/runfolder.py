@@ -1,8 +1,8 @@
 """One folder per run, results/<time>-<scenario>/, holding all of its evidence.
 
     command.txt        the balloon-e2e command line
-    qemu-argv.txt      QEMU's argv (harness/guest.py)      qemu.log, console.log, qmp.jsonl (the QMP transcript)
-    samples.csv        QEMU RSS (less TCG's translation cache), the RAM mapping and the cache every 0.1 s, written as sampled (harness/hostmem.py)
+    qemu-argv.txt      QEMU's argv (harness/vm/guest.py)      qemu.log, console.log, qmp.jsonl (the QMP transcript)
+    samples.csv        QEMU RSS (less TCG's translation cache), the RAM mapping and the cache every 0.1 s, written as sampled (harness/measure/hostmem.py)
     phases/NN-*.json   each phase with its snapshots and per-block captures, written when measured
     prediction.json    each phase's prediction with its terms and the verdict
     plot.png, result.json, cli.log (everything logged, tracebacks of failures included)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from .errors import GuestError
+from harness.errors import GuestError
 
 KIB = 1024
 MIB = 1 << 20

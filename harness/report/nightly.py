@@ -1,6 +1,6 @@
 """The nightly: run (a shard of) the full matrix, merge shards, results as JSON lines, a summary.
 
-`ci/nightly` and `ci/merge` are thin wrappers over `python -m harness.nightly run|merge|plan`.
+`ci/nightly` and `ci/merge` are thin wrappers over `python -m harness.report.nightly run|merge|plan`.
 A night's folder holds:
   junit.xml      pytest's JUnit XML (merged over shards)
   results.jsonl  one `Row` per test and phase: measured vs predicted and every dimension
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
-from .cells import ALL_CELLS, Cell, parse_cells
-from .paths import REPO
+from harness.cells import ALL_CELLS, Cell, parse_cells
+from harness.paths import REPO
 
 DURATIONS = REPO / "ci" / "durations.json"
 OUTCOMES = ("passed", "failed", "error", "skipped")

@@ -10,15 +10,15 @@ import json
 import time
 from dataclasses import dataclass
 
-from . import timings
-from .config import model_host
-from .model import ModelError, ReportingParams
-from .model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
-from .model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
+from harness.report import timings
+from harness.config import model_host
+from harness.model import ModelError, ReportingParams
+from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
+from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
                             predict_release)
-from .model.predict import Prediction, Term
-from .perblock import Capture, asked
-from .snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
+from harness.model.predict import Prediction, Term
+from harness.measure.perblock import Capture, asked
+from harness.measure.snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
 
 # Measured RSS noise of the QEMU process (README "Measured here"): an idle
 # guest's RSS moved by 0-2.3 MiB over 5 s in 12 runs; a drop is the difference
@@ -151,7 +151,7 @@ def _curve_misses(samples, curve, col, peak, lo, hi, slack, jitter_s, release_s)
 
 # --- the pre-release path: predicted from what was read before the release -----------------
 
-# The sampler's period (harness/hostmem.py Sampler.period): a measured crossing lands up to
+# The sampler's period (harness/measure/hostmem.py Sampler.period): a measured crossing lands up to
 # one period after the real one.
 SAMPLE_PERIOD_S = 0.1
 

@@ -1,10 +1,10 @@
-"""The bitmap what-if on a saved result: the merged design's prediction (harness/prediction.py)
+"""The bitmap what-if on a saved result: the merged design's prediction (harness/verdict/prediction.py)
 next to seed 001's bitmap design (harness/model/bitmap.py), for the result's last phase. Pure."""
 from __future__ import annotations
 
-from .model import bitmap
-from .perblock import Capture
-from .snapshot import parse_zoneinfo
+from harness.model import bitmap
+from harness.measure.perblock import Capture
+from harness.measure.snapshot import parse_zoneinfo
 
 
 def bitmap_whatif(result: dict, merged: dict, params: bitmap.BitmapParams = bitmap.BitmapParams()) -> dict:

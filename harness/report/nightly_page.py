@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import html
 
-from .history import Night
-from .nightly import Row
+from harness.report.history import Night
+from harness.report.nightly import Row
 
 HEADER_BG = "#1f4e79"  # tests/unit/test_nightly_page.py finds the table in a screenshot by this colour
 WITHIN_BG = "#c6efce"

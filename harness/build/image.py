@@ -6,7 +6,7 @@ simple (no page cache of a root disk) and boots in seconds under TCG.
 
 Reproducible: the recipe (guest_images/), the exact package versions apt
 resolves, and this builder's source form the cache key; the archive is written
-deterministically (harness/cpio.py). A build happens in a temporary directory
+deterministically (harness/build/cpio.py). A build happens in a temporary directory
 that is renamed into place only when complete, under a lock, so an interrupted
 build never leaves an entry that looks complete and parallel test workers build
 once.
@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import apt, cpio
-from .errors import UserError
-from .paths import GUEST_IMAGES, cache_dir
+from harness.build import apt, cpio
+from harness.errors import UserError
+from harness.paths import GUEST_IMAGES, cache_dir
 
 KERNELS = ("6.1", "6.12")  # the recipe's names; any other Debian linux-image version or a local kernel works too
 SUITES = ("bookworm",) + apt.PRIVATE_SUITES  # searched in this order for a Debian kernel version
@@ -389,7 +389,7 @@ def build_into(out: Path, kernel: str, pkgs: list[apt.Package], key: str, module
 
 
 def main() -> None:
-    """python -m harness.image [KERNEL]: build (or find) the cached image and print its directory."""
+    """python -m harness.build.image [KERNEL]: build (or find) the cached image and print its directory."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # to stderr
     img = get(sys.argv[1] if len(sys.argv) > 1 else "6.1")
     print(img.dir)

@@ -17,9 +17,9 @@ import time
 from array import array
 from dataclasses import dataclass, field
 
-from .errors import GuestError
-from .procfs import parse_meminfo
-from .snapshot import parse_vmstat
+from harness.errors import GuestError
+from harness.measure.procfs import parse_meminfo
+from harness.measure.snapshot import parse_vmstat
 
 BALLOON_PAGE = 4096  # VIRTIO_BALLOON_PFN_SHIFT 12, whatever the host page size
 UNSET = (1 << 64) - 1  # a statistic the guest never sent (QEMU reset_stats)
@@ -192,7 +192,7 @@ def offline_pfns(kpageflags: bytes) -> list[tuple[int, int]]:
 
 
 def free_pfns(kpageflags: bytes) -> list[tuple[int, int]]:
-    """Free guest pages: KPF_BUDDY on every page of a free block (harness/perblock.py)."""
+    """Free guest pages: KPF_BUDDY on every page of a free block (harness/measure/perblock.py)."""
     return flag_runs(kpageflags, KPF_BUDDY)
 
 

@@ -3,7 +3,7 @@
 Formats follow mm/vmstat.c (6.1 and 6.12): zoneinfo_show_print,
 pagetypeinfo_showfree_print, pagetypeinfo_showblockcount_print, vmstat_show.
 Every parser takes the file's text and returns plain frozen data; malformed
-text raises ProcParseError (harness.procfs) naming the offending line, never
+text raises ProcParseError (harness.measure.procfs) naming the offending line, never
 anything else. The render_* functions print data back in the kernel's own
 seq_printf formats: tests and the benchmark use them to build realistic text.
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from .procfs import BuddyZone, ProcParseError, parse_buddyinfo
+from harness.measure.procfs import BuddyZone, ProcParseError, parse_buddyinfo
 
 # include/linux/mmzone.h enum migratetype, in enum order (the order reporting
 # walks the lists in: mm/page_reporting.c page_reporting_process_zone).

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .errors import UserError
-from .nightly import Row, read_rows
+from harness.errors import UserError
+from harness.report.nightly import Row, read_rows
 
 # Noise floors, measured (MEASURED.md): 10 repeats of touch-free on this machine gave
 # measured - predicted within -4.4..0.0 MiB and the model's own rss_noise term is +-5 MiB
@@ -299,7 +299,7 @@ def comparison_markdown(c: Comparison) -> str:
 # ---- the command line (hooked into harness/cli.py) ----
 
 def default_db() -> Path:
-    from .paths import cache_dir
+    from harness.paths import cache_dir
     return cache_dir() / "history.sqlite"
 
 
@@ -378,7 +378,7 @@ def dispatch(a) -> int:
     if a.history_cmd == "show":
         return _show(con, a.case)
     if a.history_cmd == "page":
-        from .nightly_page import render
+        from harness.report.nightly_page import render
         n = _resolve(con, a.night)
         Path(a.out).write_text(render(n, nights_before(con, n.name) + [n]))
         print(a.out)

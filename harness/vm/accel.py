@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import UserError
+from harness.errors import UserError
 
 
 def choose(requested: str, cpu_flags: set[str], kvm_opens: bool) -> str:

@@ -1,8 +1,8 @@
 """Facts read from inside a running guest over SSH (parsing lives in procfs.py)."""
 from __future__ import annotations
 
-from . import procfs
-from .errors import GuestError
+from harness.measure import procfs
+from harness.errors import GuestError
 
 ORDER_PARAM = "/sys/module/page_reporting/parameters/page_reporting_order"
 PAGEBLOCK_ORDER = 9  # x86_64 with HUGETLB_PAGE (include/linux/pageblock-flags.h)

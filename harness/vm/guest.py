@@ -28,12 +28,16 @@ import psutil
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from . import accel, guestfacts, hostsetup, image, keys, perblock, qemu_argv, qemu_bin, saved_guest
-from .config import GuestConfig
-from .errors import GuestError, LaunchError
-from .image import Image
-from .qemu_bin import Qemu
-from .ssh import Session
+from harness.vm import accel, hostsetup, keys, qemu_argv, qemu_bin, saved_guest
+
+from harness.measure import guestfacts, perblock
+
+from harness.build import image
+from harness.config import GuestConfig
+from harness.errors import GuestError, LaunchError
+from harness.build.image import Image
+from harness.vm.qemu_bin import Qemu
+from harness.vm.ssh import Session
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -118,8 +122,8 @@ SAVED_BOOT_DIR = "saved-boot"  # in a guest's run directory: the boot that built
 
 
 class Guest:
-    incoming: str | None = None  # set by a migration destination (harness/migration.py) and a restore
-    destination = False  # a live migration's destination (harness/migration.py)
+    incoming: str | None = None  # set by a migration destination (harness/vm/migration.py) and a restore
+    destination = False  # a live migration's destination (harness/vm/migration.py)
     BOOT_TIMEOUT = 180.0  # s to SSH-ready; TCG boots take ~10 s here, 2 parallel guests ~2x
 
     def __init__(self, cfg: GuestConfig, parts: Provisioned, rundir: Path | None = None, start: str = "restore"):
@@ -127,7 +131,7 @@ class Guest:
         rundir: where the console, QEMU log, argv and QMP transcript go, kept after shutdown
         (the CLI's run folder); None: a private temporary directory, made at launch and removed
         at shutdown. start: "restore" a saved guest of this configuration
-        (harness/saved_guest.py; built first if missing) or "boot" it; a configuration that
+        (harness/vm/saved_guest.py; built first if missing) or "boot" it; a configuration that
         cannot restore boots, and `start_note` says why."""
         if start not in saved_guest.STARTS:
             raise ValueError(f"start {start!r} not one of {saved_guest.STARTS}")
@@ -144,7 +148,7 @@ class Guest:
         self.timings: dict[str, float] = {}  # seconds: start_s (QEMU start to SSH), and a restore's parts
         self._host = ExitStack()  # what the host lends this guest's RAM (hugetlb pages, a mount)
         self.mem_path: str | None = None
-        self.saved_meta: dict | None = None  # a restore's saved guest (harness/saved_guest.py)
+        self.saved_meta: dict | None = None  # a restore's saved guest (harness/vm/saved_guest.py)
         self.keeps_rundir = rundir is not None
         self.rundir: Path | None = Path(rundir) if rundir is not None else None
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from .errors import GuestError
+from harness.errors import GuestError
 
 # While the guest boots, each refused attempt makes paramiko's transport thread
 # log a traceback; the wait loop reports the last error itself.

@@ -23,9 +23,9 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import GuestConfig
-from .errors import UserError
-from .paths import cache_dir
+from harness.config import GuestConfig
+from harness.errors import UserError
+from harness.paths import cache_dir
 
 TMPFS_DIR = "/dev/shm"
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"

@@ -13,7 +13,7 @@ API (a scenario calls capture() at its moments, then the pure functions):
 
 One capture = one guest scan (guest_images/src/e2epfn.c: /proc/kpageflags run-length
 encoded, with /proc/zoneinfo and /proc/buddyinfo around it) and, right after the SSH
-command returns, one host read of QEMU's pagemap over guest RAM (harness/pagemap.py).
+command returns, one host read of QEMU's pagemap over guest RAM (harness/measure/pagemap.py).
 
 Classes of guest RAM pages (join): allocated (not free, including per-cpu lists and pages
 isolated for a report in flight), reserved (PG_reserved), free_below_order, free_unreported
@@ -60,10 +60,10 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from . import pagemap, procfs
-from .model.reporting import ReportingParams, zone_gate_mark
-from .pagemap import RamRange
-from .snapshot import parse_zoneinfo
+from harness.measure import pagemap, procfs
+from harness.model.reporting import ReportingParams, zone_gate_mark
+from harness.measure.pagemap import RamRange
+from harness.measure.snapshot import parse_zoneinfo
 
 MAX_ORDER = 10  # largest buddy order on x86_64, 6.1 and 6.12
 PAGE_REPORTING_CAPACITY = 32  # mm/page_reporting.h
@@ -121,7 +121,7 @@ class Scan:
 # --- parsing (pure) ------------------------------------------------------------
 
 def parse_zones(zoneinfo: str) -> tuple[Zone, ...]:
-    """/proc/zoneinfo -> populated zones, through the one zoneinfo parser (harness/snapshot.py).
+    """/proc/zoneinfo -> populated zones, through the one zoneinfo parser (harness/measure/snapshot.py).
     mm/vmstat.c zoneinfo_show_print prints start_pfn only for populated zones."""
     zones = [Zone(zone_label(z.node, z.zone), z.start_pfn, z.start_pfn + z.spanned, z.free, z.low)
              for z in parse_zoneinfo(zoneinfo) if z.start_pfn is not None and z.spanned]
