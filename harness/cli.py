@@ -211,6 +211,8 @@ def _human(r: dict) -> str:
         if lay:
             lines.append(f"  {ph['phase']}: free blocks >= order right after the release: real {lay['real']}, "
                          f"predicted {lay['predicted']}, same pfn and order {lay['matched']}"
+                         + (f" (+{lay['unplaced_predicted']} THP from before it drained, position unknown)"
+                            if lay.get("unplaced_predicted") else "")
                          + (f"; reported once done: real {rep['real']}, predicted {rep['predicted']}, "
                             f"matched {rep['matched']}" if rep else ""))
         if (ph.get("judgement") or {}).get("free_memory"):

@@ -386,9 +386,10 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
                       activity: Activity, captures: int, window_s: float, measured_mib: float,
                       at_s: float) -> FreeMemoryCheck:
     """Pure. free_pages: the model's buddy pages after the release (its per-cpu residue not
-    counted, as NR_FREE_PAGES does not); the residue is really 0..residue_max_pages (the drop's
-    pcp_residue term), pages of unknown position may have gone back to the buddy lists
-    (pcp_unknown_pages), and the guest allocates and frees over the window at its idle rates
+    counted, as NR_FREE_PAGES does not), those its drains gave back from before the release
+    included; the residue is really 0..residue_max_pages (the drop's
+    pcp_residue term), more pages of unknown position may have gone back to the buddy
+    lists (pcp_unknown_pages: unknown_drained, beyond the model's own drains), and the guest allocates and frees over the window at its idle rates
     plus what each of our captures costs, all measured before the release."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
     freed = activity.free_pages_per_s * window_s + activity.ours(captures)
@@ -430,6 +431,8 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
     lay = compare_layout_blocks(layout_free, zl, real, pre.order)
     fields["layout"] = lay.to_json()
     fields["layout"]["residue_pages"] = sum(n for _, n in rel.residue)
+    # real blocks the model knows exist but cannot place: THPs from before the release it drained
+    fields["layout"]["unplaced_predicted"] = rel.unknown_thps_drained
     # once reporting is done: which blocks the model says were reported, against the guest's
     # PG_reported marks in the settled capture
     settled = Capture.from_json(phase["captures"]["settled"])
@@ -441,9 +444,12 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
     if st and st[2] is not None:
         # from the first model input to the statistic: the captures before, after and settled
         window = st[0] - min(pre.read_at_s.values(), default=0.0)
+        # the model's own drains of pages from before the release are free at positions it does
+        # not know: counted, and only the drains it did not run are a term
         free = free_memory_check(
-            sum(1 << o for z in rel.machine.zones for _, o, _, _ in z.free_blocks()), sum(n for _, n in rel.residue),
-            j["inputs"]["residue_max_pages"], j["inputs"]["unknown_drained"], activity, 1 + _captures_after(phase),
+            sum(1 << o for z in rel.machine.zones for _, o, _, _ in z.free_blocks()) + rel.unknown_drained,
+            sum(n for _, n in rel.residue), j["inputs"]["residue_max_pages"],
+            max(0, j["inputs"]["unknown_drained"] - rel.unknown_drained), activity, 1 + _captures_after(phase),
             window, st[2], st[0])
         fields["free_memory"] = free.to_json()
     t90 = None

@@ -244,9 +244,12 @@ def test_the_guest_free_memory_is_predicted_from_before_the_release(on):
     # terms: residue, unknown pcp pages, idle activity; the release left free_factor > 0, so a
     # free_high drain can give back every page CPU 0's lists held before it
     assert ph["model"]["inputs"]["free_high_drain"]
+    # the model's own drains (a THP the touch left on CPU 0's list) are counted free; the rest
+    # of CPU 0's pages may follow
     unknown = next(t for t in fm["terms"] if t["name"] == "pcp_unknown_pages")
-    assert ph["model"]["inputs"]["unknown_drained"] == _pcp_count(ph, cpu=0)
-    assert unknown["hi_mib"] == pytest.approx(_pcp_count(ph, cpu=0) / 256, abs=0.01)
+    inputs = ph["model"]["inputs"]
+    assert inputs["unknown_drained"] == _pcp_count(ph, cpu=0) and inputs["model_unknown_drained"] == 512
+    assert unknown["hi_mib"] == pytest.approx((_pcp_count(ph, cpu=0) - 512) / 256, abs=0.01)
     assert fm["hi_mib"] - fm["lo_mib"] == pytest.approx(sum(t["hi_mib"] - t["lo_mib"] for t in fm["terms"]), abs=0.02)
     assert ph["judgement"]["free_memory"].startswith("within")
 
@@ -405,14 +408,18 @@ def test_an_early_pass_with_only_unheld_blocks_pending_is_allowed(monkeypatch):
 
 def test_our_other_commands_in_the_window_are_guest_allocations(monkeypatch):
     # the release's SSH command and the snapshot after it allocate as a vmstat read does at least
+    # (this run once read 0.5 MiB below the low side without them; that was the model's THP of
+    # CPU 0's list, test_a_thp_the_touch_left_on_the_lists_is_drained_first: now it is exact)
     r = load("normal_zone_commands_6.1_on")
     ph = judged(r)["phases"][-1]
-    assert ph["verdict"] == "within", ph["judgement"]["failures"]
-    # planted: only the captures counted (the bound before): 0.5 MiB below its low side
+    assert ph["verdict"] == "within" and ph["drop_mib"] == ph["predicted_mib"], ph["judgement"]["failures"]
+    alloc = next(t for t in ph["terms"] if t["name"] == "guest_allocations")
+    assert "2 other command(s)" in alloc["explanation"]
+    # planted: only the captures counted: the low side moves up by the commands' block
     real = R.Activity.ours
     monkeypatch.setattr(R.Activity, "ours", lambda self, captures=None: real(
         dataclasses.replace(self, commands_in_window=0), captures))
-    assert judged(r)["phases"][-1]["verdict"] == "outside"
+    assert judged(r)["phases"][-1]["predicted_lo_mib"] == ph["predicted_lo_mib"] + 2.0
 
 
 def test_a_free_high_drain_can_give_back_every_per_cpu_page(monkeypatch):
@@ -452,10 +459,36 @@ def test_with_our_activity_off_the_workloads_cpu_the_free_memory_is_exact(monkey
     assert ph["verdict"] == "within", ph["judgement"]["failures"]
     fm = ph["free_memory"]
     assert abs(fm["measured_mib"] - fm["expected_mib"]) < 0.05, fm
-    assert (ph["layout"]["real"], ph["layout"]["predicted"], ph["layout"]["matched"]) == (474, 474, 473)
+    # every predicted block is there; the one real block more is the THP from before the release
+    lay = ph["layout"]
+    assert (lay["real"], lay["predicted"], lay["matched"], lay["unplaced_predicted"]) == (474, 473, 473, 1)
     # planted: the release's pages the model leaves on CPU 0's lists counted as free
     real = prediction.free_memory_check
     monkeypatch.setattr(prediction, "free_memory_check", lambda free, residue, *a, **kw: real(
         free + residue, residue, *a, **kw))
     out = judged(r)["phases"][-1]
     assert out["judgement"]["free_memory"].startswith("outside") and out["verdict"] == "outside"
+
+
+@pytest.mark.parametrize("name", ["touch_free_quiet_cpu_6.1_on", "restored_early_worker_6.1_on",
+                                  "order8_late_pass_6.1_on", "touch_free_6.1_on"])
+def test_a_thp_the_touch_left_on_the_lists_is_drained_first(monkeypatch, name):
+    # 6.1 refills the THP list two at a time, so the touch can leave one there, the oldest of the
+    # list: the first THP drain takes it, not the release's. Its block is the one real block the
+    # model cannot place, and the drop comes within 0.25 MiB of the prediction (was 2-2.2 MiB over)
+    r = load(name)
+    ph = judged(r)["phases"][-1]
+    lay = ph["layout"]
+    assert lay["matched"] == lay["predicted"] == lay["real"] - 1 and lay["unplaced_predicted"] == 1
+    assert lay["only_real"] == 1 and lay["first_only_real"][0][1] == 9
+    assert abs(ph["drop_mib"] - ph["predicted_mib"]) < 0.25
+    # planted: no THP there (the model before): the release's THP drained, 2 MiB too much
+    real = R.PcpList.__init__
+
+    def no_thp(self, *a, **kw):
+        real(self, *a, **kw)
+        if self.thp == [-1]:
+            self.thp, self.elsewhere = [], self.elsewhere + (1 << self.zone.pb_order)
+    monkeypatch.setattr(R.PcpList, "__init__", no_thp)
+    out = judged(r)["phases"][-1]
+    assert out["predicted_mib"] - out["drop_mib"] >= 2.0 and out["layout"]["only_predicted"] >= 1
