@@ -14,7 +14,8 @@
  *                             unmap) in virtual-address order, the order munmap frees them:
  *                             "ok pages=P runs=R PFN+N[h] ..." (h: part of a THP), from
  *                             /proc/self/pagemap and /proc/kpageflags (needs root)
- *   free NAME                 unmap the whole region
+ *   free NAME                 unmap the whole region, then fault in SETTLE_FAULTS pages
+ *                             (see settle()): "ok ms=T faults=F"
  *   cpu N                     pin this process to CPU N (sched_setaffinity): munmap then
  *                             frees on that CPU's per-cpu lists, which the model reads
  *   quit
@@ -34,9 +35,45 @@
 
 #define MAXR 64
 #define PG 4096UL
+/* After an unmap, this many new pages faulted in on the same CPU: 6.1 halves the CPU's pcp
+ * free_factor at every allocation (rmqueue_pcplist), and a big free leaves it up to 5
+ * (CONFIG_PCP_BATCH_SCALE_MAX), so three bring it to 0; while it is above 0 any order 1-3 free
+ * there drains the CPU's lists whole (free_high), which the model cannot time. */
+#define SETTLE_FAULTS 4
+#define SETTLE_LEN (16UL << 20)
 
 struct region { char name[32]; char *base; size_t len; uint64_t seed; int filled; };
 static struct region regs[MAXR];
+
+/* Untouched pages to fault in after unmaps: one page per 2 MiB touched at start, so the
+ * faults need no page-table page of their own. */
+static char *settle_base;
+static size_t settle_next;
+
+static void settle_init(void)
+{
+	settle_base = mmap(NULL, SETTLE_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (settle_base == MAP_FAILED) {
+		settle_base = NULL;
+		return;
+	}
+	madvise(settle_base, SETTLE_LEN, MADV_NOHUGEPAGE);
+	for (size_t off = 0; off < SETTLE_LEN; off += 2UL << 20)
+		settle_base[off] = 1;
+}
+
+static int settle(void)
+{
+	int n = 0;
+	while (settle_base && n < SETTLE_FAULTS && (settle_next + 1) * PG < SETTLE_LEN) {
+		size_t off = ++settle_next * PG;
+		if (off % (2UL << 20) == 0)
+			continue;
+		settle_base[off] = 1;
+		n++;
+	}
+	return n;
+}
 
 static double now_ms(void)
 {
@@ -228,6 +265,7 @@ int main(void)
 {
 	char line[256], cmd[32], name[32];
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	settle_init();
 	while (fgets(line, sizeof(line), stdin)) {
 		long a = 0, b = 0;
 		unsigned long long seed = 0;
@@ -297,7 +335,8 @@ int main(void)
 				munmap(r->base + off, l);
 				done += l;
 			}
-			printf("ok unmapped_kib=%zu ms=%.0f\n", done / 1024, now_ms() - t0);
+			int f = settle();
+			printf("ok unmapped_kib=%zu ms=%.0f faults=%d\n", done / 1024, now_ms() - t0, f);
 		} else if (!strcmp(cmd, "pfns")) {
 			n = sscanf(line, "%*s %*s %ld %ld", &a, &b);
 			if (n == 2 && (a <= 0 || b <= 0 || (a * 1024) % PG || (b * 1024) % PG)) {
@@ -308,9 +347,10 @@ int main(void)
 		} else if (!strcmp(cmd, "free")) {
 			double t0 = now_ms();
 			munmap(r->base, r->len);
+			int f = settle();
 			r->base = NULL;
 			r->name[0] = 0;
-			printf("ok ms=%.0f\n", now_ms() - t0);
+			printf("ok ms=%.0f faults=%d\n", now_ms() - t0, f);
 		} else {
 			printf("err unknown command %s\n", cmd);
 		}

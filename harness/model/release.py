@@ -105,6 +105,10 @@ class PreRelease:
     # (clean page cache, taken in pfn order: page index order is not in /proc)
     kind: str = "munmap"
     read_at_s: dict = field(default_factory=dict)   # input name -> seconds relative to the release
+    # right after the unmap the workload faults in this many new pages on its CPU (e2emem
+    # SETTLE_FAULTS): each takes the newest order-0 movable pcp page and halves free_factor
+    faults_after: int = 0
+    ours_cpu: int | None = None             # the CPU our SSH commands and the interrupts run on
 
     def __post_init__(self):
         late = {k: v for k, v in self.read_at_s.items() if v > 0}
@@ -218,7 +222,7 @@ class PcpList:
     in /proc; taken as the oldest of the order-0 list, see the pcp_placement term)."""
 
     def __init__(self, zone: Zone, pcp: Pcp, version: tuple[int, int], unknown_elsewhere: bool = False,
-                 high_min: int | None = None, order0_unknown: int | None = None):
+                 high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None):
         self.zone, self.batch, self.version = zone, max(1, pcp.batch), version
         self.high = pcp.high
         # 6.12: high_min is the zone's, the same on every CPU (zone_highsize); zoneinfo prints only
@@ -238,7 +242,10 @@ class PcpList:
             # the kernel drained one THP of unknown position and kept the release's 502nd; with
             # it 5 of the 8 stored 6.1 runs predict the drop within 0.2 MiB (2-4 MiB closer). 6.12 is left as it was: its one
             # stored run (652 pages elsewhere) matched block for block without one.
-            if self.version < (6, 2) and self.elsewhere >= 1 << zone.pb_order:
+            # thp_left: the pcp_residue term's runs with the other parity
+            if thp_left is None:
+                thp_left = self.version < (6, 2)
+            if thp_left and self.elsewhere >= 1 << zone.pb_order:
                 self.thp.append(-1)
                 self.elsewhere -= 1 << zone.pb_order
         if pcp.count - self.elsewhere:
@@ -246,6 +253,7 @@ class PcpList:
         self.free_factor = 0                # 6.1: halved by every allocation; the touch made it 0
         self.free_count = 0                 # 6.12: pages freed in a row
         self.best = -1                      # largest merged order reaching a buddy list
+        self.refilled = False               # an allocation found no order-0 page: a refill not modelled
         self.unknown_drained = 0
         self.unknown_thps_drained = 0       # of those, whole THPs: a free block each, not placed
 
@@ -344,6 +352,23 @@ class PcpList:
             n -= 1 << pb
         return n
 
+    def allocate(self, n: int) -> None:
+        """n order-0 movable allocations on this CPU (a fault each): rmqueue_pcplist takes the
+        newest page of the list and, in 6.1, halves free_factor."""
+        for _ in range(n):
+            if not self.order0:
+                self.refilled = True                # rmqueue_bulk from the buddy lists
+                return
+            ent = self.order0[-1]                   # [pfn, pages, descending]: newest last
+            if ent[2] and ent[0] >= 0:              # freed high to low: the newest is its low end
+                ent[0] += 1
+            ent[1] -= 1
+            if not ent[1]:
+                self.order0.pop()
+            self.count -= 1
+            if self.version < (6, 2):
+                self.free_factor >>= 1
+
     def decay(self) -> None:
         """6.12 decay_pcp_high run until high reaches high_min: what is over it goes back."""
         if self.version < (6, 2):
@@ -379,6 +404,7 @@ class Released:
     # of the unknown pages, whole THPs a workload's allocations left on the THP list: each is a
     # free block after the release at a position the model does not know
     unknown_thps_drained: int = 0
+    faults_refilled: bool = False           # the workload's faults after it found no order-0 page
 
 
 def zone_model(zs: ZoneState, spec: KernelSpec) -> Zone:
@@ -404,7 +430,8 @@ def machine_before(pre: PreRelease) -> tuple[Machine, KernelSpec]:
     return m, spec
 
 
-def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0) -> Released:
+def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0,
+                thp_left: bool | None = None) -> Released:
     """Free the release's pages through the per-cpu lists of the CPU it runs on.
 
     residue: instead, leave exactly the newest `residue` pages of the release on the lists (a
@@ -412,7 +439,9 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     pcp_residue term.
     count_offset: pages of unknown position more (or fewer) on that CPU's lists when the release
     begins than zoneinfo showed: the pcp_residue term's runs for what can change the count
-    between that read and the release."""
+    between that read and the release.
+    thp_left: whether the workload's THP allocations left a THP on the list (None: the model's
+    rule, PcpList)."""
     m, spec = machine_before(pre)
     freed = pages_freed_by_unmap(pre.mapped, pre.unmapped, spec.pageblock_order)
     seq = free_order(freed.runs, spec.version, pre.kind)
@@ -430,7 +459,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
             extra = count_offset = 0
         lists[zs.key] = PcpList(m.zone(zs.key), p, spec.version,
                                 high_min=min((q.high for q in zs.pcps), default=p.high),
-                                order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None)
+                                order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
+                                thp_left=thp_left)
     for pfn, n, huge, desc in seq:
         while n:                            # a run split where zones meet
             z = m.zone_of(pfn if not desc else pfn + n - 1)
@@ -442,6 +472,11 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                 lists[z.key].free(Run(pfn, k, huge))
                 pfn += k
             n -= k
+    if pre.faults_after and len({zs.node for zs in pre.zones}) == 1:
+        # an anonymous fault takes the highest zone first (one node: its zonelist is by zone)
+        top = max((pl for pl in lists.values() if pl.high > 0), key=lambda pl: pl.zone.start, default=None)
+        if top is not None:
+            top.allocate(pre.faults_after)
     for pl in lists.values():
         pl.decay()
     best = max((pl.best for pl in lists.values()), default=-1)
@@ -452,7 +487,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     unknown_thps_drained=sum(pl.unknown_thps_drained for pl in lists.values()),
                     elsewhere_left=sum(pl.elsewhere for pl in lists.values()),
                     notified=best >= pre.order,
-                    free_high_drain=spec.version < (6, 2) and any(pl.free_factor for pl in lists.values()))
+                    free_high_drain=spec.version < (6, 2) and any(pl.free_factor for pl in lists.values()),
+                    faults_refilled=any(pl.refilled for pl in lists.values()))
 
 
 def _forced_residue(m: Machine, spec: KernelSpec, freed: FreedPages, seq, k: int, order: int) -> Released:
@@ -558,6 +594,15 @@ def _drop_of(rel: Released, pre: PreRelease, host: Host, params, guest_reports: 
     return events, passes
 
 
+def settled_release(pre: PreRelease, rel: Released) -> bool:
+    """The release's per-cpu drains are the model's alone (6.1): the workload allocated on its
+    pinned CPU just before (free_factor 0), our commands run on another CPU, and its faults
+    after the unmap left free_factor 0 (no free_high drain can follow) without a refill."""
+    return (rel.spec.version < (6, 2) and pre.kind == "munmap" and pre.pcp_taken and pre.faults_after > 0
+            and pre.ours_cpu is not None and pre.cpu is not None and pre.ours_cpu != pre.cpu
+            and not rel.free_high_drain and not rel.faults_refilled)
+
+
 def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
                     activity: Activity = Activity(), sample_period_s: float = 0.1, guest_reports: bool = True,
                     own_growth_mib: float = 0.0):
@@ -599,7 +644,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     variant_t90: list[float] = []
 
     def drop_with_residue(k: int) -> float:
-        ev = _drop_of(run_release(pre, residue=k), pre, host, params, guest_reports)[0]
+        return drop_of_variant(run_release(pre, residue=k))
+
+    def drop_of_variant(variant: Released) -> float:
+        ev = _drop_of(variant, pre, host, params, guest_reports)[0]
         got = sum(m for _, m, _ in ev)
         # the same run's time to 90% of its own total: a residue at either end moves blocks
         # between passes, so the measured time to 90% may land a pass off the model's
@@ -632,11 +680,31 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         highs = [min((q.high for q in zs.pcps), default=0) for zs in pre.zones]
     max_drain = max((zs.pcp(cpu).batch << PCP_BATCH_SCALE_MAX for zs in pre.zones if zs.pcp(cpu)), default=0)
     k_hi = max(highs, default=0) + (1 << rel.spec.pageblock_order) - 1 - max(0, rel.elsewhere_left - max_drain)
-    d_hi = (drop_with_residue(0) - total) if moves else 0.0
-    d_lo = (drop_with_residue(k_hi) - total) if moves else 0.0
-    terms.append(Term("pcp_residue", f"the release's newest pages left on CPU {cpu}'s per-cpu lists: 0 to "
-                      f"{k_hi} pages (high + a THP) instead of the model's {sum(n for _, n in rel.residue)}: "
-                      "the model run with each", min(0.0, d_lo, d_hi), max(0.0, d_lo, d_hi)))
+    variants: list[Released] = []
+    if settled_release(pre, rel):
+        # 6.1 with every drain the model's own: free_factor 0 at the start (the workload's
+        # allocations halved it), nothing of ours on the release's CPU, and the workload's
+        # faults right after the unmap bring it back to 0, so no free_high drain can follow.
+        # Left open: the count when the release begins, by one refill of the list the
+        # mmu_gather's batch pages come from (rmqueue_bulk: batch pages) and one batch for the
+        # release's own command (its pipe pages), and whether the touch left a THP on the list
+        # (it refills two at a time). The term is the model run with each.
+        b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
+        variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b),
+                    run_release(pre, thp_left=not rel.unknown_thps_drained)]
+        ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
+        res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
+        k_hi = res_pages[-1]
+        terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
+                          f"count {2 * b} pages either way and the other THP parity: {res_pages[0]}-{k_hi} "
+                          f"pages (the model's {sum(n for _, n in rel.residue)}): the model run with each",
+                          min(0.0, *ds), max(0.0, *ds)))
+    else:
+        d_hi = (drop_with_residue(0) - total) if moves else 0.0
+        d_lo = (drop_with_residue(k_hi) - total) if moves else 0.0
+        terms.append(Term("pcp_residue", f"the release's newest pages left on CPU {cpu}'s per-cpu lists: 0 to "
+                          f"{k_hi} pages (high + a THP) instead of the model's {sum(n for _, n in rel.residue)}: "
+                          "the model run with each", min(0.0, d_lo, d_hi), max(0.0, d_lo, d_hi)))
     if pre.cpu is None:
         raise ModelError("the release's CPU is not known: pin the workload (e2emem `cpu N`)")
     # Drained pages of unknown position can complete blocks only where they are the missing
@@ -659,7 +727,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     for pfn, n in list(rel.residue) + [(r.pfn, r.pages) for r in pre.kept]:
         known.update(range(pfn >> thr, ((pfn + n - 1) >> thr) + 1))
     on_lists = sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu))
-    # a free_high drain (Released.free_high_drain) gives every one of them back
+    # a free_high drain (Released.free_high_drain) gives every one of them back; a settled
+    # release (the variants above) gives back what its runs drained
     unk = on_lists if rel.free_high_drain else min(rel.unknown_drained + max_drain, on_lists)
     open_regions = [r for reg, r in regions.items() if reg not in known]
     if thr > rel.spec.max_order:              # no block of that order exists: nothing to complete
@@ -679,12 +748,28 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
             i += 1
         return gain, i, pages
 
-    gain, used, _ = fill(unk, 0)
+    if variants:
+        # a settled release gives back what its runs drained: whole THPs from before, a block
+        # each (its pages, if the host holds them), and order-0 pages that can only fill holes
+        pb = rel.spec.pageblock_order
+        best = (-1, 0, 0, 0)
+        for v in (rel, *variants):
+            thp_pages = v.unknown_thps_drained << pb
+            g, u, _ = fill(v.unknown_drained - thp_pages, 0)
+            if g + thp_pages > best[0]:
+                best = (g + thp_pages, u, v.unknown_drained, thp_pages)
+        gain, used, unk, thp_pages = best
+        what = (f"up to {unk} per-cpu pages from before the release (position unknown) go back to the buddy lists "
+                f"during it in the model's runs ({thp_pages} of them whole THPs: a block each, held or not) and "
+                f"complete the {block_mib:g} MiB regions closest to whole")
+    else:
+        gain, used, _ = fill(unk, 0)
+        what = (f"up to {unk} per-cpu pages from before the release (position "
+                f"unknown) can go back to the buddy lists "
+                f"{'(all: a free_high drain, 6.1) ' if rel.free_high_drain else 'during it '}"
+                f"and complete the {block_mib:g} MiB regions closest to whole")
     unk_hi = gain / 256 if moves else 0.0
-    terms.append(Term("pcp_unknown_pages", f"up to {unk} per-cpu pages from before the release (position "
-                      f"unknown) can go back to the buddy lists "
-                      f"{'(all: a free_high drain, 6.1) ' if rel.free_high_drain else 'during it '}"
-                      f"and complete the {block_mib:g} MiB regions closest to whole", 0.0, unk_hi))
+    terms.append(Term("pcp_unknown_pages", what, 0.0, unk_hi))
     window = (passes[-1].t_end if passes else 0.0) + params.delay_s
     alloc_p = activity.alloc_pages_per_s * window + activity.ours()
     free_p = activity.free_pages_per_s * window + activity.ours()

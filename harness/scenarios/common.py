@@ -46,6 +46,9 @@ STATS_WAIT_S = 3.0  # two of the device's intervals (stats_poller.POLL_S) for th
 # The workload runs pinned here, so its frees go onto this CPU's per-cpu lists, which the
 # model reads before the release (harness/model/release.py).
 WORKLOAD_CPU = 0
+# e2emem faults in this many new pages right after each unmap (guest_images/src/e2emem.c
+# SETTLE_FAULTS): 6.1's free_factor back to 0, so no free_high drain can follow the release.
+WORKLOAD_SETTLE_FAULTS = 4
 
 
 class Run:
@@ -95,6 +98,10 @@ class Run:
         # batch and other lists' pages (measured: allocating as many pages as the count did not
         # lower it). After a release with no allocation since, they are its own residue.
         out["pcp_taken"] = self.allocated
+        # our SSH sessions and the interrupts run on the last CPU (guest_images/rootfs/etc/rcS)
+        out["ours_cpu"] = self.g.cfg.smp - 1
+        if unmaps is not None:              # e2emem's own unmap, and its faults after it
+            out["faults_after"] = WORKLOAD_SETTLE_FAULTS
         if frees is not None:
             out["mapped"] = out["unmapped"] = frees()
             out["read_at"]["mapped"] = out["read_at"]["unmapped"] = time.monotonic()

@@ -232,7 +232,8 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
                    held=bytes(cap.held), mapped=runs(pre.get("mapped", [])), unmapped=runs(pre.get("unmapped", [])),
                    kept=runs(pre.get("kept", [])),
                    cpu=pre.get("cpu"), pcp_taken=bool(pre.get("pcp_taken")),
-                   kind=pre.get("kind", "munmap"), read_at_s=dict(pre.get("read_at_s", {})))
+                   kind=pre.get("kind", "munmap"), read_at_s=dict(pre.get("read_at_s", {})),
+                   faults_after=int(pre.get("faults_after", 0)), ours_cpu=pre.get("ours_cpu"))
     act = pre.get("activity") or {}
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])
