@@ -16,6 +16,7 @@ from contextlib import contextmanager, nullcontext
 from harness.measure import guestfacts, hostmem, pagemap, perblock, procfs
 
 from harness.verdict import prediction
+from harness.measure.prerelease import PreRecord, runs_of
 from harness.measure.stats_poller import StatsPoller
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,11 @@ class Run:
         finally:
             self.workload_s += time.monotonic() - t
 
-    def pre_release(self, unmaps: str | None, frees=None, kind: str | None = None) -> dict:
+    def pre_release(self, unmaps: str | None, frees=None, kind: str | None = None) -> tuple[dict, dict]:
         """What the model may know, read before the release: the workload's mapped pages and the
         ones the release unmaps (its own pagemap, in the order munmap frees them), the guest's
-        free blocks with the host's residency, and what one capture costs in guest activity."""
+        free blocks with the host's residency, and what one capture costs in guest activity.
+        Returns PreRecord's fields but its times, and when each input was read (monotonic)."""
         cpu = WORKLOAD_CPU if self.g.cfg.smp > 1 else 0
         out: dict = {"cpu": cpu, "read_at": {}, "kind": kind or ("munmap" if frees is None else "drop_caches")}
         # Pages on the workload CPU's per-cpu lists are free pages /proc cannot place. An
@@ -143,9 +145,9 @@ class Run:
             time.sleep(END_MARGIN_S)  # the pass is due within the delay; a capture costs ~0.2 s of guest CPU
         out["worker_wait_s"] = round(out["read_at"]["capture"] - first_capture, 2)  # 0: nothing was pending
         out["capture"] = cap.to_json()
-        out["capture_vmstat"] = [vm0, vm1]
-        out["stuck"] = sorted([h, o] for h, o in self.stuck)
-        return out
+        out["capture_vmstat"] = (vm0, vm1)
+        out["stuck"] = tuple(sorted(self.stuck))
+        return out, out.pop("read_at")
 
     def own_growth(self) -> float:
         """MiB QEMU's own memory (its RSS less guest RAM's share and TCG's cache) grew from the
@@ -181,17 +183,21 @@ class Run:
         held = guestfacts.snapshot_texts(self.g)
         if freed_pfns is not None:
             runs = [[int(r[0]), int(r[1]), bool(r[2]) if len(r) > 2 else False] for r in freed_pfns]
-            pre = self.pre_release(None, lambda: runs, kind="munmap")
+            fields, read_at = self.pre_release(None, lambda: runs, kind="munmap")
         else:
-            pre = self.pre_release(unmaps, frees)
+            fields, read_at = self.pre_release(unmaps, frees)
         t0 = time.monotonic()
         peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
         log.info("%s: releasing %g MiB", name, freed_mib,
                  extra={"phase": name, "peak_mib": peak.rss_mib, "freed_mib": freed_mib})
         t_action = time.monotonic()
-        pre["read_at_s"] = {k: round(v - t_action, 3) for k, v in pre.pop("read_at").items()}
-        pre["read_at_s"]["snapshot"] = round(t_held - t_action, 3)
-        pre["qemu_own_growth_mib"] = round(self.own_growth(), 1)
+        read_at_s = {k: round(v - t_action, 3) for k, v in read_at.items()}
+        read_at_s["snapshot"] = round(t_held - t_action, 3)
+        fields["mapped"], fields["unmapped"] = runs_of(fields["mapped"]), runs_of(fields["unmapped"])
+        fields["waited_for"] = tuple(fields["waited_for"])
+        # one JSON form for the end plan and the phase: the verdict reuses the plan's model run
+        pre = PreRecord(**fields, read_at_s=read_at_s, qemu_own_growth_mib=round(self.own_growth(), 1),
+                        activity=self.activity).to_json()
         action()
         release_s = time.monotonic() - t_action
         self.allocated = False
@@ -201,7 +207,7 @@ class Run:
         cap_freed = perblock.capture(self.g, self.order, self.ranges)
         first_capture_s = time.monotonic() - t_action
         after, cap_settled, t_settled, end = self.phase_end(
-            name, t0, t_action, {"pre": {**pre, "activity": self.activity}, "snapshots": {"held": held},
+            name, t0, t_action, {"pre": pre, "snapshots": {"held": held},
                                  "reportable_order": self.order,
                                  # presumed (the phase's captures are activity the model counts):
                                  # the judgement reuses this model run when it ends so
@@ -233,7 +239,7 @@ class Run:
             "end": end,  # how the phase ended (Run.phase_end)
             "release_s": round(release_s, 3),  # the action's SSH round trip: munmap and all
             "release_at_s": round(t_action - self.g.t_start, 3),  # from QEMU's start (harness/report/timings.py)
-            "pre": {**pre, "activity": self.activity},
+            "pre": pre,
             "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
             # [s after the release, QEMU's receipt (epoch s), free, available, caches MiB]
             "guest_stats": [x.to_row(t0) for x in self.stats.since(t0)] if self.stats else None,

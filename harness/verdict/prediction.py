@@ -17,6 +17,7 @@ from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
                             predict_release)
 from harness.model.predict import Prediction, Term
+from harness.measure.prerelease import PreRecord
 from harness.measure.perblock import Capture, asked
 from harness.measure.snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
 
@@ -198,8 +199,8 @@ def capture_cost(bracket: list, act: dict, alloc_keys: list[str]) -> float:
 
 def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
     """A phase's before-the-release records -> the model's own input types."""
-    pre = phase["pre"]
-    cap = Capture.from_json(pre["capture"])
+    pre = PreRecord.from_json(phase["pre"])
+    cap = Capture.from_json(pre.capture)
     zinfo = parse_zoneinfo(_zoneinfo_section(cap.text))
     zones = tuple(ZoneState(node=z.node, name=z.zone, start=z.start_pfn, end=z.start_pfn + z.spanned,
                             wmark_min=z.min, wmark_low=z.low, wmark_high=z.high, boost=z.boost,
@@ -227,19 +228,17 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
                 mt = m
                 break
         blocks.append(FreeBlock(b.head, b.order, b.reported, mt))
-    runs = lambda xs: tuple(Run(int(p), int(n), bool(h)) for p, n, h in xs)  # noqa: E731
+    runs = lambda xs: tuple(Run(p, n, h) for p, n, h in xs)  # noqa: E731
     p = PreRelease(kernel=facts["kernel"], order=phase["reportable_order"], zones=zones, blocks=tuple(blocks),
-                   held=bytes(cap.held), mapped=runs(pre.get("mapped", [])), unmapped=runs(pre.get("unmapped", [])),
-                   kept=runs(pre.get("kept", [])),
-                   cpu=pre.get("cpu"), pcp_taken=bool(pre.get("pcp_taken")),
-                   kind=pre.get("kind", "munmap"), read_at_s=dict(pre.get("read_at_s", {})),
-                   faults_after=int(pre.get("faults_after", 0)), ours_cpu=pre.get("ours_cpu"))
-    act = pre.get("activity") or {}
+                   held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
+                   cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
+                   faults_after=pre.faults_after, ours_cpu=pre.ours_cpu)
+    act = pre.activity
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])
         alloc_per_s, free_per_s = idle_rates(act, _alloc_keys(vm))
         activity = Activity(alloc_pages_per_s=alloc_per_s, free_pages_per_s=free_per_s,
-                            capture_alloc_pages=capture_cost(pre["capture_vmstat"], act, _alloc_keys(vm)),
+                            capture_alloc_pages=capture_cost(list(pre.capture_vmstat), act, _alloc_keys(vm)),
                             captures_in_window=_captures_after(phase) - (0 if _ended_by_scan(phase) else 1),
                             # the release's command and the snapshot after it (Run.release); a
                             # fresh-clone 3 GiB run came 0.5 MiB below the low side without them
@@ -337,15 +336,15 @@ def worker_may_be_early_s(phase: dict) -> float:
     means the free already asked for a pass (page_reporting_notify_free), due 2 s after that
     ask: as early as just after the capture (a CI run's first pass came 1.6 s after the
     release, a pending block at -0.25 s). None: the release's own first merge asks, t = 0."""
-    pre = phase["pre"]
-    stuck = {tuple(x) for x in pre.get("stuck", [])}  # pending once passes were over: they ask none
+    pre = PreRecord.from_json(phase["pre"])
+    stuck = set(pre.stuck)  # pending once passes were over: they ask none
     # Any other pending block may have asked. The release's wait presumes a block the host holds
     # none of did not (perblock.asked), which held in 7 of 7 restored runs of 2 GiB, but a 3 GiB
     # restored guest's first pass came 0.6 s early with two such blocks pending and no other:
     # the judge does not lean on the presumption.
-    if not asked(Capture.from_json(pre["capture"]), stuck, unheld_ask_none=False):
+    if not asked(Capture.from_json(pre.capture), stuck, unheld_ask_none=False):
         return 0.0
-    return max(0.0, REPORTING_DELAY_S + pre["read_at_s"]["capture"])
+    return max(0.0, REPORTING_DELAY_S + pre.read_at_s["capture"])
 
 
 def measured_t90(phase: dict, metric: str) -> float | None:
@@ -515,7 +514,7 @@ def _model_run(phase: dict, facts: dict, params: ReportingParams | None, metric:
         raise ModelError("the result has no idle_noise_mib: the run's own RSS noise is an input")
     return pre, activity, predict_release(pre, host=host, params=params or ReportingParams(), noise_mib=float(noise),
                                           activity=activity, guest_reports=bool(facts["reporting_negotiated"]),
-                                          own_growth_mib=float(phase["pre"].get("qemu_own_growth_mib", 0.0)))
+                                          own_growth_mib=PreRecord.from_json(phase["pre"]).qemu_own_growth_mib)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""What a phase read before its release: the model's only inputs (harness/verdict/prediction.py
+turns this record into the model's own types). Kept in the result as the phase's `pre`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Runs = tuple[tuple[int, int, bool], ...]     # (first pfn, pages, part of a THP) in freeing order
+
+
+def runs_of(xs) -> Runs:
+    return tuple((int(r[0]), int(r[1]), bool(r[2]) if len(r) > 2 else False) for r in xs)
+
+
+@dataclass(frozen=True)
+class PreRecord:
+    cpu: int                                # the CPU the release runs on (the workload's)
+    kind: str                               # "munmap" (the workload's region) or "drop_caches"
+    pcp_taken: bool                         # the workload allocated on its CPU since the last release
+    mapped: Runs                            # the workload's mapped pages
+    unmapped: Runs                          # of those, the ones the release frees, in its order
+    capture: dict                           # the per-block capture (perblock.Capture.to_json)
+    capture_vmstat: tuple[str, str]         # /proc/vmstat just before and after that capture
+    read_at_s: dict[str, float]             # input -> seconds relative to the release (all <= 0)
+    ours_cpu: int | None = None             # where our SSH commands and the interrupts run
+    faults_after: int = 0                   # pages the workload faults in right after its unmap
+    kept: Runs = ()                         # other pages known to stay allocated
+    unheld_ask_none: bool = True            # a free block the host holds none of asks no pass
+    waited_for: tuple = ()                  # per capture of the wait: [s into it, [[head, order, held]]]
+    worker_wait_s: float = 0.0              # how long the release waited for a pass already due
+    stuck: tuple[tuple[int, int], ...] = () # blocks left pending once passes were over
+    qemu_own_growth_mib: float = 0.0        # QEMU's own memory, from the run's start to the release
+    activity: dict = field(default_factory=dict)   # the idle window's raw vmstat reads (Run.measuring)
+
+    def to_json(self) -> dict:
+        d = {"cpu": self.cpu, "kind": self.kind, "pcp_taken": self.pcp_taken, "ours_cpu": self.ours_cpu,
+             "faults_after": self.faults_after, "mapped": [list(r) for r in self.mapped],
+             "unmapped": [list(r) for r in self.unmapped], "unheld_ask_none": self.unheld_ask_none,
+             "waited_for": list(self.waited_for), "worker_wait_s": self.worker_wait_s, "capture": self.capture,
+             "capture_vmstat": list(self.capture_vmstat), "stuck": [list(x) for x in self.stuck],
+             "read_at_s": dict(self.read_at_s), "qemu_own_growth_mib": self.qemu_own_growth_mib,
+             "activity": self.activity}
+        if self.kept:
+            d["kept"] = [list(r) for r in self.kept]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "PreRecord":
+        """Results of every version this suite wrote with a `pre` record (fields added later
+        take their defaults: what those runs did)."""
+        return cls(cpu=d.get("cpu"), kind=d.get("kind", "munmap"), pcp_taken=bool(d.get("pcp_taken")),
+                   mapped=runs_of(d.get("mapped", [])), unmapped=runs_of(d.get("unmapped", [])),
+                   capture=d["capture"], capture_vmstat=tuple(d.get("capture_vmstat") or ("", "")),
+                   read_at_s=dict(d.get("read_at_s", {})), ours_cpu=d.get("ours_cpu"),
+                   faults_after=int(d.get("faults_after", 0)), kept=runs_of(d.get("kept", [])),
+                   unheld_ask_none=bool(d.get("unheld_ask_none", True)), waited_for=tuple(d.get("waited_for", ())),
+                   worker_wait_s=float(d.get("worker_wait_s", 0.0)),
+                   stuck=tuple((int(h), int(o)) for h, o in d.get("stuck", [])),
+                   qemu_own_growth_mib=float(d.get("qemu_own_growth_mib", 0.0)), activity=d.get("activity") or {})
