@@ -307,18 +307,25 @@ class PcpList:
                 n = min(max(n, b), self.high - b)
         self._bulk(min(n, self.count), thp_first=thp)
 
-    def _bulk(self, n: int, thp_first: bool) -> None:
-        # free_pcppages_bulk: the list the page went to first, then the others
+    def _bulk(self, n: int, thp_first: bool, from_list0: bool = False) -> None:
+        # free_pcppages_bulk: the list the page went to first, then the others round robin;
+        # from_list0: decay's, from the first list (order-0 unmovable) on, so every list of
+        # unknown pages comes before the THP list, the last
         lists = (self._drain_thp, self._drain_order0) if thp_first else (self._drain_order0, self._drain_thp)
+        if from_list0:
+            lists = (self._drain_elsewhere, self._drain_order0, self._drain_thp)
         for drain in lists:
             n = drain(n)
             if n <= 0:
                 return
-        if n > 0 and self.elsewhere:
-            k = min(n, self.elsewhere)
-            self.elsewhere -= k
-            self.count -= k
-            self.unknown_drained += k
+        self._drain_elsewhere(n)
+
+    def _drain_elsewhere(self, n: int) -> int:
+        k = min(max(0, n), self.elsewhere)
+        self.elsewhere -= k
+        self.count -= k
+        self.unknown_drained += k
+        return n - k
 
     def _drain_order0(self, n: int) -> int:
         z = self.zone
@@ -354,7 +361,7 @@ class PcpList:
 
     def allocate(self, n: int) -> None:
         """n order-0 movable allocations on this CPU (a fault each): rmqueue_pcplist takes the
-        newest page of the list and, in 6.1, halves free_factor."""
+        newest page of the list and halves free_factor (6.1) or free_count (6.12)."""
         for _ in range(n):
             if not self.order0:
                 self.refilled = True                # rmqueue_bulk from the buddy lists
@@ -368,6 +375,8 @@ class PcpList:
             self.count -= 1
             if self.version < (6, 2):
                 self.free_factor >>= 1
+            else:
+                self.free_count >>= 1
 
     def decay(self) -> None:
         """6.12 decay_pcp_high run until high reaches high_min: what is over it goes back."""
@@ -377,7 +386,7 @@ class PcpList:
             self.high = max(self.count - (self.batch << PCP_BATCH_SCALE_MAX), self.high - (self.high >> 3),
                             self.high_min)
             if self.count > self.high:
-                self._bulk(self.count - self.high, thp_first=False)
+                self._bulk(self.count - self.high, thp_first=False, from_list0=True)
 
     def residue(self) -> list[tuple[int, int]]:
         """The release's own pages still on the lists."""
