@@ -3,7 +3,7 @@
  * join with the host's page residency (harness/perblock.py parses it).
  *
  * Prints, in this order:
- *   e2epfn 1
+ *   e2epfn 2               (1: before the P class)
  *   == buddyinfo            /proc/buddyinfo just before the scan (a cross-check of the inferred blocks)
  *   == zoneinfo             /proc/zoneinfo (zone ranges: start_pfn, spanned)
  *   == runs                 /proc/kpageflags, run-length encoded: "C START COUNT" per run of one class
@@ -20,7 +20,10 @@
  *   F  KPF_BUDDY: a free page (every page of a free block: stable_page_flags
  *      marks tails through is_free_buddy_page)
  *   R  KPF_RESERVED, not free
- *   A  anything else: allocated, on a per-cpu list, or isolated for a report
+ *   P  no flag at all: a free page on a per-cpu list (free_pages_prepare cleared its flags),
+ *      or a kernel page that carries none; a whole aligned 2 MiB of them is most likely a
+ *      THP on a per-cpu THP list (harness/verdict/prediction.py pcp_thp_heads)
+ *   A  anything else: allocated, or isolated for a report
  * Block heads and orders are inferred on the host, where they can be tested.
  *
  * `e2epfn cache` prints instead, on one line, the page-cache pages drop_caches can free:
@@ -86,7 +89,7 @@ static char class_of(uint64_t f)
 		return (f & (1ULL << KPF_UPTODATE)) ? 'H' : 'F';
 	if (f & (1ULL << KPF_RESERVED))
 		return 'R';
-	return 'A';
+	return f ? 'A' : 'P';
 }
 
 static double now_us(void)
@@ -238,7 +241,7 @@ int main(int argc, char **argv)
 	memset(out, 0, sizeof(out));
 	memset(buf, 0, sizeof(buf));
 	setvbuf(stdout, out, _IOFBF, sizeof(out));
-	printf("e2epfn 1\n");
+	printf("e2epfn 2\n");
 	cat("buddyinfo", "/proc/buddyinfo");
 	cat("zoneinfo", "/proc/zoneinfo");
 	fflush(stdout);

@@ -109,6 +109,9 @@ class PreRelease:
     # SETTLE_FAULTS): each takes the newest order-0 movable pcp page and halves free_factor
     faults_after: int = 0
     ours_cpu: int | None = None             # the CPU our SSH commands and the interrupts run on
+    # heads of the aligned THP-sized blocks whose every page had no kpageflags flag: a THP on a
+    # per-cpu list looks so (None: the capture did not tell them apart)
+    flagless_thps: tuple[int, ...] | None = None
 
     def __post_init__(self):
         late = {k: v for k, v in self.read_at_s.items() if v > 0}
@@ -222,7 +225,8 @@ class PcpList:
     in /proc; taken as the oldest of the order-0 list, see the pcp_placement term)."""
 
     def __init__(self, zone: Zone, pcp: Pcp, version: tuple[int, int], unknown_elsewhere: bool = False,
-                 high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None):
+                 high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None,
+                 thp_heads: tuple[int, ...] | None = None):
         self.zone, self.batch, self.version = zone, max(1, pcp.batch), version
         self.high = pcp.high
         # 6.12: high_min is the zone's, the same on every CPU (zone_highsize); zoneinfo prints only
@@ -230,6 +234,7 @@ class PcpList:
         self.high_min = pcp.high if high_min is None else high_min
         self.order0: list[list[int]] = []   # [pfn, n] oldest first; pfn -1: unknown pages
         self.thp: list[int] = []            # THP heads, oldest first
+        self.before: set[int] = set()       # of those, THPs from before the release (-1: where unknown)
         self.count = pcp.count
         # pages on lists a drain reaches last (round robin after its own list)
         self.elsewhere = pcp.count if unknown_elsewhere else 0
@@ -242,11 +247,17 @@ class PcpList:
             # the kernel drained one THP of unknown position and kept the release's 502nd; with
             # it 5 of the 8 stored 6.1 runs predict the drop within 0.2 MiB (2-4 MiB closer). 6.12 is left as it was: its one
             # stored run (652 pages elsewhere) matched block for block without one.
-            # thp_left: the pcp_residue term's runs with the other parity
+            # thp_left: the pcp_residue term's runs with the other parity. thp_heads: the
+            # flagless THP-sized blocks before the release (PreRelease.flagless_thps): none
+            # means no THP sits on any list (an integrity cycle's touch left none: the kernel
+            # drained the release's first THP first), one is where it sits.
             if thp_left is None:
-                thp_left = self.version < (6, 2)
+                thp_left = self.version < (6, 2) if thp_heads is None else bool(thp_heads)
             if thp_left and self.elsewhere >= 1 << zone.pb_order:
-                self.thp.append(-1)
+                mine = [h for h in thp_heads or () if zone.start <= h < zone.end]
+                head = mine[0] if len(mine) == 1 and len(thp_heads) == 1 else -1
+                self.thp.append(head)
+                self.before.add(head)
                 self.elsewhere -= 1 << zone.pb_order
         if pcp.count - self.elsewhere:
             self.order0.append([-1, pcp.count - self.elsewhere, False])
@@ -391,7 +402,7 @@ class PcpList:
     def residue(self) -> list[tuple[int, int]]:
         """The release's own pages still on the lists."""
         pb = 1 << self.zone.pb_order
-        return [(p, n) for p, n, _ in self.order0 if p >= 0] + [(h, pb) for h in self.thp if h >= 0]
+        return [(p, n) for p, n, _ in self.order0 if p >= 0] + [(h, pb) for h in self.thp if h not in self.before]
 
 
 @dataclass
@@ -413,6 +424,7 @@ class Released:
     # of the unknown pages, whole THPs a workload's allocations left on the THP list: each is a
     # free block after the release at a position the model does not know
     unknown_thps_drained: int = 0
+    thps_before: int = 0                    # THPs from before the release the model put on the lists
     faults_refilled: bool = False           # the workload's faults after it found no order-0 page
 
 
@@ -475,7 +487,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
         lists[zs.key] = PcpList(m.zone(zs.key), p, spec.version,
                                 high_min=min((q.high for q in zs.pcps), default=p.high),
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
-                                thp_left=thp_left)
+                                thp_left=thp_left, thp_heads=pre.flagless_thps)
     for pfn, n, huge, desc in seq:
         while n:                            # a run split where zones meet
             z = m.zone_of(pfn if not desc else pfn + n - 1)
@@ -500,6 +512,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     residue_drains=spec.version >= (6, 2),
                     unknown_drained=sum(pl.unknown_drained for pl in lists.values()),
                     unknown_thps_drained=sum(pl.unknown_thps_drained for pl in lists.values()),
+                    thps_before=sum(len(pl.before) for pl in lists.values()),
                     elsewhere_left=sum(pl.elsewhere for pl in lists.values()),
                     notified=best >= pre.order,
                     free_high_drain=spec.version < (6, 2) and any(pl.free_factor for pl in lists.values()),
@@ -710,7 +723,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # (it refills two at a time). The term is the model run with each.
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
         variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b),
-                    run_release(pre, thp_left=not rel.unknown_thps_drained)]
+                    run_release(pre, thp_left=not rel.thps_before)]
         ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
         res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
         k_hi = res_pages[-1]

@@ -197,6 +197,9 @@ def capture_cost(bracket: list, act: dict, alloc_keys: list[str]) -> float:
     return max(0, _vm_delta(bracket, alloc_keys) - _read_cost(act, alloc_keys))
 
 
+THP_ORDER = 9  # HPAGE_PMD_ORDER on x86-64
+
+
 def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
     """A phase's before-the-release records -> the model's own input types."""
     pre = PreRecord.from_json(phase["pre"])
@@ -232,7 +235,8 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
     p = PreRelease(kernel=facts["kernel"], order=phase["reportable_order"], zones=zones, blocks=tuple(blocks),
                    held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
-                   faults_after=pre.faults_after, ours_cpu=pre.ours_cpu)
+                   faults_after=pre.faults_after, ours_cpu=pre.ours_cpu,
+                   flagless_thps=cap.scan.flagless_blocks(THP_ORDER))
     act = pre.activity
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])

@@ -287,3 +287,15 @@ def test_a_batch_of_pending_blocks_counts_whatever_the_host_holds():
     assert len(perblock.asked(cap)) == perblock.ONE_BATCH
     cap.blocks = cap.blocks[1:]
     assert perblock.asked(cap) == []
+
+
+def test_flagless_blocks_are_whole_aligned_runs_of_pages_without_flags():
+    from harness.measure.perblock import Scan
+    runs = (("A", 0, 512), ("P", 512, 300), ("P", 812, 212),   # 512..1024 in two runs: one block
+            ("P", 1024, 1024),                                  # two blocks
+            ("F", 2048, 10), ("P", 2100, 1000),                 # unaligned: the kernel's own pages, not a THP
+            ("P", 3584, 512), ("A", 4096, 1))                   # starts aligned, ends on a boundary
+    s = Scan(runs=runs, zones=(), buddy_before=(), buddy_after=(), pfns=4097, scan_us=0.0)
+    assert s.flagless_blocks(9) == (512, 1024, 1536, 3584)
+    # a version 1 scan put those pages in A: it cannot tell
+    assert Scan(runs=runs, zones=(), buddy_before=(), buddy_after=(), pfns=0, scan_us=0.0, version=1).flagless_blocks(9) is None
