@@ -235,6 +235,7 @@ class PcpList:
         self.order0: list[list[int]] = []   # [pfn, n] oldest first; pfn -1: unknown pages
         self.thp: list[int] = []            # THP heads, oldest first
         self.before: set[int] = set()       # of those, THPs from before the release (-1: where unknown)
+        self.thp_drains: list[int] = []     # THP heads in the order drains took them (-1: unknown)
         self.count = pcp.count
         # pages on lists a drain reaches last (round robin after its own list)
         self.elsewhere = pcp.count if unknown_elsewhere else 0
@@ -361,6 +362,7 @@ class PcpList:
         z, pb = self.zone, self.zone.pb_order
         while n > 0 and self.thp:
             head = self.thp.pop(0)
+            self.thp_drains.append(head)
             if head < 0:                            # one from before the release: position unknown
                 self.unknown_drained += 1 << pb
                 self.unknown_thps_drained += 1
@@ -425,6 +427,9 @@ class Released:
     # free block after the release at a position the model does not know
     unknown_thps_drained: int = 0
     thps_before: int = 0                    # THPs from before the release the model put on the lists
+    # THP heads in the order the drains took them (-1: one of unknown position), as ftrace's
+    # kmem/mm_page_pcpu_drain shows the kernel's
+    thp_drains: tuple[int, ...] = ()
     faults_refilled: bool = False           # the workload's faults after it found no order-0 page
 
 
@@ -513,6 +518,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     unknown_drained=sum(pl.unknown_drained for pl in lists.values()),
                     unknown_thps_drained=sum(pl.unknown_thps_drained for pl in lists.values()),
                     thps_before=sum(len(pl.before) for pl in lists.values()),
+                    thp_drains=tuple(h for pl in lists.values() for h in pl.thp_drains),
                     elsewhere_left=sum(pl.elsewhere for pl in lists.values()),
                     notified=best >= pre.order,
                     free_high_drain=spec.version < (6, 2) and any(pl.free_factor for pl in lists.values()),

@@ -591,3 +591,28 @@ def test_no_flagless_block_means_no_thp_was_left_on_the_lists():
         ph["pre"]["capture"]["e2epfn"] = ph["pre"]["capture"]["e2epfn"].replace("e2epfn 2\n", "e2epfn 1\n", 1)
     for ph in judged(old)["phases"]:
         assert ph["layout"]["matched"] < ph["layout"]["real"] and ph["predicted_mib"] < ph["drop_mib"] - 1, ph["phase"]
+
+
+def test_the_models_thp_drains_are_the_kernels_one_by_one(monkeypatch):
+    # ftrace (kmem/mm_page_pcpu_drain, order 9) of the same release: the kernel's 506 THP drains
+    # during the munmap, in order; the model's, from the state before the release, are the same
+    # pfns in the same order, the THP the touch had left on the list first
+    r = load("touch_free_traced_6.1_on")
+    kernel = json.loads((DATA / "touch_free_traced_6.1_on.ftrace.json").read_text())["thp_drain_pfns"]
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    assert len(kernel) == 506 and list(R.run_release(pre).thp_drains) == kernel
+    # planted: the list's THP from before ignored (the parity the other way): every drain one late
+    assert list(R.run_release(pre, thp_left=False).thp_drains)[:3] == kernel[1:4]
+    # the count a refill batch either way (the settled pcp_residue term's runs) drains the same
+    assert all(list(R.run_release(pre, count_offset=d).thp_drains) == kernel for d in (-126, 126))
+    # planted: a drain taking the list's newest THP (list_first_entry) instead of its oldest
+    real = R.PcpList._drain_thp
+
+    def newest_first(self, n):
+        self.thp.reverse()
+        try:
+            return real(self, n)
+        finally:
+            self.thp.reverse()
+    monkeypatch.setattr(R.PcpList, "_drain_thp", newest_first)
+    assert list(R.run_release(pre).thp_drains) != kernel
