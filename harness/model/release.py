@@ -226,8 +226,9 @@ class PcpList:
 
     def __init__(self, zone: Zone, pcp: Pcp, version: tuple[int, int], unknown_elsewhere: bool = False,
                  high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None,
-                 thp_heads: tuple[int, ...] | None = None):
+                 thp_heads: tuple[int, ...] | None = None, batched_decay: bool = False):
         self.zone, self.batch, self.version = zone, max(1, pcp.batch), version
+        self.batched_decay = batched_decay
         self.high = pcp.high
         # 6.12: high_min is the zone's, the same on every CPU (zone_highsize); zoneinfo prints only
         # the current high, which an idle CPU's decay has brought down to high_min
@@ -398,8 +399,11 @@ class PcpList:
         while self.high > self.high_min:
             self.high = max(self.count - (self.batch << PCP_BATCH_SCALE_MAX), self.high - (self.high >> 3),
                             self.high_min)
-            if self.count > self.high:
-                self._bulk(self.count - self.high, thp_first=False, from_list0=True)
+            to_drain = self.count - self.high
+            step = self.batch if self.batched_decay else max(to_drain, 1)
+            while to_drain > 0:                     # KernelSpec.batched_decay: batch per call
+                self._bulk(min(to_drain, step), thp_first=False, from_list0=True)
+                to_drain -= step
 
     def residue(self) -> list[tuple[int, int]]:
         """The release's own pages still on the lists."""
@@ -492,7 +496,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
         lists[zs.key] = PcpList(m.zone(zs.key), p, spec.version,
                                 high_min=min((q.high for q in zs.pcps), default=p.high),
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
-                                thp_left=thp_left, thp_heads=pre.flagless_thps)
+                                thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay)
     for pfn, n, huge, desc in seq:
         while n:                            # a run split where zones meet
             z = m.zone_of(pfn if not desc else pfn + n - 1)
