@@ -243,16 +243,14 @@ class PcpList:
         if order0_unknown is not None:
             self.elsewhere = max(0, pcp.count - order0_unknown)
             # A THP allocation refills the THP list with two (rmqueue_pcplist: batch >> order, at
-            # least 2), so a workload that just took THPs can leave one there, the oldest on
-            # its list, which the first THP drain takes before any of the release's.
-            # Measured (6.1, quiet CPU 0): 704 pages off the order-0 list before the release;
-            # the kernel drained one THP of unknown position and kept the release's 502nd; with
-            # it 5 of the 8 stored 6.1 runs predict the drop within 0.2 MiB (2-4 MiB closer). 6.12 is left as it was: its one
-            # stored run (652 pages elsewhere) matched block for block without one.
-            # thp_left: the pcp_residue term's runs with the other parity. thp_heads: the
-            # flagless THP-sized blocks before the release (PreRelease.flagless_thps): none
-            # means no THP sits on any list (an integrity cycle's touch left none: the kernel
-            # drained the release's first THP first), one is where it sits.
+            # least 2), so a workload that just took THPs can leave one there, the oldest on its
+            # list, which the first THP drain takes before any of the release's (ftrace: the
+            # model's 506 THP drains are the kernel's). thp_heads, the flagless THP-sized blocks
+            # before the release (PreRelease.flagless_thps), say whether one is there (an
+            # integrity cycle's touch left none) and, if one, where. Without them (older
+            # captures) 6.1 presumes one when >= 512 pages sit off the order-0 list, 6.12 none
+            # (its one such stored run matched block for block without). thp_left: the
+            # pcp_residue term's runs with the other parity.
             if thp_left is None:
                 thp_left = self.version < (6, 2) if thp_heads is None else bool(thp_heads)
             if thp_left and self.elsewhere >= 1 << zone.pb_order:
@@ -769,9 +767,6 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     for pfn, n in list(rel.residue) + [(r.pfn, r.pages) for r in pre.kept]:
         known.update(range(pfn >> thr, ((pfn + n - 1) >> thr) + 1))
     on_lists = sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu))
-    # a free_high drain (Released.free_high_drain) gives every one of them back; a settled
-    # release (the variants above) gives back what its runs drained
-    unk = on_lists if rel.free_high_drain else min(rel.unknown_drained + max_drain, on_lists)
     open_regions = [r for reg, r in regions.items() if reg not in known]
     if thr > rel.spec.max_order:              # no block of that order exists: nothing to complete
         open_regions = []
@@ -805,6 +800,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                 f"during it in the model's runs ({thp_pages} of them whole THPs: a block each, held or not) and "
                 f"complete the {block_mib:g} MiB regions closest to whole")
     else:
+        # a free_high drain (Released.free_high_drain) gives every one of them back
+        unk = on_lists if rel.free_high_drain else min(rel.unknown_drained + max_drain, on_lists)
         gain, used, _ = fill(unk, 0)
         what = (f"up to {unk} per-cpu pages from before the release (position "
                 f"unknown) can go back to the buddy lists "

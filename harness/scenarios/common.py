@@ -105,13 +105,13 @@ class Run:
         if unmaps is not None:              # e2emem's own unmap, and its faults after it
             out["faults_after"] = WORKLOAD_SETTLE_FAULTS
         if frees is not None:
-            out["mapped"] = out["unmapped"] = frees()
+            out["mapped"] = out["unmapped"] = runs_of(frees())
             out["read_at"]["mapped"] = out["read_at"]["unmapped"] = time.monotonic()
         elif unmaps is not None:
             region = unmaps.split()[0]
-            out["mapped"] = pfn_runs(self.ask(f"pfns {region}"))
+            out["mapped"] = runs_of(pfn_runs(self.ask(f"pfns {region}")))
             out["read_at"]["mapped"] = time.monotonic()
-            out["unmapped"] = pfn_runs(self.ask(f"pfns {unmaps}")) if unmaps != region else out["mapped"]
+            out["unmapped"] = runs_of(pfn_runs(self.ask(f"pfns {unmaps}"))) if unmaps != region else out["mapped"]
             out["read_at"]["unmapped"] = time.monotonic()
         # A block >= the order pending here that a free made (perblock.asked) means the free
         # already asked the worker for a pass, due 2 s after that ask: the release would find
@@ -147,6 +147,7 @@ class Run:
         out["capture"] = cap.to_json()
         out["capture_vmstat"] = (vm0, vm1)
         out["stuck"] = tuple(sorted(self.stuck))
+        out["waited_for"] = tuple(out["waited_for"])
         return out, out.pop("read_at")
 
     def own_growth(self) -> float:
@@ -182,8 +183,7 @@ class Run:
         t_held = time.monotonic()
         held = guestfacts.snapshot_texts(self.g)
         if freed_pfns is not None:
-            runs = [[int(r[0]), int(r[1]), bool(r[2]) if len(r) > 2 else False] for r in freed_pfns]
-            fields, read_at = self.pre_release(None, lambda: runs, kind="munmap")
+            fields, read_at = self.pre_release(None, lambda: freed_pfns, kind="munmap")
         else:
             fields, read_at = self.pre_release(unmaps, frees)
         t0 = time.monotonic()
@@ -193,8 +193,6 @@ class Run:
         t_action = time.monotonic()
         read_at_s = {k: round(v - t_action, 3) for k, v in read_at.items()}
         read_at_s["snapshot"] = round(t_held - t_action, 3)
-        fields["mapped"], fields["unmapped"] = runs_of(fields["mapped"]), runs_of(fields["unmapped"])
-        fields["waited_for"] = tuple(fields["waited_for"])
         # one JSON form for the end plan and the phase: the verdict reuses the plan's model run
         pre = PreRecord(**fields, read_at_s=read_at_s, qemu_own_growth_mib=round(self.own_growth(), 1),
                         activity=self.activity).to_json()

@@ -391,10 +391,11 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
                       at_s: float) -> FreeMemoryCheck:
     """Pure. free_pages: the model's buddy pages after the release (its per-cpu residue not
     counted, as NR_FREE_PAGES does not), those its drains gave back from before the release
-    included; the residue is really 0..residue_max_pages (the drop's
-    pcp_residue term), more pages of unknown position may have gone back to the buddy
-    lists (pcp_unknown_pages: unknown_drained, beyond the model's own drains), and the guest allocates and frees over the window at its idle rates
-    plus what each of our captures costs, all measured before the release."""
+    included; the residue is really 0..residue_max_pages (the drop's pcp_residue term), more
+    pages of unknown position may have gone back to the buddy lists (pcp_unknown_pages:
+    unknown_drained, beyond the model's own drains), and the guest allocates and frees over the
+    window at its idle rates plus what each of our captures costs, all measured before the
+    release."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
     freed = activity.free_pages_per_s * window_s + activity.ours(captures)
     terms = (
