@@ -112,6 +112,9 @@ class PreRelease:
     # heads of the aligned THP-sized blocks whose every page had no kpageflags flag: a THP on a
     # per-cpu list looks so (None: the capture did not tell them apart)
     flagless_thps: tuple[int, ...] | None = None
+    # every run of flagless pages (first pfn, pages): a page on a per-cpu list is one (None: the
+    # capture did not tell them apart)
+    flagless: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self):
         late = {k: v for k, v in self.read_at_s.items() if v > 0}
@@ -403,6 +406,10 @@ class PcpList:
                 self._bulk(min(to_drain, step), thp_first=False, from_list0=True)
                 to_drain -= step
 
+    def drain_all(self) -> None:
+        """free_high on 6.1 (nr_pcp_free returns pcp->count): every list back to the buddy lists."""
+        self._bulk(self.count, thp_first=False, from_list0=True)
+
     def residue(self) -> list[tuple[int, int]]:
         """The release's own pages still on the lists."""
         pb = 1 << self.zone.pb_order
@@ -433,6 +440,7 @@ class Released:
     # kmem/mm_page_pcpu_drain shows the kernel's
     thp_drains: tuple[int, ...] = ()
     faults_refilled: bool = False           # the workload's faults after it found no order-0 page
+    drained_after: bool = False             # the release's CPU's lists drained whole after it (6.1 drop_caches)
 
 
 def zone_model(zs: ZoneState, spec: KernelSpec) -> Zone:
@@ -513,6 +521,19 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
             top.allocate(pre.faults_after)
     for pl in lists.values():
         pl.decay()
+    drained_after = False
+    if pre.kind == "drop_caches" and spec.version < (6, 2) and len({zs.node for zs in pre.zones}) == 1:
+        # 6.1: the page cache's xarray nodes go back through RCU once the drop removed their
+        # pages (radix_tree_node_rcu_free), so after its last free; their reclaimable slab pages
+        # are order 1, freed on the drop's CPU while free_factor > 0 (no allocation since), and
+        # such a free drains that CPU's lists whole (free_high). Traced (kprobe on
+        # free_pcppages_bulk, 2 GiB, 576 MiB dropped): rcu_do_batch -> __unfreeze_partials ->
+        # free_unref_page -> free_pcppages_bulk(count = pcp->count = 6236) 24 ms after the drop's
+        # last batch, CPU 0's count 0 after it. Slab comes from the highest zone (GFP_KERNEL).
+        top = max((pl for pl in lists.values() if pl.high > 0), key=lambda pl: pl.zone.start, default=None)
+        if top is not None and top.free_factor:
+            top.drain_all()
+            drained_after = True
     best = max((pl.best for pl in lists.values()), default=-1)
     return Released(machine=m, spec=spec, freed=freed,
                     residue=[x for pl in lists.values() for x in pl.residue()],
@@ -524,7 +545,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     elsewhere_left=sum(pl.elsewhere for pl in lists.values()),
                     notified=best >= pre.order,
                     free_high_drain=spec.version < (6, 2) and any(pl.free_factor for pl in lists.values()),
-                    faults_refilled=any(pl.refilled for pl in lists.values()))
+                    faults_refilled=any(pl.refilled for pl in lists.values()),
+                    drained_after=drained_after)
 
 
 def _forced_residue(m: Machine, spec: KernelSpec, freed: FreedPages, seq, k: int, order: int) -> Released:
@@ -739,6 +761,12 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                           f"count {2 * b} pages either way and the other THP parity: {res_pages[0]}-{k_hi} "
                           f"pages (the model's {sum(n for _, n in rel.residue)}): the model run with each",
                           min(0.0, *ds), max(0.0, *ds)))
+    elif rel.drained_after:
+        # every page of the release reached the buddy lists (run_release): none is left to place
+        k_hi = 0
+        terms.append(Term("pcp_residue", f"none of the release's pages left on CPU {cpu}'s per-cpu lists: a "
+                          "free_high drain after its last free (6.1: the page cache's xarray nodes freed "
+                          "through RCU, order-1 slab pages) gives back the lists whole", 0.0, 0.0))
     else:
         d_hi = (drop_with_residue(0) - total) if moves else 0.0
         d_lo = (drop_with_residue(k_hi) - total) if moves else 0.0
@@ -767,46 +795,78 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     for pfn, n in list(rel.residue) + [(r.pfn, r.pages) for r in pre.kept]:
         known.update(range(pfn >> thr, ((pfn + n - 1) >> thr) + 1))
     on_lists = sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu))
-    open_regions = [r for reg, r in regions.items() if reg not in known]
+    open_regions = [(reg, r) for reg, r in regions.items() if reg not in known]
     if thr > rel.spec.max_order:              # no block of that order exists: nothing to complete
         open_regions = []
-    # (pages, held pages it gives back) per open region, closest to whole first
-    fills = [((1 << thr) - free, held + (1 << thr) - free)
-             for free, held in sorted(open_regions, key=lambda r: (1 << thr) - r[0]) if free < (1 << thr)]
+    # (pages, held pages it gives back: the region's, from the pagemap, region) per open
+    # region, closest to whole first
+    size = 1 << thr
+    end_pfn = rel.machine.end_pfn
+    held_in = lambda reg: res.count(reg * size, min(size, end_pfn - reg * size))  # noqa: E731
+    fills = [(size - r[0], held_in(reg), reg)
+             for reg, r in sorted(open_regions, key=lambda x: size - x[1][0]) if r[0] < size]
     # whole yet not merged regions are merge barriers, not missing pages: left out above
+    # A page on a per-cpu list carries no kpageflags flag (e2epfn's class P), so a drain of
+    # pages from before the release can complete only a region whose every missing page was
+    # flagless before it (the workload's own pages there are the release's business, others
+    # stay allocated); guest frees can complete any (the guest_frees term).
+    unknown_fills = fills
+    if pre.flagless is not None:
+        mask = bytearray(rel.machine.end_pfn)
+        for start, n in pre.flagless:
+            mask[start:start + n] = b"\x01" * len(mask[start:start + n])
+        in_free: dict = {}
+        for z in rel.machine.zones:
+            for pfn, o, _, _ in z.free_blocks():
+                if o < thr:
+                    in_free[pfn >> thr] = in_free.get(pfn >> thr, 0) + mask[pfn:pfn + (1 << o)].count(1)
+        unknown_fills = [f for f in fills
+                         if f[0] == mask[f[2] * size:(f[2] + 1) * size].count(1) - in_free.get(f[2], 0)]
+        # and regions with no free page at all whose every page was flagless
+        whole = sorted({reg for st, n in pre.flagless for reg in range(-(-st // size), (st + n) // size)})
+        unknown_fills += [(size, held_in(reg), reg) for reg in whole
+                          if reg not in regions and reg not in known and (reg + 1) * size <= len(mask)
+                          and mask[reg * size:(reg + 1) * size].count(1) == size]
+        unknown_fills.sort(key=lambda f: f[0])
 
-    def fill(pages: float, start: int) -> tuple[float, int, float]:
-        """(held pages given back, next region, pages left) completing regions from fills[start]
-        on with `pages`."""
-        gain, i = 0, start
-        while i < len(fills) and fills[i][0] <= pages:
-            pages -= fills[i][0]
-            gain += fills[i][1]
-            i += 1
-        return gain, i, pages
+    where = " whose missing pages were all flagless before it" if pre.flagless is not None else ""
+
+    def fill(pages: float, candidates, taken=frozenset()) -> tuple[float, set, float]:
+        """(held pages given back, the regions completed, pages left) completing candidates
+        not yet taken, closest to whole first, with `pages`."""
+        gain, done = 0, set()
+        for missing, got, reg in candidates:
+            if reg in taken:
+                continue
+            if missing > pages:
+                break
+            pages -= missing
+            gain += got
+            done.add(reg)
+        return gain, done, pages
 
     if variants:
         # a settled release gives back what its runs drained: whole THPs from before, a block
         # each (its pages, if the host holds them), and order-0 pages that can only fill holes
         pb = rel.spec.pageblock_order
-        best = (-1, 0, 0, 0)
+        best = (-1, set(), 0, 0)
         for v in (rel, *variants):
             thp_pages = v.unknown_thps_drained << pb
-            g, u, _ = fill(v.unknown_drained - thp_pages, 0)
+            g, u, _ = fill(v.unknown_drained - thp_pages, unknown_fills)
             if g + thp_pages > best[0]:
                 best = (g + thp_pages, u, v.unknown_drained, thp_pages)
         gain, used, unk, thp_pages = best
         what = (f"up to {unk} per-cpu pages from before the release (position unknown) go back to the buddy lists "
                 f"during it in the model's runs ({thp_pages} of them whole THPs: a block each, held or not) and "
-                f"complete the {block_mib:g} MiB regions closest to whole")
+                f"complete the {block_mib:g} MiB regions closest to whole{where}")
     else:
         # a free_high drain (Released.free_high_drain) gives every one of them back
-        unk = on_lists if rel.free_high_drain else min(rel.unknown_drained + max_drain, on_lists)
-        gain, used, _ = fill(unk, 0)
+        unk = on_lists if rel.free_high_drain or rel.drained_after else min(rel.unknown_drained + max_drain, on_lists)
+        gain, used, _ = fill(unk, unknown_fills)
         what = (f"up to {unk} per-cpu pages from before the release (position "
                 f"unknown) can go back to the buddy lists "
                 f"{'(all: a free_high drain, 6.1) ' if rel.free_high_drain else 'during it '}"
-                f"and complete the {block_mib:g} MiB regions closest to whole")
+                f"and complete the {block_mib:g} MiB regions closest to whole{where}")
     unk_hi = gain / 256 if moves else 0.0
     terms.append(Term("pcp_unknown_pages", what, 0.0, unk_hi))
     window = (passes[-1].t_end if passes else 0.0) + params.delay_s
@@ -825,7 +885,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # 6.1, restored): 84 regions lacked 2 pages each at the capture, transient allocations of
     # the guest's and ours, and the kernel completed 64 of them during the release. The pages
     # left over can free whole blocks of their own (a block per 2^order pages).
-    completed, _, rest = fill(free_p, used)
+    completed, _, rest = fill(free_p, fills, used)
     act_hi = (completed / 256 + blocks(rest)) if moves else 0.0
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
                       f"{activity.alloc_pages_per_s:.0f} pages/s, {activity.captures_in_window} capture(s) and "

@@ -236,7 +236,8 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
                    held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
                    faults_after=pre.faults_after, ours_cpu=pre.ours_cpu,
-                   flagless_thps=cap.scan.flagless_blocks(THP_ORDER))
+                   flagless_thps=cap.scan.flagless_blocks(THP_ORDER),
+                   flagless=tuple((st, n) for c, st, n in cap.scan.runs if c == "P") if cap.scan.version >= 2 else None)
     act = pre.activity
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])
