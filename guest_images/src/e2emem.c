@@ -12,8 +12,9 @@
  *   punch NAME KEEP_KIB GAP_KIB   unmap GAP after every KEEP (fragments NAME)
  *   pfns NAME [KEEP_KIB GAP_KIB]  the guest PFNs backing NAME (or the parts punch would
  *                             unmap) in virtual-address order, the order munmap frees them:
- *                             "ok pages=P runs=R PFN+N[h] ..." (h: part of a THP), from
- *                             /proc/self/pagemap and /proc/kpageflags (needs root)
+ *                             "ok pages=P runs=R pt=T PFN+N[h] ..." (h: part of a THP), from
+ *                             /proc/self/pagemap and /proc/kpageflags (needs root); T: the
+ *                             PTE tables that unmap frees after the pages (see pt_freed)
  *   free NAME                 unmap the whole region, then fault in SETTLE_FAULTS pages
  *                             (see settle()): "ok ms=T faults=F"
  *   cpu N                     pin this process to CPU N (sched_setaffinity): munmap then
@@ -42,7 +43,9 @@
 #define SETTLE_FAULTS 4
 #define SETTLE_LEN (16UL << 20)
 
-struct region { char name[32]; char *base; size_t len; uint64_t seed; int filled; };
+/* ptemapped: every 2 MiB span of it is mapped through a PTE table (nohuge, or a punch split
+ * its huge pages); else only spans where a page is not a THP's */
+struct region { char name[32]; char *base; size_t len; uint64_t seed; int filled; int ptemapped; };
 static struct region regs[MAXR];
 
 /* Untouched pages to fault in after unmaps: one page per 2 MiB touched at start, so the
@@ -167,6 +170,7 @@ static int do_map(const char *name, long mib, uint64_t seed, enum how how, int n
 	r->len = len;
 	r->seed = seed;
 	r->filled = how == FILL;
+	r->ptemapped = nohuge;
 	printf("ok mib=%ld ms=%.0f\n", mib, now_ms() - t0);
 	return 0;
 }
@@ -199,6 +203,47 @@ static uint64_t kpf_get(struct kpf_cache *c, unsigned long long pfn)
 	return c->flags[pfn - c->first];
 }
 
+#define PMD (2UL << 20)
+
+/* The PTE tables munmap of [start, end) frees after its pages (6.1 mm/memory.c free_pgtables ->
+ * free_pgd_range, its pages' gather batch): the 2 MiB spans from start's, less that one if the
+ * mapping before ends in it (floor), to end's, less that one if the mapping after begins in it
+ * (ceiling), each if it holds a table (has[i] for the i-th span from base's). floor/ceiling 0:
+ * read from /proc/self/maps. */
+static size_t pt_freed(uintptr_t start, uintptr_t end, uintptr_t floor, uintptr_t ceiling,
+		       uintptr_t base, const unsigned char *has)
+{
+	if (!floor || !ceiling) {
+		FILE *f = fopen("/proc/self/maps", "r");
+		char line[512];
+		uintptr_t fl = 0, ce = 0;
+		while (f && fgets(line, sizeof line, f)) {
+			unsigned long long a, b;
+			if (sscanf(line, "%llx-%llx", &a, &b) != 2)
+				continue;
+			if (b <= start && b > fl)
+				fl = b;
+			if (a >= end && (!ce || a < ce))
+				ce = a;
+		}
+		if (f)
+			fclose(f);
+		floor = floor ? floor : fl;
+		ceiling = ceiling ? ceiling : ce;
+	}
+	uintptr_t addr = start & ~(PMD - 1);
+	if (addr < floor)
+		addr += PMD;
+	if (ceiling)
+		ceiling &= ~(PMD - 1);
+	if (end - 1 > ceiling - 1)	/* unsigned: no ceiling (0) never trims */
+		end -= PMD;
+	size_t n = 0;
+	for (uintptr_t s = addr; end && s <= end - 1; s += PMD)
+		n += has[(s - (base & ~(PMD - 1))) / PMD];
+	return n;
+}
+
 /* One line: the PFN runs behind [off, off+len) of every step-th window of r, VA order. */
 static void do_pfns(struct region *r, size_t keep, size_t gap)
 {
@@ -214,6 +259,11 @@ static void do_pfns(struct region *r, size_t keep, size_t gap)
 	kc.fd = kf, kc.first = ~0ULL, kc.n = 0;
 	size_t cap = 1 << 16, used = 0, pages = 0, runs = 0;
 	char *out = malloc(cap);
+	uintptr_t b0 = (uintptr_t)r->base & ~(PMD - 1);
+	size_t spans = ((uintptr_t)r->base + r->len - b0 + PMD - 1) / PMD;
+	unsigned char *has = calloc(spans, 1);	/* spans holding a PTE table */
+	for (size_t i = 0; r->ptemapped && i < spans; i++)
+		has[i] = 1;
 	unsigned long long start = 0, n = 0;
 	int huge = 0;
 	/* without keep/gap: the whole region as one window */
@@ -232,10 +282,12 @@ static void do_pfns(struct region *r, size_t keep, size_t gap)
 				unsigned long long pfn = e & PM_PFN;
 				if (!pfn) {	/* PFNs read as 0 without CAP_SYS_ADMIN */
 					printf("err pagemap shows PFN 0: not root?\n");
-					close(pm), close(kf), free(out);
+					close(pm), close(kf), free(out), free(has);
 					return;
 				}
 				int h = (kpf_get(&kc, pfn) >> KPF_THP) & 1;
+				if (!h)
+					has[((uintptr_t)r->base + off + i * PG - b0) / PMD] = 1;
 				pages++;
 				if (n && pfn == start + n && h == huge) {
 					n++;
@@ -255,10 +307,19 @@ static void do_pfns(struct region *r, size_t keep, size_t gap)
 		used += snprintf(out + used, cap - used, " %llu+%llu%s", start, n, huge ? "h" : "");
 		runs++;
 	}
+	/* the tables the unmap (or each of punch's) frees: a punch's hole lies between two kept
+	 * parts (its floor and ceiling) but where it reaches the region's end */
+	size_t pt = 0;
+	uintptr_t base = (uintptr_t)r->base, top = base + r->len;
+	for (size_t w = first; w < r->len; w += step) {
+		uintptr_t ws = base + w, we = w + wlen <= r->len ? base + w + wlen : top;
+		pt += pt_freed(ws, we, gap ? ws : 0, gap && we < top ? we : 0, base, has);
+	}
 	close(pm);
 	close(kf);
-	printf("ok pages=%zu runs=%zu%.*s\n", pages, runs, (int)used, out);
+	printf("ok pages=%zu runs=%zu pt=%zu%.*s\n", pages, runs, pt, (int)used, out);
 	free(out);
+	free(has);
 }
 
 int main(void)
@@ -336,6 +397,9 @@ int main(void)
 				done += l;
 			}
 			int f = settle();
+			/* a hole or a kept part not whole 2 MiB splits the huge pages there into PTE tables */
+			if (((uintptr_t)r->base | keep | gap) & (PMD - 1))
+				r->ptemapped = 1;
 			printf("ok unmapped_kib=%zu ms=%.0f faults=%d\n", done / 1024, now_ms() - t0, f);
 		} else if (!strcmp(cmd, "pfns")) {
 			n = sscanf(line, "%*s %*s %ld %ld", &a, &b);

@@ -30,6 +30,7 @@ class PreRecord:
     stuck: tuple[tuple[int, int], ...] = () # blocks left pending once passes were over
     qemu_own_growth_mib: float = 0.0        # QEMU's own memory, from the run's start to the release
     activity: dict = field(default_factory=dict)   # the idle window's raw vmstat reads (Run.measuring)
+    page_tables: int | None = None          # PTE tables the unmap frees after its pages (e2emem `pt`)
 
     def to_json(self) -> dict:
         d = {"cpu": self.cpu, "kind": self.kind, "pcp_taken": self.pcp_taken, "ours_cpu": self.ours_cpu,
@@ -41,6 +42,8 @@ class PreRecord:
              "activity": self.activity}
         if self.kept:
             d["kept"] = [list(r) for r in self.kept]
+        if self.page_tables is not None:
+            d["page_tables"] = self.page_tables
         return d
 
     @classmethod
@@ -55,4 +58,5 @@ class PreRecord:
                    unheld_ask_none=bool(d.get("unheld_ask_none", True)), waited_for=tuple(d.get("waited_for", ())),
                    worker_wait_s=float(d.get("worker_wait_s", 0.0)),
                    stuck=tuple((int(h), int(o)) for h, o in d.get("stuck", [])),
-                   qemu_own_growth_mib=float(d.get("qemu_own_growth_mib", 0.0)), activity=d.get("activity") or {})
+                   qemu_own_growth_mib=float(d.get("qemu_own_growth_mib", 0.0)), activity=d.get("activity") or {},
+                   page_tables=d.get("page_tables"))

@@ -115,6 +115,9 @@ class PreRelease:
     # every run of flagless pages (first pfn, pages): a page on a per-cpu list is one (None: the
     # capture did not tell them apart)
     flagless: tuple[tuple[int, int], ...] | None = None
+    # the PTE tables the unmap frees after its pages (free_pgtables, into its last gather batch):
+    # order-0 pages of unknown position
+    page_tables: int = 0
 
     def __post_init__(self):
         late = {k: v for k, v in self.read_at_s.items() if v > 0}
@@ -173,12 +176,17 @@ GATHER_LOCAL, GATHER_BATCH, GATHER_BATCHES = 8, 510, 19
 PAGEVEC = 15
 
 
-def free_order(runs, version: tuple[int, int], kind: str = "munmap") -> list[tuple[int, int, bool, bool]]:
+def free_order(runs, version: tuple[int, int], kind: str = "munmap",
+               tables: int = 0) -> list[tuple[int, int, bool, bool]]:
     """Pure: the release's pages (VA order) -> (pfn, pages, huge, descending) in the order the
     kernel frees them. 6.1 release_pages (mm/swap.c) frees a THP at once (__folio_put_large)
     but collects order-0 pages with list_add and frees them after the batch
     (free_unref_page_list): per gather batch, THPs in VA order, then 4 KiB pages in reverse.
-    6.12 folios_put_refs -> free_unref_folios keeps the batch's order."""
+    6.12 folios_put_refs -> free_unref_folios keeps the batch's order.
+    tables: PTE tables the unmap frees after the pages (free_pgtables -> pte_free_tlb ->
+    tlb_remove_page: entries of the same gather batches, after the last page), pfn -1: their
+    positions are not known."""
+    runs = list(runs) + ([Run(-1, tables)] if tables > 0 else [])
     if version >= (6, 2):
         return [(r.pfn, r.pages, r.huge, False) for r in runs]
     out: list = []
@@ -197,7 +205,7 @@ def free_order(runs, version: tuple[int, int], kind: str = "munmap") -> list[tup
                     left = cur.pages if cur else 0
                     continue
                 k = min(room, left)
-                start = cur.pfn + cur.pages - left
+                start = cur.pfn + cur.pages - left if cur.pfn >= 0 else -1
                 small.append((start, k, False, True))
                 room -= k
                 left -= k
@@ -292,6 +300,17 @@ class PcpList:
                 self.order0.append([lo, k, False])
                 lo += k
             self._added(k, thp=False)
+
+    def free_unknown(self, n: int) -> None:
+        """n order-0 pages of unknown position freed onto the lists (the unmap's PTE tables)."""
+        if self.high <= 0:
+            self.unknown_drained += n
+            return
+        while n > 0:
+            k = min(n, max(1, self.high - self.count))
+            self.order0.append([-1, k, False])
+            self._added(k, thp=False)
+            n -= k
 
     def _high(self) -> int:
         return self.high
@@ -480,9 +499,9 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     rule, PcpList)."""
     m, spec = machine_before(pre)
     freed = pages_freed_by_unmap(pre.mapped, pre.unmapped, spec.pageblock_order)
-    seq = free_order(freed.runs, spec.version, pre.kind)
+    seq = free_order(freed.runs, spec.version, pre.kind, pre.page_tables if pre.kind == "munmap" else 0)
     if residue is not None:
-        return _forced_residue(m, spec, freed, seq, residue, pre.order)
+        return _forced_residue(m, spec, freed, [e for e in seq if e[0] >= 0], residue, pre.order)
     cpu = pre.cpu if pre.cpu is not None else 0
     extra = gather_pages(freed, spec.version) if pre.kind == "munmap" else 0
     lists: dict[str, PcpList] = {}
@@ -503,7 +522,13 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                                 high_min=min((q.high for q in zs.pcps), default=p.high),
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay)
+    # page tables come from the zone the unmap's own pages do (above); spanning zones, left out
+    tables_to = lists.get(next(iter(hit))) if len(hit) == 1 else None
     for pfn, n, huge, desc in seq:
+        if pfn < 0:                         # PTE tables: order-0 pages of unknown position
+            if tables_to is not None:
+                tables_to.free_unknown(n)
+            continue
         while n:                            # a run split where zones meet
             z = m.zone_of(pfn if not desc else pfn + n - 1)
             if desc:
@@ -792,8 +817,14 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # and the workload's pages it keeps mapped
     gone = {p for r in pre.unmapped for p in range(r.pfn, r.pfn + r.pages)}
     known = {p >> thr for r in pre.mapped for p in range(r.pfn, r.pfn + r.pages) if p not in gone}
-    for pfn, n in list(rel.residue) + [(r.pfn, r.pages) for r in pre.kept]:
+    for pfn, n in [(r.pfn, r.pages) for r in pre.kept]:
         known.update(range(pfn >> thr, ((pfn + n - 1) >> thr) + 1))
+    kept_known = set(known)
+    residue_in: dict = {}                   # region -> the release's pages the model left on the lists
+    for pfn, n in rel.residue:
+        for p in range(pfn, pfn + n):
+            residue_in[p >> thr] = residue_in.get(p >> thr, 0) + 1
+    known.update(residue_in)
     on_lists = sum(zs.pcp(cpu).count for zs in pre.zones if zs.pcp(cpu))
     open_regions = [(reg, r) for reg, r in regions.items() if reg not in known]
     if thr > rel.spec.max_order:              # no block of that order exists: nothing to complete
@@ -828,6 +859,18 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                           if reg not in regions and reg not in known and (reg + 1) * size <= len(mask)
                           and mask[reg * size:(reg + 1) * size].count(1) == size]
         unknown_fills.sort(key=lambda f: f[0])
+        # Where the drains are not the model's own (not settled), a region can also lack both:
+        # flagless pages and the release's residue the kernel drained where the model did not
+        # (fragment's free-rest: the punch's pages still on the lists beside the release's own,
+        # 6 order-10 blocks the model left incomplete). Such a region counts as one the
+        # flagless pages complete, its residue pages coming with the pcp_residue term's other end.
+        mixed = [(size - r[0] - residue_in[reg], held_in(reg), reg) for reg, r in regions.items()
+                 if reg in residue_in and reg not in kept_known and r[0] < size
+                 and size - r[0] == mask[reg * size:(reg + 1) * size].count(1) - in_free.get(reg, 0)
+                 + residue_in[reg]]
+        unknown_fills_mixed = sorted(unknown_fills + mixed, key=lambda f: f[0])
+    else:
+        unknown_fills_mixed = unknown_fills
 
     where = " whose missing pages were all flagless before it" if pre.flagless is not None else ""
 
@@ -862,7 +905,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     else:
         # a free_high drain (Released.free_high_drain) gives every one of them back
         unk = on_lists if rel.free_high_drain or rel.drained_after else min(rel.unknown_drained + max_drain, on_lists)
-        gain, used, _ = fill(unk, unknown_fills)
+        gain, used, _ = fill(unk, unknown_fills_mixed)
         what = (f"up to {unk} per-cpu pages from before the release (position "
                 f"unknown) can go back to the buddy lists "
                 f"{'(all: a free_high drain, 6.1) ' if rel.free_high_drain else 'during it '}"

@@ -109,9 +109,13 @@ class Run:
             out["read_at"]["mapped"] = out["read_at"]["unmapped"] = time.monotonic()
         elif unmaps is not None:
             region = unmaps.split()[0]
-            out["mapped"] = runs_of(pfn_runs(self.ask(f"pfns {region}")))
+            whole = self.ask(f"pfns {region}")
+            out["mapped"] = runs_of(pfn_runs(whole))
             out["read_at"]["mapped"] = time.monotonic()
-            out["unmapped"] = runs_of(pfn_runs(self.ask(f"pfns {unmaps}"))) if unmaps != region else out["mapped"]
+            part = self.ask(f"pfns {unmaps}") if unmaps != region else whole
+            out["unmapped"] = runs_of(pfn_runs(part))
+            # the PTE tables that unmap frees after the pages, from e2emem's own maps
+            out["page_tables"] = reply_field(part, "pt")
             out["read_at"]["unmapped"] = time.monotonic()
         # A block >= the order pending here that a free made (perblock.asked) means the free
         # already asked the worker for a pass, due 2 s after that ask: the release would find
@@ -376,10 +380,19 @@ def measuring(guest, progress=None, stats: bool = True):
                 run.wl.close()
 
 
+def reply_field(reply: str, key: str) -> int | None:
+    """An integer `key=N` of a one-line reply (e2emem's, e2epfn's); None if absent."""
+    m = re.search(rf"(?:^|\s){re.escape(key)}=(\d+)(?:\s|$)", reply)
+    return int(m.group(1)) if m else None
+
+
 def pfn_runs(reply: str) -> list[list]:
-    """e2emem's `pfns` reply -> [[pfn, pages, huge], ...] in the order it listed them."""
+    """e2emem's `pfns` reply (and e2epfn's `cache`) -> [[pfn, pages, huge], ...] in the order
+    it listed them: "ok key=N ... PFN+N[h] ..."""
     out = []
-    for tok in reply.split()[3:]:
+    for tok in reply.split()[1:]:
+        if "=" in tok:
+            continue
         huge = tok.endswith("h")
         pfn, _, n = tok.rstrip("h").partition("+")
         out.append([int(pfn), int(n), huge])

@@ -235,7 +235,7 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
     p = PreRelease(kernel=facts["kernel"], order=phase["reportable_order"], zones=zones, blocks=tuple(blocks),
                    held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
-                   faults_after=pre.faults_after, ours_cpu=pre.ours_cpu,
+                   faults_after=pre.faults_after, ours_cpu=pre.ours_cpu, page_tables=pre.page_tables or 0,
                    flagless_thps=cap.scan.flagless_blocks(THP_ORDER),
                    flagless=tuple((st, n) for c, st, n in cap.scan.runs if c == "P") if cap.scan.version >= 2 else None)
     act = pre.activity

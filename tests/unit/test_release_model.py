@@ -682,3 +682,37 @@ def test_drained_pages_of_unknown_position_complete_only_regions_that_were_flagl
     pre, _ = prediction.pre_release_input(r2["phases"][-1], r2)
     p, _, _ = R.predict_release(dataclasses.replace(pre, flagless=None), noise_mib=0.0)
     assert next(t for t in p.terms if t.name == "pcp_unknown_pages").hi_mib > 15.0
+
+
+def test_the_unmaps_pte_tables_go_onto_the_lists_after_its_pages():
+    # free-rest unmaps a 1 GiB region mapped with 4 KiB pages: free_pgtables frees its 512 PTE
+    # tables into the last gather batch (e2emem `pfns` says how many, from its own maps); CPU
+    # 0's count passes high once more, and the guest's free memory is the model's to 0.1 MiB
+    r = load("fragment_tables_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["phase"] == "free-rest" and ph["pre"]["page_tables"] == 512
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    fm = ph["free_memory"]
+    assert abs(fm["measured_mib"] - fm["expected_mib"]) < 0.1, fm            # 1897.6 / 1897.6
+    # planted: the tables forgotten: one drain of 2016 pages fewer, 7.9 MiB under
+    r2 = copy.deepcopy(r)
+    r2["phases"][-1]["pre"]["page_tables"] = 0
+    wrong = judged(r2)["phases"][-1]["free_memory"]
+    assert fm["measured_mib"] - wrong["expected_mib"] > 7.0, wrong
+
+
+def test_free_order_puts_the_page_tables_in_the_last_batch():
+    runs = [R.Run(1000, 20)]
+    # 6.1: the first batch holds 8 entries, freed high to low; the tables follow the pages and,
+    # reversed with the last batch, go first in it
+    seq = R.free_order(runs, (6, 1), tables=3)
+    assert seq == [(1000, 8, False, True), (-1, 3, False, True), (1008, 12, False, True)]
+    assert R.free_order(runs, (6, 12), tables=3)[-1] == (-1, 3, False, False)
+
+
+def test_pfns_replies_carry_their_fields():
+    from harness.scenarios.common import pfn_runs, reply_field
+    reply = "ok pages=515 runs=2 pt=512 100+512h 612+3"
+    assert pfn_runs(reply) == [[100, 512, True], [612, 3, False]]
+    assert reply_field(reply, "pt") == 512 and reply_field("ok pages=1 runs=1 5+1", "pt") is None
+    assert pfn_runs("ok pages=3 runs=1 7+3") == [[7, 3, False]]
