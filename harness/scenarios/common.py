@@ -16,6 +16,7 @@ from contextlib import contextmanager, nullcontext
 from harness.measure import guestfacts, hostmem, pagemap, perblock, procfs
 
 from harness.verdict import prediction
+from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord, runs_of
 from harness.measure.stats_poller import StatsPoller
 
@@ -57,7 +58,7 @@ class Run:
 
     def __init__(self, guest, sampler):
         self.g, self.s = guest, sampler
-        self.phases: list[dict] = []
+        self.phases: list[Phase] = []
         self.facts = {
             "reporting_negotiated": guestfacts.reporting_negotiated(guest),
             "reporting_order": guestfacts.reporting_order(guest),
@@ -169,7 +170,7 @@ class Run:
         return self.s.wait_for(hostmem.stable_for(window, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
 
     def release(self, name: str, action, freed_mib: float, carries_unreported: bool = False,
-                unmaps: str | None = None, frees=None, freed_pfns: list | None = None) -> dict:
+                unmaps: str | None = None, frees=None, freed_pfns: list | None = None) -> Phase:
         """Measure one phase: `action()` releases about `freed_mib` MiB in the guest.
 
         unmaps: the e2emem region the action unmaps ("a"), or its part ("a 1024 1024": what
@@ -197,9 +198,8 @@ class Run:
         t_action = time.monotonic()
         read_at_s = {k: round(v - t_action, 3) for k, v in read_at.items()}
         read_at_s["snapshot"] = round(t_held - t_action, 3)
-        # one JSON form for the end plan and the phase: the verdict reuses the plan's model run
         pre = PreRecord(**fields, read_at_s=read_at_s, qemu_own_growth_mib=round(self.own_growth(), 1),
-                        activity=self.activity).to_json()
+                        activity=self.activity)
         action()
         release_s = time.monotonic() - t_action
         self.allocated = False
@@ -208,12 +208,10 @@ class Run:
         # after the release (the model's exact input) and once RSS has settled.
         cap_freed = perblock.capture(self.g, self.order, self.ranges)
         first_capture_s = time.monotonic() - t_action
+        # one scan presumed (the phase's captures are activity the model counts): the judgement
+        # reuses this model run when the phase ends so
         after, cap_settled, t_settled, end = self.phase_end(
-            name, t0, t_action, {"pre": pre, "snapshots": {"held": held},
-                                 "reportable_order": self.order,
-                                 # presumed (the phase's captures are activity the model counts):
-                                 # the judgement reuses this model run when it ends so
-                                 "end": {"how": "scan", "scans": 1}})
+            name, t0, t_action, ModelInput(pre, held, self.order, PhaseEnd("scan", scans=1)))
         samples = self.s.since(t0)
         # the guest's own count of free memory once reporting is over: its first answer after
         # the settled capture began (the model's free pages are checked against it)
@@ -221,46 +219,39 @@ class Run:
         reportable = (procfs.free_mib_at_or_above(procfs.parse_buddyinfo(freed["buddyinfo"]), self.order)
                       - procfs.free_mib_at_or_above(procfs.parse_buddyinfo(held["buddyinfo"]), self.order))
         drop = peak.rss_mib - after.rss_mib
-        phase = {
-            "phase": name,
-            "freed_mib": freed_mib,
-            "rss_peak_mib": round(peak.rss_mib, 1),
-            "rss_after_mib": round(after.rss_mib, 1),
-            "drop_mib": round(drop, 1),
-            "ram_rss_peak_mib": round(peak.ram_rss_mib, 1),
-            "ram_rss_after_mib": round(after.ram_rss_mib, 1),
-            "ram_drop_mib": round(peak.ram_rss_mib - after.ram_rss_mib, 1),
-            "reportable_mib": round(reportable, 1),
-            "reportable_order": self.order,
-            "seconds_to_90pct": time_to_fraction(samples, t0, peak.rss_mib, drop, 0.9),
-            "samples": [[round(x.t - t0, 2), round(x.rss_mib, 1), round(x.ram_rss_mib, 1)] for x in samples],
-            "snapshots": {"held": held, "freed": freed},
-            "carries_unreported": carries_unreported,
-            "per_block": perblock.summary(cap_freed, cap_settled, self.g.cfg.reporting),
-            "first_capture_s": round(first_capture_s, 2),  # from the release; within the 2 s delay?
-            "end": end,  # how the phase ended (Run.phase_end)
-            "release_s": round(release_s, 3),  # the action's SSH round trip: munmap and all
-            "release_at_s": round(t_action - self.g.t_start, 3),  # from QEMU's start (harness/report/timings.py)
-            "pre": pre,
-            "captures": {"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
+        phase = Phase(
+            name=name, freed_mib=freed_mib,
+            rss_peak_mib=round(peak.rss_mib, 1), rss_after_mib=round(after.rss_mib, 1), drop_mib=round(drop, 1),
+            ram_rss_peak_mib=round(peak.ram_rss_mib, 1), ram_rss_after_mib=round(after.ram_rss_mib, 1),
+            ram_drop_mib=round(peak.ram_rss_mib - after.ram_rss_mib, 1),
+            reportable_mib=round(reportable, 1), reportable_order=self.order,
+            seconds_to_90pct=time_to_fraction(samples, t0, peak.rss_mib, drop, 0.9),
+            samples=[[round(x.t - t0, 2), round(x.rss_mib, 1), round(x.ram_rss_mib, 1)] for x in samples],
+            snapshots={"held": held, "freed": freed}, carries_unreported=carries_unreported,
+            per_block=perblock.summary(cap_freed, cap_settled, self.g.cfg.reporting),
+            first_capture_s=round(first_capture_s, 2),  # from the release; within the 2 s delay?
+            end=end,
+            release_s=round(release_s, 3),  # the action's SSH round trip: munmap and all
+            release_at_s=round(t_action - self.g.t_start, 3),  # from QEMU's start (harness/report/timings.py)
+            pre=pre,
+            captures={"freed": cap_freed.to_json(), "settled": cap_settled.to_json()},
             # [s after the release, QEMU's receipt (epoch s), free, available, caches MiB]
-            "guest_stats": [x.to_row(t0) for x in self.stats.since(t0)] if self.stats else None,
-            "guest_stats_settled": stat_settled.to_row(t0) if stat_settled else None,
-        }
-        if freed_pfns is not None:
-            phase["freed_pfns"] = [list(r) for r in freed_pfns]
+            guest_stats=[x.to_row(t0) for x in self.stats.since(t0)] if self.stats else None,
+            guest_stats_settled=stat_settled.to_row(t0) if stat_settled else None,
+            freed_pfns=[list(r) for r in freed_pfns] if freed_pfns is not None else None)
         self.phases.append(phase)
         self._keep(phase)
         log.info("%s: drop %.1f MiB", name, drop, extra={"phase_done": name})
         return phase
 
-    def model_facts(self) -> dict:
+    def model_facts(self) -> RunFacts:
         """What the model reads of the run besides a phase's own records."""
         g = self.g
-        return {"kernel": g.image.kernel_release, "backend": g.cfg.backend, "host_page_size": g.cfg.host_page_size,
-                "idle_noise_mib": round(getattr(self, "idle_noise", 0.0), 1), **self.facts}
+        return RunFacts(kernel=g.image.kernel_release, backend=g.cfg.backend, host_page_size=g.cfg.host_page_size,
+                        reporting_negotiated=bool(self.facts["reporting_negotiated"]),
+                        idle_noise_mib=round(getattr(self, "idle_noise", 0.0), 1))
 
-    def phase_end(self, name: str, t0: float, t_action: float, inputs: dict):
+    def phase_end(self, name: str, t0: float, t_action: float, inputs: ModelInput):
         """Wait until reporting is done: (the last sample, the settled capture, when that capture
         began, how it ended). With reporting: from the model's last predicted pass (its
         before-the-release inputs only), one scan; done when nothing the model leaves unreported
@@ -273,7 +264,7 @@ class Run:
             after = self.settle(t0, f"RSS to settle after {name}")
             t_settled = time.monotonic()
             cap = perblock.capture(self.g, self.order, self.ranges)
-            return after, cap, t_settled, {"how": "stable", "waited_s": round(t_settled - t_action, 2), "scans": 1}
+            return after, cap, t_settled, PhaseEnd("stable", scans=1, waited_s=round(t_settled - t_action, 2))
         plan = prediction.end_plan(inputs, self.model_facts())
         t_plan = time.monotonic() - t_action
         log.info("%s: the model's last pass ends %.2f s after the release", name, plan.last_pass_s)
@@ -299,25 +290,26 @@ class Run:
         self.stuck = {(b.head, b.order) for b in perblock.pending(cap)}
         after = self.s.wait_for(hostmem.stable_for(RSS_STOP_S, STABLE_EPS_MIB, t_scan), SETTLE_TIMEOUT_S,
                                 f"RSS to stop after {name}")
-        return after, cap, t_scan, {"how": "scan", "model_last_pass_s": plan.last_pass_s,
-                                    "model_s": round(t_plan, 3), "scans": scans,
-                                    "left_unreported": len(last_left or ()),
-                                    "waited_s": round(time.monotonic() - t_action, 2)}
+        return after, cap, t_scan, PhaseEnd("scan", scans=scans, waited_s=round(time.monotonic() - t_action, 2),
+                                            model_last_pass_s=plan.last_pass_s, model_s=round(t_plan, 3),
+                                            left_unreported=len(last_left or ()))
 
-    def _keep(self, phase: dict) -> None:
+    def _keep(self, phase: Phase) -> None:
         """Each phase's snapshots and captures go to the guest's run directory as soon as they
         are measured, so a run cut short later still has them."""
         d = self.g.rundir / "phases"
         d.mkdir(exist_ok=True)
-        name = re.sub(r"[^\w.-]+", "_", phase["phase"])
-        (d / f"{len(self.phases):02d}-{name}.json").write_text(json.dumps(phase) + "\n")
+        name = re.sub(r"[^\w.-]+", "_", phase.name)
+        (d / f"{len(self.phases):02d}-{name}.json").write_text(json.dumps(phase.to_json()) + "\n")
 
     def result(self, scenario: str, **extra) -> dict:
         """Facts, the phases, and the main (last) phase's numbers at the top level."""
         g = self.g
         self.g.check_healthy()
+        phases = [p.to_json() for p in self.phases]
         heavy = ("phase", "snapshots", "captures", "pre")  # kept once, in the phase itself
-        main = {k: v for k, v in self.phases[-1].items() if k not in heavy} if self.phases else {}
+        # the main (last) phase's light figures at the top too: the one-phase view readers use
+        main = {k: v for k, v in phases[-1].items() if k not in heavy} if phases else {}
         return {
             "scenario": scenario, "accel": g.cfg.accel, "kernel": g.image.kernel_release, "qemu": g.qemu.version,
             "memory_mib": g.cfg.memory_mib, "smp": g.cfg.smp, "reporting": g.cfg.reporting,
@@ -329,7 +321,7 @@ class Run:
             # harness/report/timings.py completes these once the model has run (prediction.predict)
             "timings": {"start": g.start_mode, **g.timings, "workload_s": round(self.workload_s, 3),
                         "qemu_start_monotonic": g.t_start},
-            **extra, **main, "phases": self.phases,
+            **extra, **main, "phases": phases,
         }
 
 

@@ -179,7 +179,7 @@ def run(guest, command: str, release: str | None = None, copies=(), timeout: flo
         finally:
             wl.close()
         extra["workload_output_tail"] = output_tail(guest)
-        return r.result("workload", **extra, freed_mib=round(sum(ph["freed_mib"] for ph in r.phases), 1),
+        return r.result("workload", **extra, freed_mib=round(sum(ph.freed_mib for ph in r.phases), 1),
                         rss_before_mib=round(before.rss_mib, 1), idle_noise_mib=round(r.idle_noise, 1))
 
 
@@ -202,7 +202,7 @@ def _exits(r, wl: _Workload) -> None:
                 if k != "gone":
                     raise GuestError(f"e2erun: expected 'gone pid={pid}', got {k} {g}")
             ph = r.release(f"exit-{comm}", go, round(pages.mib, 1), freed_pfns=list(pages.runs))
-            ph.update(pid=pid, comm=comm, rss_anon_kib=int(f["rss_kib"]), freed_huge_pages=pages.huge_pages)
+            ph.pid, ph.comm, ph.rss_anon_kib, ph.freed_huge_pages = pid, comm, int(f["rss_kib"]), pages.huge_pages
         elif kind == "done":
             status = int(f["status"])
             if not r.phases:
@@ -210,7 +210,7 @@ def _exits(r, wl: _Workload) -> None:
                     raise wl.failed(f"failed (status {status})")
                 raise WorkloadError(f"workload {wl.command!r} ended without a process holding >= "
                                     f"{MIN_RELEASE_KIB // 1024} MiB of its own at its exit: nothing to measure")
-            r.phases[-1]["workload_status"] = status
+            r.phases[-1].workload_status = status
             return
         else:
             raise GuestError(f"e2erun: unexpected line {kind} {f}")
@@ -234,5 +234,5 @@ def _release(r, wl: _Workload, release: str) -> None:
             raise WorkloadError(f"release command {release!r} exited {res.status}: "
                                 f"{(res.stderr or res.stdout).strip()[-300:]}")
     ph = r.release("release", act, round(pages.mib, 1), freed_pfns=list(pages.runs))
-    ph.update(pids=pids, freed_huge_pages=pages.huge_pages)
+    ph.pids, ph.freed_huge_pages = pids, pages.huge_pages
     r.g.run(f"kill -9 {' '.join(map(str, pids))} 2>/dev/null", check=False)

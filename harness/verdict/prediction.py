@@ -17,6 +17,7 @@ from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
                             predict_release)
 from harness.model.predict import Prediction, Term
+from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
 from harness.measure.perblock import Capture, asked
 from harness.measure.snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
@@ -120,7 +121,7 @@ def curve_mismatches(result: dict, jitter_s: float = 0.5) -> list[str]:
     # A worker already due at the release (worker_may_be_early_s) runs the model's passes up to
     # early_s sooner, all by the same unknown shift: the curve is held to the best shift in
     # [0, early_s], in steps of the sampler's period (a wrong delay or budget fits no shift).
-    early = worker_may_be_early_s(phase) if "pre" in phase else 0.0
+    early = worker_may_be_early_s(PreRecord.from_json(phase["pre"])) if "pre" in phase else 0.0
     best = None
     for k in range(int(round(early / SAMPLE_PERIOD_S)) + 1):
         shift = k * SAMPLE_PERIOD_S
@@ -200,9 +201,11 @@ def capture_cost(bracket: list, act: dict, alloc_keys: list[str]) -> float:
 THP_ORDER = 9  # HPAGE_PMD_ORDER on x86-64
 
 
-def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
+def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dict") -> tuple[PreRelease, Activity]:
     """A phase's before-the-release records -> the model's own input types."""
-    pre = PreRecord.from_json(phase["pre"])
+    mi = model_input(phase)
+    facts = RunFacts.of(facts)
+    pre = mi.pre
     cap = Capture.from_json(pre.capture)
     zinfo = parse_zoneinfo(_zoneinfo_section(cap.text))
     zones = tuple(ZoneState(node=z.node, name=z.zone, start=z.start_pfn, end=z.start_pfn + z.spanned,
@@ -212,7 +215,7 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
                   for z in zinfo if z.populated and z.start_pfn is not None)
     # kpageflags carries no migratetype: pagetypeinfo's counts (read just before) are handed out
     # by pfn, Unmovable, Reclaimable and HighAtomic first, the rest Movable.
-    held_snap = snapshot_from_capture(phase["snapshots"]["held"], reporting_order=phase["reportable_order"])
+    held_snap = snapshot_from_capture(mi.held, reporting_order=mi.reportable_order)
     label = {zs.label: (zs.node, zs.name) for zs in zones}
     blocks = []
     quota: dict = {}
@@ -232,7 +235,7 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
                 break
         blocks.append(FreeBlock(b.head, b.order, b.reported, mt))
     runs = lambda xs: tuple(Run(p, n, h) for p, n, h in xs)  # noqa: E731
-    p = PreRelease(kernel=facts["kernel"], order=phase["reportable_order"], zones=zones, blocks=tuple(blocks),
+    p = PreRelease(kernel=facts.kernel, order=mi.reportable_order, zones=zones, blocks=tuple(blocks),
                    held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
                    faults_after=pre.faults_after, ours_cpu=pre.ours_cpu, page_tables=pre.page_tables or 0,
@@ -244,7 +247,7 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
         alloc_per_s, free_per_s = idle_rates(act, _alloc_keys(vm))
         activity = Activity(alloc_pages_per_s=alloc_per_s, free_pages_per_s=free_per_s,
                             capture_alloc_pages=capture_cost(list(pre.capture_vmstat), act, _alloc_keys(vm)),
-                            captures_in_window=_captures_after(phase) - (0 if _ended_by_scan(phase) else 1),
+                            captures_in_window=mi.captures_after - (0 if mi.end.how == "scan" else 1),
                             # the release's command and the snapshot after it (Run.release); a
                             # fresh-clone 3 GiB run came 0.5 MiB below the low side without them
                             command_alloc_pages=_read_cost(act, _alloc_keys(vm)),
@@ -254,16 +257,17 @@ def pre_release_input(phase: dict, facts: dict) -> tuple[PreRelease, Activity]:
     return p, activity
 
 
-def _ended_by_scan(phase: dict) -> bool:
-    return (phase.get("end") or {}).get("how") == "scan"
-
-
-def _captures_after(phase: dict) -> int:
-    """Our captures after the release, up to the last sample: the one right after it, and the
-    scans that ended the phase (Run.phase_end; before the last sample). A phase that ended on
-    stable RSS took its settled capture after the last sample."""
-    end = phase.get("end") or {}
-    return 1 + (int(end.get("scans", 1)) if _ended_by_scan(phase) else 1)
+def model_input(phase: "ModelInput | Phase | dict") -> ModelInput:
+    """What the model reads of a phase, from the typed records or a stored phase's JSON."""
+    if isinstance(phase, ModelInput):
+        return phase
+    if isinstance(phase, dict):
+        if "pre" not in phase:
+            raise ModelError(f"phase {phase.get('phase', 'main')!r} has no `pre` record (recorded before the model "
+                             "predicted from before the release): run it again")
+        return ModelInput(PreRecord.from_json(phase["pre"]), phase.get("snapshots", {}).get("held"),
+                          phase["reportable_order"], PhaseEnd.from_json(phase.get("end")))
+    return phase.model_input
 
 
 @dataclass(frozen=True)
@@ -335,13 +339,12 @@ def t90_interval(pred: Prediction, release_s: float, sample_period_s: float = SA
     return (first - early_s - sample_period_s, last + release_s + sample_period_s + PASS_LATENCY_S * passes_before)
 
 
-def worker_may_be_early_s(phase: dict) -> float:
+def worker_may_be_early_s(pre: PreRecord) -> float:
     """Pure: how much before the model's first pass the real one may come. A free block >= the
     order still unreported in the capture before the release, made by a free (perblock.asked),
     means the free already asked for a pass (page_reporting_notify_free), due 2 s after that
     ask: as early as just after the capture (a CI run's first pass came 1.6 s after the
     release, a pending block at -0.25 s). None: the release's own first merge asks, t = 0."""
-    pre = PreRecord.from_json(phase["pre"])
     stuck = set(pre.stuck)  # pending once passes were over: they ask none
     # Any other pending block may have asked. The release's wait presumes a block the host holds
     # none of did not (perblock.asked), which held in 7 of 7 restored runs of 2 GiB, but a 3 GiB
@@ -352,14 +355,14 @@ def worker_may_be_early_s(phase: dict) -> float:
     return max(0.0, REPORTING_DELAY_S + pre.read_at_s["capture"])
 
 
-def measured_t90(phase: dict, metric: str) -> float | None:
+def measured_t90(phase: Phase, metric: str) -> float | None:
     """Seconds from the release until the metric first fell by 90% of its drop (None: no drop
     above the settle threshold). samples are [t, QEMU RSS, RAM mapping RSS]."""
-    col, peak, drop = ((2, phase["ram_rss_peak_mib"], phase["ram_drop_mib"]) if metric == "mapping"
-                       else (1, phase["rss_peak_mib"], phase["drop_mib"]))
+    col, peak, drop = ((2, phase.ram_rss_peak_mib, phase.ram_drop_mib) if metric == "mapping"
+                       else (1, phase.rss_peak_mib, phase.drop_mib))
     if drop <= 4.0:   # scenarios/common.py STABLE_EPS_MIB: below it nothing counts as a drop
         return None
-    return next((s[0] for s in phase["samples"] if s[0] >= 0 and peak - s[col] >= 0.9 * drop), None)
+    return next((s[0] for s in phase.samples if s[0] >= 0 and peak - s[col] >= 0.9 * drop), None)
 
 
 @dataclass(frozen=True)
@@ -414,15 +417,20 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
                            measured_mib, at_s, terms)
 
 
-def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | None = None,
+def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: ReportingParams | None = None,
                           metric: str | None = None) -> dict:
-    """Prediction fields and the judgement of one phase, from its before-the-release inputs only.
+    """Prediction fields and the judgement of one phase (typed, or its JSON as stored), from its
+    before-the-release inputs only; the fields go into the phase's JSON.
     metric: the figure judged, by default the backend's (the RAM mapping for hugetlbfs)."""
-    metric = metric or model_host(facts.get("backend", "anon"))[1]
-    noise = facts.get("idle_noise_mib")
-    pre, activity, (pred, rel, layout_free) = _run_release_model(phase, facts, params, metric)
+    if isinstance(phase, dict):
+        model_input(phase)                  # a phase without its `pre` record: refused
+        phase = Phase.from_json(phase)
+    facts = RunFacts.of(facts)
+    metric = metric or model_host(facts.backend)[1]
+    noise = facts.idle_noise_mib
+    pre, activity, (pred, rel, layout_free) = _run_release_model(phase.model_input, facts, params, metric)
     j = pred.to_json()
-    measured = phase["drop_mib" if metric == "rss" else "ram_drop_mib"]
+    measured = phase.drop_mib if metric == "rss" else phase.ram_drop_mib
     total = ("within" if pred.lo_mib <= measured <= pred.hi_mib else "outside") + \
         f": drop {measured} MiB, predicted {pred.expected_mib:.1f} in [{pred.lo_mib:.1f}, {pred.hi_mib:.1f}]"
     fields = {
@@ -431,7 +439,7 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
         "model": {k: j[k] for k in ("per_zone", "per_order", "passes", "why", "inputs")}, "metric": metric,
     }
     # the layout the model predicts right after the release, against the real one
-    after = Capture.from_json(phase["captures"]["freed"])
+    after = Capture.from_json(phase.captures["freed"])
     zl = {zs.key: zs.label for zs in pre.zones}
     real = [(b.head, b.order, b.zone) for b in after.blocks]
     lay = compare_layout_blocks(layout_free, zl, real, pre.order)
@@ -441,12 +449,12 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
     fields["layout"]["unplaced_predicted"] = rel.unknown_thps_drained
     # once reporting is done: which blocks the model says were reported, against the guest's
     # PG_reported marks in the settled capture
-    settled = Capture.from_json(phase["captures"]["settled"])
+    settled = Capture.from_json(phase.captures["settled"])
     rep_pred = {z.key: [(pfn, o, mt) for pfn, o, mt, r in z.free_blocks() if r] for z in rel.machine.zones}
     rep_real = [(b.head, b.order, b.zone) for b in settled.blocks if b.reported]
     fields["layout_reported"] = compare_layout_blocks(rep_pred, zl, rep_real, pre.order).to_json()
     free = None
-    st = phase.get("guest_stats_settled")
+    st = phase.guest_stats_settled
     if st and st[2] is not None:
         # from the first model input to the statistic: the captures before, after and settled
         window = st[0] - min(pre.read_at_s.values(), default=0.0)
@@ -455,11 +463,11 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
         free = free_memory_check(
             sum(1 << o for z in rel.machine.zones for _, o, _, _ in z.free_blocks()) + rel.unknown_drained,
             sum(n for _, n in rel.residue), j["inputs"]["residue_max_pages"],
-            max(0, j["inputs"]["unknown_drained"] - rel.unknown_drained), activity, 1 + _captures_after(phase),
+            max(0, j["inputs"]["unknown_drained"] - rel.unknown_drained), activity, 1 + phase.model_input.captures_after,
             window, st[2], st[0])
         fields["free_memory"] = free.to_json()
     t90 = None
-    iv = t90_interval(pred, phase.get("release_s", 0.0), early_s=worker_may_be_early_s(phase))
+    iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))
     m = measured_t90(phase, metric)
     fields["measured_t90_s"] = m
     if iv is not None and m is not None:
@@ -468,8 +476,8 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
         fields["predicted_t90_interval_s"] = [round(iv[0], 3), round(iv[1], 3)]
     elif iv is not None and pred.total_mib > 4 * max(1.0, float(noise)):
         t90 = f"outside: no measured time to 90%, predicted {j['seconds_to_90pct']} s"
-    judged = {**phase, **fields}
-    curve = tuple(curve_mismatches({**facts, **judged, "phases": [judged]}))
+    judged = {**phase.to_json(), **fields}
+    curve = tuple(curve_mismatches({**judged, "phases": [judged]}))
     if iv is None and m is not None and measured > pred.hi_mib:
         t90 = f"outside: the drop came back by {m} s, the model predicted none"
     if pre.kind == "drop_caches":
@@ -493,34 +501,33 @@ def predict_release_phase(phase: dict, facts: dict, params: ReportingParams | No
 _MODEL_RUNS: list[tuple[tuple, object, tuple]] = []
 
 
-def _run_release_model(phase: dict, facts: dict, params: ReportingParams | None, metric: str):
+def _run_release_model(mi: ModelInput, facts: RunFacts, params: ReportingParams | None, metric: str):
     """The reference allocator on a phase's before-the-release records: (its input, the
     activity rates, predict_release's (prediction, release, layout))."""
-    pre_rec = phase["pre"]
-    key = (id(pre_rec["capture"]), metric, params, facts.get("kernel"), facts.get("backend"),
-           facts.get("host_page_size"), facts.get("reporting_negotiated"), facts.get("idle_noise_mib"),
-           json.dumps({k: v for k, v in pre_rec.items() if k != "capture"}, sort_keys=True, default=str),
-           json.dumps(phase.get("snapshots", {}).get("held"), sort_keys=True), phase.get("reportable_order"),
-           _captures_after(phase), _ended_by_scan(phase))  # the activity's captures (pre_release_input)
+    capture = mi.pre.capture
+    key = (id(capture), metric, params, facts,
+           json.dumps({k: v for k, v in mi.pre.to_json().items() if k != "capture"}, sort_keys=True, default=str),
+           json.dumps(mi.held, sort_keys=True), mi.reportable_order,
+           mi.captures_after, mi.end.how)   # the activity's captures (pre_release_input)
     for k, rec, out in _MODEL_RUNS:
-        if k == key and rec is pre_rec["capture"]:
+        if k == key and rec is capture:
             return out
-    out = _model_run(phase, facts, params, metric)
-    _MODEL_RUNS.append((key, pre_rec["capture"], out))
+    out = _model_run(mi, facts, params, metric)
+    _MODEL_RUNS.append((key, capture, out))
     del _MODEL_RUNS[:-4]
     return out
 
 
-def _model_run(phase: dict, facts: dict, params: ReportingParams | None, metric: str):
-    pre, activity = pre_release_input(phase, facts)
-    host = Host(backend=model_host(facts.get("backend", "anon"))[0], page_size=facts.get("host_page_size", 4096),
-                discard_inhibited=not facts["reporting_negotiated"], metric=metric)
-    noise = facts.get("idle_noise_mib")
-    if noise is None:
+def _model_run(mi: ModelInput, facts: RunFacts, params: ReportingParams | None, metric: str):
+    pre, activity = pre_release_input(mi, facts)
+    host = Host(backend=model_host(facts.backend)[0], page_size=facts.host_page_size,
+                discard_inhibited=not facts.reporting_negotiated, metric=metric)
+    if facts.idle_noise_mib is None:
         raise ModelError("the result has no idle_noise_mib: the run's own RSS noise is an input")
-    return pre, activity, predict_release(pre, host=host, params=params or ReportingParams(), noise_mib=float(noise),
-                                          activity=activity, guest_reports=bool(facts["reporting_negotiated"]),
-                                          own_growth_mib=PreRecord.from_json(phase["pre"]).qemu_own_growth_mib)
+    return pre, activity, predict_release(pre, host=host, params=params or ReportingParams(),
+                                          noise_mib=float(facts.idle_noise_mib), activity=activity,
+                                          guest_reports=facts.reporting_negotiated,
+                                          own_growth_mib=mi.pre.qemu_own_growth_mib)
 
 
 @dataclass(frozen=True)
@@ -533,9 +540,11 @@ class EndPlan:
     unreported: frozenset[tuple[int, int]]
 
 
-def end_plan(phase: dict, facts: dict, params: ReportingParams | None = None) -> EndPlan:
+def end_plan(phase: ModelInput | Phase | dict, facts: RunFacts | dict,
+             params: ReportingParams | None = None) -> EndPlan:
     """Usable as soon as the release is done, before anything after it is read."""
-    pre, _, (pred, rel, _) = _run_release_model(phase, facts, params, model_host(facts.get("backend", "anon"))[1])
+    facts = RunFacts.of(facts)
+    pre, _, (pred, rel, _) = _run_release_model(model_input(phase), facts, params, model_host(facts.backend)[1])
     left = frozenset((pfn, o) for z in rel.machine.zones for pfn, o, _, r in z.free_blocks()
                      if not r and o >= pre.order)
     return EndPlan(max((p["t_end"] for p in pred.to_json()["passes"]), default=0.0), left)

@@ -18,6 +18,7 @@ from harness.verdict import prediction
 from harness.model import ModelError, ReportingParams
 from harness.model import release as R
 from harness.model import reporting
+from harness.measure.prerelease import PreRecord
 
 DATA = Path(__file__).parent.parent / "data" / "release"
 
@@ -293,9 +294,10 @@ def test_the_time_to_90_percent_follows_the_total_left_open_and_an_early_worker(
 def test_without_a_pending_block_the_first_pass_is_the_release_s():
     # fragment_6.1_on: nothing pending before either release, so nothing moves a first pass
     # earlier; a pending block (a stuck one, or a fresh one the worker is due for) may
-    assert all(prediction.worker_may_be_early_s(ph) == 0.0 for ph in load("fragment_6.1_on")["phases"])
+    assert all(prediction.worker_may_be_early_s(PreRecord.from_json(ph["pre"])) == 0.0
+               for ph in load("fragment_6.1_on")["phases"])
     r = load("fragment_early_worker_6.1_on")
-    assert prediction.worker_may_be_early_s(r["phases"][-1]) == pytest.approx(2.0 - 0.253)
+    assert prediction.worker_may_be_early_s(PreRecord.from_json(r["phases"][-1]["pre"])) == pytest.approx(2.0 - 0.253)
 
 
 def test_a_reporting_delay_twice_the_kernel_s_fails_the_time_to_90_percent():
@@ -308,7 +310,7 @@ def test_a_reporting_delay_twice_the_kernel_s_fails_the_time_to_90_percent():
 def test_a_worker_due_at_the_release_shifts_the_whole_curve_and_nothing_else():
     r = load("restored_early_worker_6.1_on")
     ph = judged(r)["phases"][-1]
-    assert prediction.worker_may_be_early_s(r["phases"][-1]) == pytest.approx(2.0 - 0.115)
+    assert prediction.worker_may_be_early_s(PreRecord.from_json(r["phases"][-1]["pre"])) == pytest.approx(2.0 - 0.115)
     assert ph["verdict"] == "within", ph["judgement"]["failures"]
     # held to the model's own schedule, unshifted, the same steps read outside
     unshifted = prediction._curve_misses(
@@ -334,7 +336,7 @@ def test_a_pass_late_by_the_suite_s_measured_latency_is_within():
     r = load("order8_late_pass_6.1_on")
     ph = judged(r)["phases"][-1]
     assert ph["measured_t90_s"] == 2.35 and ph["verdict"] == "within", ph["judgement"]["failures"]
-    assert 0.0 < prediction.worker_may_be_early_s(r["phases"][-1]) <= 2.0
+    assert 0.0 < prediction.worker_may_be_early_s(PreRecord.from_json(r["phases"][-1]["pre"])) <= 2.0
 
 
 @pytest.mark.parametrize("params", [ReportingParams(delay_s=1.0)], ids=["delay1"])
