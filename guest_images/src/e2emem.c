@@ -16,7 +16,8 @@
  *                             /proc/self/pagemap and /proc/kpageflags (needs root); T: the
  *                             PTE tables that unmap frees after the pages (see pt_freed)
  *   free NAME                 unmap the whole region, then fault in SETTLE_FAULTS pages
- *                             (see settle()): "ok ms=T faults=F"
+ *                             (see settle()): "ok ms=T faults=F pcp_us=U pcp=..." (pcp_now:
+ *                             this CPU's per-cpu lists read U us before the unmap)
  *   cpu N                     pin this process to CPU N (sched_setaffinity): munmap then
  *                             frees on that CPU's per-cpu lists, which the model reads
  *   quit
@@ -204,6 +205,41 @@ static uint64_t kpf_get(struct kpf_cache *c, unsigned long long pfn)
 }
 
 #define PMD (2UL << 20)
+
+/* This CPU's per-cpu list state per zone, read from /proc/zoneinfo just before an unmap:
+ * " pcp=NODE.ZONE:COUNT/HIGH/BATCH,..." into out. zoneinfo read earlier can be a 6.12
+ * decay_pcp_high step old (high lowered by 1/8 once a second). */
+static void pcp_now(char *out, size_t cap)
+{
+	static char buf[1 << 16];
+	int fd = open("/proc/zoneinfo", O_RDONLY), cpu = sched_getcpu(), node = -1, in_cpu = 0;
+	ssize_t n = 0, got;
+	while (fd >= 0 && n < (ssize_t)sizeof(buf) - 1 && (got = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += got;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	size_t used = (size_t)snprintf(out, cap, " pcp=");
+	char zone[32] = "", *save = NULL;
+	long count = -1, high = -1;
+	for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		int k;
+		long v;
+		if (sscanf(l, "Node %d, zone %31s", &node, zone) == 2) {
+			in_cpu = 0;
+		} else if (sscanf(l, " cpu: %d", &k) == 1) {
+			in_cpu = k == cpu;
+		} else if (in_cpu && sscanf(l, " count: %ld", &v) == 1) {
+			count = v;
+		} else if (in_cpu && sscanf(l, " high: %ld", &v) == 1) {
+			high = v;
+		} else if (in_cpu && sscanf(l, " batch: %ld", &v) == 1 && used < cap) {
+			used += (size_t)snprintf(out + used, cap - used, "%s%d.%s:%ld/%ld/%ld", used > 5 ? "," : "",
+						 node, zone, count, high, v);
+			in_cpu = 0;
+		}
+	}
+}
 
 /* The PTE tables munmap of [start, end) frees after its pages (6.1 mm/memory.c free_pgtables ->
  * free_pgd_range, its pages' gather batch): the 2 MiB spans from start's, less that one if the
@@ -409,12 +445,16 @@ int main(void)
 			}
 			do_pfns(r, n == 2 ? a * 1024 : 0, n == 2 ? b * 1024 : 0);
 		} else if (!strcmp(cmd, "free")) {
+			char pcp[512];
+			double tp = now_ms();
+			pcp_now(pcp, sizeof pcp);
 			double t0 = now_ms();
 			munmap(r->base, r->len);
 			int f = settle();
 			r->base = NULL;
 			r->name[0] = 0;
-			printf("ok ms=%.0f faults=%d\n", now_ms() - t0, f);
+			/* pcp_us: from the read's start to the unmap's */
+			printf("ok ms=%.0f faults=%d pcp_us=%.0f%s\n", now_ms() - t0, f, (t0 - tp) * 1000, pcp);
 		} else {
 			printf("err unknown command %s\n", cmd);
 		}

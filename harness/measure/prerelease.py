@@ -2,6 +2,7 @@
 turns this record into the model's own types). Kept in the result as the phase's `pre`."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 Runs = tuple[tuple[int, int, bool], ...]     # (first pfn, pages, part of a THP) in freeing order
@@ -31,6 +32,11 @@ class PreRecord:
     qemu_own_growth_mib: float = 0.0        # QEMU's own memory, from the run's start to the release
     activity: dict = field(default_factory=dict)   # the idle window's raw vmstat reads (Run.measuring)
     page_tables: int | None = None          # PTE tables the unmap frees after its pages (e2emem `pt`)
+    # the release CPU's per-cpu lists read by the workload itself just before its unmap
+    # (e2emem `free`: pcp=..., read_at_s["pcp"] from that read to the unmap): (node, zone,
+    # count, high, batch). zoneinfo in the capture is ~0.1-0.3 s older, and on 6.12 a
+    # decay_pcp_high step (high lowered by 1/8, once a second) can fall in between.
+    pcp_at_release: tuple[tuple[int, str, int, int, int], ...] = ()
 
     def to_json(self) -> dict:
         d = {"cpu": self.cpu, "kind": self.kind, "pcp_taken": self.pcp_taken, "ours_cpu": self.ours_cpu,
@@ -44,6 +50,8 @@ class PreRecord:
             d["kept"] = [list(r) for r in self.kept]
         if self.page_tables is not None:
             d["page_tables"] = self.page_tables
+        if self.pcp_at_release:
+            d["pcp_at_release"] = [list(x) for x in self.pcp_at_release]
         return d
 
     @classmethod
@@ -59,4 +67,22 @@ class PreRecord:
                    worker_wait_s=float(d.get("worker_wait_s", 0.0)),
                    stuck=tuple((int(h), int(o)) for h, o in d.get("stuck", [])),
                    qemu_own_growth_mib=float(d.get("qemu_own_growth_mib", 0.0)), activity=d.get("activity") or {},
-                   page_tables=d.get("page_tables"))
+                   page_tables=d.get("page_tables"),
+                   pcp_at_release=tuple((int(a), str(z), int(c), int(h), int(b))
+                                        for a, z, c, h, b in d.get("pcp_at_release", ())))
+
+
+def pcp_field(reply: str) -> tuple[tuple[tuple[int, str, int, int, int], ...], float | None]:
+    """Pure: e2emem's `free` reply -> ((node, zone, count, high, batch), ...) and seconds from
+    that read to the unmap (None: the reply has no pcp= field)."""
+    m = re.search(r"(?:^|\s)pcp=(\S+)", reply)
+    us = re.search(r"(?:^|\s)pcp_us=(\d+)", reply)
+    if not m or not us:
+        return (), None
+    out = []
+    for item in m.group(1).split(","):
+        nz, _, vals = item.partition(":")
+        node, _, zone = nz.partition(".")
+        c, h, b = vals.split("/")
+        out.append((int(node), zone, int(c), int(h), int(b)))
+    return tuple(out), int(us.group(1)) / 1e6

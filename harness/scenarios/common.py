@@ -7,6 +7,7 @@ phase's snapshots.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -17,7 +18,7 @@ from harness.measure import guestfacts, hostmem, pagemap, perblock, procfs
 
 from harness.verdict import prediction
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
-from harness.measure.prerelease import PreRecord, runs_of
+from harness.measure.prerelease import PreRecord, pcp_field, runs_of
 from harness.measure.stats_poller import StatsPoller
 
 log = logging.getLogger(__name__)
@@ -200,8 +201,11 @@ class Run:
         read_at_s["snapshot"] = round(t_held - t_action, 3)
         pre = PreRecord(**fields, read_at_s=read_at_s, qemu_own_growth_mib=round(self.own_growth(), 1),
                         activity=self.activity)
-        action()
+        reply = action()
         release_s = time.monotonic() - t_action
+        pcp, pcp_s = pcp_field(reply) if isinstance(reply, str) else ((), None)
+        if pcp_s is not None:               # read by the workload before its unmap
+            pre = dataclasses.replace(pre, pcp_at_release=pcp, read_at_s={**pre.read_at_s, "pcp": -pcp_s})
         self.allocated = False
         freed = guestfacts.snapshot_texts(self.g)
         # The guest's free blocks and the host's residency, block by block, right

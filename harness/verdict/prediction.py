@@ -208,10 +208,13 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
     pre = mi.pre
     cap = Capture.from_json(pre.capture)
     zinfo = parse_zoneinfo(_zoneinfo_section(cap.text))
+    # the release CPU's lists as the workload read them just before its unmap, where it did
+    at_release = {(n, zn, pre.cpu): (c, h, b) for n, zn, c, h, b in pre.pcp_at_release}
     zones = tuple(ZoneState(node=z.node, name=z.zone, start=z.start_pfn, end=z.start_pfn + z.spanned,
                             wmark_min=z.min, wmark_low=z.low, wmark_high=z.high, boost=z.boost,
                             lowmem_reserve=tuple(z.protection), highatomic=z.reserved_highatomic,
-                            pcps=tuple(Pcp(p.cpu, p.count, p.high, p.batch) for p in z.pagesets))
+                            pcps=tuple(Pcp(p.cpu, *at_release.get((z.node, z.zone, p.cpu), (p.count, p.high, p.batch)))
+                                       for p in z.pagesets))
                   for z in zinfo if z.populated and z.start_pfn is not None)
     # kpageflags carries no migratetype: pagetypeinfo's counts (read just before) are handed out
     # by pfn, Unmovable, Reclaimable and HighAtomic first, the rest Movable.
