@@ -40,8 +40,11 @@
 /* After an unmap, this many new pages faulted in on the same CPU: 6.1 halves the CPU's pcp
  * free_factor at every allocation (rmqueue_pcplist), and a big free leaves it up to 5
  * (CONFIG_PCP_BATCH_SCALE_MAX), so three bring it to 0; while it is above 0 any order 1-3 free
- * there drains the CPU's lists whole (free_high), which the model cannot time. */
-#define SETTLE_FAULTS 4
+ * there drains the CPU's lists whole (free_high), which the model cannot time. 6.12 halves
+ * free_count instead, which a big free leaves up to batch << 5 plus a THP's 511 (2527 for batch
+ * 63: it adds 1 << order while below batch << 5); six bring it under batch (39), and below
+ * batch no free_high can drain there (free_unref_page_commit). */
+#define SETTLE_FAULTS 6
 #define SETTLE_LEN (16UL << 20)
 
 /* ptemapped: every 2 MiB span of it is mapped through a PTE table (nohuge, or a punch split

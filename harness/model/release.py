@@ -118,6 +118,7 @@ class PreRelease:
     # the PTE tables the unmap frees after its pages (free_pgtables, into its last gather batch):
     # order-0 pages of unknown position
     page_tables: int = 0
+    pcp_read_at_release: bool = False       # the release CPU's zones' count/high read at the unmap
 
     def __post_init__(self):
         late = {k: v for k, v in self.read_at_s.items() if v > 0}
@@ -460,6 +461,9 @@ class Released:
     thp_drains: tuple[int, ...] = ()
     faults_refilled: bool = False           # the workload's faults after it found no order-0 page
     drained_after: bool = False             # the release's CPU's lists drained whole after it (6.1 drop_caches)
+    # 6.12: free_count still >= batch on the release's CPU after it: two order 1-3 frees there
+    # can drain up to batch << 5 (free_high), which the model cannot time
+    free_count_high: bool = False
 
 
 def zone_model(zs: ZoneState, spec: KernelSpec) -> Zone:
@@ -571,6 +575,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     notified=best >= pre.order,
                     free_high_drain=spec.version < (6, 2) and any(pl.free_factor for pl in lists.values()),
                     faults_refilled=any(pl.refilled for pl in lists.values()),
+                    free_count_high=spec.version >= (6, 2) and any(pl.high > 0 and pl.free_count >= pl.batch
+                                                                   for pl in lists.values()),
                     drained_after=drained_after)
 
 
@@ -678,16 +684,19 @@ def _drop_of(rel: Released, pre: PreRelease, host: Host, params, guest_reports: 
 
 
 def settled_release(pre: PreRelease, rel: Released) -> bool:
-    """The release's per-cpu drains are the model's alone (6.1): one munmap of the workload's
+    """The release's per-cpu drains are the model's alone: one munmap of the workload's
     whole region (a punch's many each split the VMA, and the kernel allocates for that: a
     settled-looking punch had the guest's free memory 3.4 MiB under the model's), the workload
     allocated on its pinned CPU just before (free_factor 0), our commands run on another CPU,
-    and its faults after the unmap left free_factor 0 (no free_high drain can follow) without
-    a refill."""
-    return (rel.spec.version < (6, 2) and pre.kind == "munmap" and pre.unmapped == pre.mapped and not pre.kept
+    and its faults after the unmap left no free_high drain possible (6.1 free_factor 0, 6.12
+    free_count under batch) without a refill. On 6.12 the lists must also have been read at the
+    unmap (PreRelease.pcp_at_release): decay lowers high once a second, and a capture's high
+    a step old put a run 17 MiB off."""
+    return (pre.kind == "munmap" and pre.unmapped == pre.mapped and not pre.kept
             and pre.pcp_taken and pre.faults_after > 0
             and pre.ours_cpu is not None and pre.cpu is not None and pre.ours_cpu != pre.cpu
-            and not rel.free_high_drain and not rel.faults_refilled)
+            and not rel.free_high_drain and not rel.faults_refilled
+            and (rel.spec.version < (6, 2) or (pre.pcp_read_at_release and not rel.free_count_high)))
 
 
 def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
@@ -769,9 +778,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     k_hi = max(highs, default=0) + (1 << rel.spec.pageblock_order) - 1 - max(0, rel.elsewhere_left - max_drain)
     variants: list[Released] = []
     if settled_release(pre, rel):
-        # 6.1 with every drain the model's own: free_factor 0 at the start (the workload's
-        # allocations halved it), nothing of ours on the release's CPU, and the workload's
-        # faults right after the unmap bring it back to 0, so no free_high drain can follow.
+        # Every drain the model's own: free_factor 0 at the start (the workload's allocations
+        # halved it), nothing of ours on the release's CPU, and the workload's faults right
+        # after the unmap leave no free_high drain possible (6.1 free_factor 0, 6.12 free_count
+        # under batch; 6.12's decay after it is the model's too).
         # Left open: the count when the release begins, by one refill of the list the
         # mmu_gather's batch pages come from (rmqueue_bulk: batch pages) and one batch for the
         # release's own command (its pipe pages), and whether the touch left a THP on the list

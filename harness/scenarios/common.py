@@ -50,8 +50,9 @@ STATS_WAIT_S = 3.0  # two of the device's intervals (stats_poller.POLL_S) for th
 # model reads before the release (harness/model/release.py).
 WORKLOAD_CPU = 0
 # e2emem faults in this many new pages right after each unmap (guest_images/src/e2emem.c
-# SETTLE_FAULTS): 6.1's free_factor back to 0, so no free_high drain can follow the release.
-WORKLOAD_SETTLE_FAULTS = 4
+# SETTLE_FAULTS): 6.1's free_factor back to 0 and 6.12's free_count under batch, so no
+# free_high drain can follow the release.
+WORKLOAD_SETTLE_FAULTS = 6
 
 
 class Run:

@@ -242,6 +242,7 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
                    held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
                    faults_after=pre.faults_after, ours_cpu=pre.ours_cpu, page_tables=pre.page_tables or 0,
+                   pcp_read_at_release=bool(pre.pcp_at_release),
                    flagless_thps=cap.scan.flagless_blocks(THP_ORDER),
                    flagless=tuple((st, n) for c, st, n in cap.scan.runs if c == "P") if cap.scan.version >= 2 else None)
     act = pre.activity

@@ -753,3 +753,38 @@ def test_the_workloads_own_read_of_its_lists_before_the_unmap():
     r["phases"][-1]["pre"]["read_at_s"]["pcp"] = 0.01
     with pytest.raises(ModelError, match="after the release"):
         prediction.predict(r)
+
+
+def test_6_12_is_settled_only_once_free_count_is_under_batch_and_the_lists_were_read_at_the_unmap():
+    # a 6.12 run with the lists read at the unmap and 4 faults after it: free_count 2044 -> 127,
+    # still >= batch 63, so a free_high can follow and the wide term stays
+    r = load("touch_free_6.12_pcp_on")
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    rel = R.run_release(pre)
+    assert pre.pcp_read_at_release and pre.faults_after == 4
+    assert rel.free_count_high and not R.settled_release(pre, rel)
+    # six faults (e2emem's SETTLE_FAULTS now): free_count 31, settled
+    six = dataclasses.replace(pre, faults_after=6)
+    assert R.settled_release(six, R.run_release(six))
+    # without the read at the unmap, not settled (the capture's high can be a decay step old)
+    seen = dataclasses.replace(six, pcp_read_at_release=False)
+    assert not R.settled_release(seen, R.run_release(seen))
+
+
+def test_a_settled_6_12_release_is_judged_on_the_models_own_runs():
+    # six faults after the unmap (free_count under batch) and the lists read at it: 6.12 settled,
+    # 1015.9 vs 1016.0 [1007.4, 1024.6], block for block, the guest's free memory exact
+    r = load("touch_free_6.12_settled_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    assert ph["pre"]["faults_after"] == 6 and ph["pre"]["pcp_at_release"]
+    width = ph["predicted_hi_mib"] - ph["predicted_lo_mib"]
+    assert width <= 0.02 * ph["predicted_mib"], width                      # the goal
+    lay = ph["layout"]
+    assert lay["predicted"] == lay["matched"] == lay["real"]
+    fm = ph["free_memory"]
+    assert abs(fm["measured_mib"] - fm["expected_mib"]) < 0.1, fm
+    # a decay step fell between the capture (high 8838) and the unmap (7734 = 8838 - 8838 // 8)
+    assert r["phases"][-1]["pre"]["pcp_at_release"][1][3] == 8838 - 8838 // 8
+    # planted: the reporting capacity halved: outside
+    assert judged(r, ReportingParams(capacity=16))["phases"][-1]["verdict"] == "outside"
