@@ -24,7 +24,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-import psutil
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
@@ -65,26 +64,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_ticks(pid: int) -> int:
+    """When the process started, in clock ticks since boot (/proc/PID/stat field 22). Not its
+    wall-clock create time: that is boot time plus these ticks, and the boot time the kernel
+    reports moves when the wall clock is stepped, which once made a live worker's run
+    directory look stale to the other worker's sweep (deleted mid-test)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def _owner_tag() -> str:
-    me = psutil.Process()
-    return f"{me.pid} {me.create_time()}"
+    pid = os.getpid()
+    return f"{pid} {start_ticks(pid)}"
 
 
 def sweep_stale_rundirs() -> list[Path]:
     """Remove run directories whose launcher died without cleaning up (e.g. SIGKILL).
 
-    Each run directory names its owner (pid and start time, so a reused pid does
-    not count); only our own user's directories are touched.
+    Each run directory names its owner (pid and start_ticks, so a reused pid does
+    not count); only our own user's directories are touched. A directory whose tag
+    does not parse (an older format, or being written) is left alone.
     """
     removed = []
     for d in Path(tempfile.gettempdir()).glob("balloon-e2e-*"):
         try:
             if d.stat().st_uid != os.getuid():
                 continue
-            pid, start = (d / "owner").read_text().split()
-            alive = psutil.pid_exists(int(pid)) and abs(psutil.Process(int(pid)).create_time() - float(start)) < 1
-        except (OSError, ValueError, psutil.Error):
+            pid, start = (int(x) for x in (d / "owner").read_text().split())
+        except (OSError, ValueError):
             continue  # not ours, or being created right now
+        try:
+            alive = start_ticks(pid) == start
+        except (OSError, ValueError, IndexError):
+            alive = False                   # no such process
         if not alive:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
