@@ -72,17 +72,28 @@ class PreRecord:
                                         for a, z, c, h, b in d.get("pcp_at_release", ())))
 
 
+def reply_value(reply: str, key: str) -> str | None:
+    """Pure: the value of `key=VALUE` in a one-line reply (e2emem's, e2epfn's); None if absent."""
+    m = re.search(rf"(?:^|\s){re.escape(key)}=(\S+)", reply)
+    return m.group(1) if m else None
+
+
+def reply_field(reply: str, key: str) -> int | None:
+    """An integer `key=N` of a one-line reply; None if absent."""
+    v = reply_value(reply, key)
+    return int(v) if v is not None and v.isdigit() else None
+
+
 def pcp_field(reply: str) -> tuple[tuple[tuple[int, str, int, int, int], ...], float | None]:
     """Pure: e2emem's `free` reply -> ((node, zone, count, high, batch), ...) and seconds from
     that read to the unmap (None: the reply has no pcp= field)."""
-    m = re.search(r"(?:^|\s)pcp=(\S+)", reply)
-    us = re.search(r"(?:^|\s)pcp_us=(\d+)", reply)
-    if not m or not us:
+    lists, us = reply_value(reply, "pcp"), reply_field(reply, "pcp_us")
+    if lists is None or us is None:
         return (), None
     out = []
-    for item in m.group(1).split(","):
+    for item in lists.split(","):
         nz, _, vals = item.partition(":")
         node, _, zone = nz.partition(".")
         c, h, b = vals.split("/")
         out.append((int(node), zone, int(c), int(h), int(b)))
-    return tuple(out), int(us.group(1)) / 1e6
+    return tuple(out), us / 1e6

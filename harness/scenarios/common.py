@@ -18,7 +18,7 @@ from harness.measure import guestfacts, hostmem, pagemap, perblock, procfs
 
 from harness.verdict import prediction
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
-from harness.measure.prerelease import PreRecord, pcp_field, runs_of
+from harness.measure.prerelease import PreRecord, pcp_field, reply_field, runs_of
 from harness.measure.stats_poller import StatsPoller
 
 log = logging.getLogger(__name__)
@@ -375,12 +375,6 @@ def measuring(guest, progress=None, stats: bool = True):
         finally:
             if run.wl is not None:
                 run.wl.close()
-
-
-def reply_field(reply: str, key: str) -> int | None:
-    """An integer `key=N` of a one-line reply (e2emem's, e2epfn's); None if absent."""
-    m = re.search(rf"(?:^|\s){re.escape(key)}=(\d+)(?:\s|$)", reply)
-    return int(m.group(1)) if m else None
 
 
 def pfn_runs(reply: str) -> list[list]:

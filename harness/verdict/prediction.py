@@ -34,10 +34,7 @@ def predict(result: dict, params: ReportingParams | None = None) -> dict:
     only if every phase is. Returns those top-level fields."""
     t_model = time.monotonic()
     phases = result.get("phases") or [result]
-    for ph in phases:
-        if "pre" not in ph:
-            raise ModelError(f"phase {ph.get('phase', 'main')!r} has no `pre` record (recorded before the model "
-                             "predicted from before the release): run it again")
+    for ph in phases:                       # a phase without its `pre` record is refused (model_input)
         ph.update(predict_release_phase(ph, result, params))
     top = {k: v for k, v in phases[-1].items() if k.startswith("predicted_") or k in ("terms", "model", "metric")}
     top["verdict"] = "within" if all(ph["verdict"] == "within" for ph in phases) else "outside"

@@ -713,7 +713,8 @@ def test_free_order_puts_the_page_tables_in_the_last_batch():
 
 
 def test_pfns_replies_carry_their_fields():
-    from harness.scenarios.common import pfn_runs, reply_field
+    from harness.measure.prerelease import reply_field
+    from harness.scenarios.common import pfn_runs
     reply = "ok pages=515 runs=2 pt=512 100+512h 612+3"
     assert pfn_runs(reply) == [[100, 512, True], [612, 3, False]]
     assert reply_field(reply, "pt") == 512 and reply_field("ok pages=1 runs=1 5+1", "pt") is None
