@@ -15,9 +15,11 @@
  *                             "ok pages=P runs=R pt=T PFN+N[h] ..." (h: part of a THP), from
  *                             /proc/self/pagemap and /proc/kpageflags (needs root); T: the
  *                             PTE tables that unmap frees after the pages (see pt_freed)
- *   free NAME                 unmap the whole region, then fault in SETTLE_FAULTS pages
- *                             (see settle()): "ok ms=T faults=F pcp_us=U pcp=..." (pcp_now:
- *                             this CPU's per-cpu lists read U us before the unmap)
+ *   free NAME                 unmap the whole region, then fault in SETTLE_FAULTS pages per
+ *                             node (see settle()): "ok ms=T faults=F [fnodes=A,B] node=N
+ *                             pcp_us=U pcp=..." (fnodes: the nodes the faults were bound to,
+ *                             one part each; N: this CPU's node; pcp_now: this CPU's per-cpu
+ *                             lists read U us before the unmap)
  *   cpu N                     pin this process to CPU N (sched_setaffinity): munmap then
  *                             frees on that CPU's per-cpu lists, which the model reads
  *   quit
@@ -32,6 +34,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,9 +56,38 @@ struct region { char name[32]; char *base; size_t len; uint64_t seed; int filled
 static struct region regs[MAXR];
 
 /* Untouched pages to fault in after unmaps: one page per 2 MiB touched at start, so the
- * faults need no page-table page of their own. */
+ * faults need no page-table page of their own. On a guest of several nodes the area is cut
+ * into one part per online node, bound there (mbind MPOL_BIND), and each part takes
+ * SETTLE_FAULTS faults: an allocation halves free_factor only on the lists it comes from, those
+ * of its node's zone, and the unmap leaves it up on every node's lists of this CPU. */
+#define MAXNODES 8
 static char *settle_base;
-static size_t settle_next;
+static int settle_nodes[MAXNODES], settle_nr;       /* the nodes bound, one part each; 0: unbound */
+static size_t settle_next[MAXNODES];
+
+static int online_nodes(int *out)
+{
+	char buf[128];
+	int fd = open("/sys/devices/system/node/online", O_RDONLY), n = 0;
+	ssize_t got = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (got <= 0)
+		return 0;
+	buf[got] = 0;
+	for (char *p = buf; *p && *p != '\n';) {     /* "0", "0-1", "0,2-3" */
+		char *e;
+		long a = strtol(p, &e, 10), b = a;
+		if (e == p)
+			break;
+		if (*e == '-')
+			b = strtol(e + 1, &e, 10);
+		for (long i = a; i <= b && n < MAXNODES; i++)
+			out[n++] = (int)i;
+		p = *e == ',' ? e + 1 : e;
+	}
+	return n;
+}
 
 static void settle_init(void)
 {
@@ -65,19 +97,39 @@ static void settle_init(void)
 		return;
 	}
 	madvise(settle_base, SETTLE_LEN, MADV_NOHUGEPAGE);
+	int nodes[MAXNODES], n = online_nodes(nodes);
+	size_t part = SETTLE_LEN / (n > 1 ? n : 1) & ~((2UL << 20) - 1);
+	for (int i = 0; n > 1 && i < n && part; i++) {
+		unsigned long mask = 1UL << nodes[i];
+		if (syscall(SYS_mbind, settle_base + i * part, part, 2 /* MPOL_BIND */, &mask,
+			    sizeof(mask) * 8 + 1, 0UL))
+			break;
+		settle_nodes[settle_nr++] = nodes[i];
+	}
+	if (settle_nr < n)                              /* one node, or mbind refused: unbound */
+		settle_nr = 0;
 	for (size_t off = 0; off < SETTLE_LEN; off += 2UL << 20)
 		settle_base[off] = 1;
 }
 
-static int settle(void)
+/* SETTLE_FAULTS faults in each part; " fnodes=A,B" into out when bound. Returns the faults. */
+static int settle(char *out, size_t cap)
 {
-	int n = 0;
-	while (settle_base && n < SETTLE_FAULTS && (settle_next + 1) * PG < SETTLE_LEN) {
-		size_t off = ++settle_next * PG;
-		if (off % (2UL << 20) == 0)
-			continue;
-		settle_base[off] = 1;
-		n++;
+	int n = 0, parts = settle_nr ? settle_nr : 1;
+	size_t part = SETTLE_LEN / parts & ~((2UL << 20) - 1), used = 0;
+	out[0] = 0;
+	for (int i = 0; settle_base && i < parts; i++) {
+		int k = 0;
+		while (k < SETTLE_FAULTS && (settle_next[i] + 1) * PG < part) {
+			size_t off = ++settle_next[i] * PG;
+			if (off % (2UL << 20) == 0)
+				continue;
+			settle_base[i * part + off] = 1;
+			k++;
+		}
+		n += k;
+		if (settle_nr && used < cap)
+			used += (size_t)snprintf(out + used, cap - used, "%s%d", i ? "," : " fnodes=", settle_nodes[i]);
 	}
 	return n;
 }
@@ -435,11 +487,12 @@ int main(void)
 				munmap(r->base + off, l);
 				done += l;
 			}
-			int f = settle();
+			char fn[64];
+			int f = settle(fn, sizeof fn);
 			/* a hole or a kept part not whole 2 MiB splits the huge pages there into PTE tables */
 			if (((uintptr_t)r->base | keep | gap) & (PMD - 1))
 				r->ptemapped = 1;
-			printf("ok unmapped_kib=%zu ms=%.0f faults=%d\n", done / 1024, now_ms() - t0, f);
+			printf("ok unmapped_kib=%zu ms=%.0f faults=%d%s\n", done / 1024, now_ms() - t0, f, fn);
 		} else if (!strcmp(cmd, "pfns")) {
 			n = sscanf(line, "%*s %*s %ld %ld", &a, &b);
 			if (n == 2 && (a <= 0 || b <= 0 || (a * 1024) % PG || (b * 1024) % PG)) {
@@ -453,11 +506,14 @@ int main(void)
 			pcp_now(pcp, sizeof pcp);
 			double t0 = now_ms();
 			munmap(r->base, r->len);
-			int f = settle();
+			char fn[64];
+			int f = settle(fn, sizeof fn);
+			unsigned cpu = 0, node = 0;
+			syscall(SYS_getcpu, &cpu, &node, NULL);
 			r->base = NULL;
 			r->name[0] = 0;
 			/* pcp_us: from the read's start to the unmap's */
-			printf("ok ms=%.0f faults=%d pcp_us=%.0f%s\n", now_ms() - t0, f, (t0 - tp) * 1000, pcp);
+			printf("ok ms=%.0f faults=%d%s node=%u pcp_us=%.0f%s\n", now_ms() - t0, f, fn, node, (t0 - tp) * 1000, pcp);
 		} else {
 			printf("err unknown command %s\n", cmd);
 		}

@@ -37,6 +37,10 @@ class PreRecord:
     # count, high, batch). zoneinfo in the capture is ~0.1-0.3 s older, and on 6.12 a
     # decay_pcp_high step (high lowered by 1/8, once a second) can fall in between.
     pcp_at_release: tuple[tuple[int, str, int, int, int], ...] = ()
+    # e2emem `free`/`punch`: the nodes its faults after the unmap were bound to (fnodes=, one
+    # part of its area each; empty: unbound) and its CPU's node (node=)
+    fault_nodes: tuple[int, ...] = ()
+    cpu_node: int | None = None
 
     def to_json(self) -> dict:
         d = {"cpu": self.cpu, "kind": self.kind, "pcp_taken": self.pcp_taken, "ours_cpu": self.ours_cpu,
@@ -52,6 +56,10 @@ class PreRecord:
             d["page_tables"] = self.page_tables
         if self.pcp_at_release:
             d["pcp_at_release"] = [list(x) for x in self.pcp_at_release]
+        if self.fault_nodes:
+            d["fault_nodes"] = list(self.fault_nodes)
+        if self.cpu_node is not None:
+            d["cpu_node"] = self.cpu_node
         return d
 
     @classmethod
@@ -69,7 +77,8 @@ class PreRecord:
                    qemu_own_growth_mib=float(d.get("qemu_own_growth_mib", 0.0)), activity=d.get("activity") or {},
                    page_tables=d.get("page_tables"),
                    pcp_at_release=tuple((int(a), str(z), int(c), int(h), int(b))
-                                        for a, z, c, h, b in d.get("pcp_at_release", ())))
+                                        for a, z, c, h, b in d.get("pcp_at_release", ())),
+                   fault_nodes=tuple(int(n) for n in d.get("fault_nodes", ())), cpu_node=d.get("cpu_node"))
 
 
 def reply_value(reply: str, key: str) -> str | None:
@@ -82,6 +91,13 @@ def reply_field(reply: str, key: str) -> int | None:
     """An integer `key=N` of a one-line reply; None if absent."""
     v = reply_value(reply, key)
     return int(v) if v is not None and v.isdigit() else None
+
+
+def fault_nodes_field(reply: str) -> tuple[tuple[int, ...], int | None]:
+    """Pure: e2emem's `free`/`punch` reply -> (the nodes its faults were bound to, its CPU's
+    node); ((), None) where the reply has neither (one node, or an older e2emem)."""
+    nodes = reply_value(reply, "fnodes")
+    return (tuple(int(n) for n in nodes.split(",")) if nodes else ()), reply_field(reply, "node")
 
 
 def pcp_field(reply: str) -> tuple[tuple[tuple[int, str, int, int, int], ...], float | None]:

@@ -119,6 +119,11 @@ class PreRelease:
     # order-0 pages of unknown position
     page_tables: int = 0
     pcp_read_at_release: bool = False       # the release CPU's zones' count/high read at the unmap
+    # the nodes the faults after the unmap were bound to, faults_after on each (e2emem binds one
+    # part of its area per node on a guest of several); empty: the default policy, which takes
+    # the release CPU's node first
+    fault_nodes: tuple[int, ...] = ()
+    cpu_node: int | None = None             # the release CPU's node (None: not read)
 
     def __post_init__(self):
         late = {k: v for k, v in self.read_at_s.items() if v > 0}
@@ -452,6 +457,8 @@ class Released:
     # returns pcp->count). Seen: CPU 0's count 6924 -> 185 within a second of our first scan,
     # and the guest's free memory 26.3 MiB up with it.
     free_high_drain: bool = False
+    free_high_lists: tuple[str, ...] = ()   # 6.1: the zones whose lists of that CPU were left so
+    remote_lists: tuple[str, ...] = ()      # that CPU's lists of other nodes' zones (vmstat drains a batch)
     # of the unknown pages, whole THPs a workload's allocations left on the THP list: each is a
     # free block after the release at a position the model does not know
     unknown_thps_drained: int = 0
@@ -490,7 +497,7 @@ def machine_before(pre: PreRelease) -> tuple[Machine, KernelSpec]:
 
 
 def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0,
-                thp_left: bool | None = None) -> Released:
+                thp_left: bool | None = None, free_high_whole: bool = False, remote_batch: bool = False) -> Released:
     """Free the release's pages through the per-cpu lists of the CPU it runs on.
 
     residue: instead, leave exactly the newest `residue` pages of the release on the lists (a
@@ -500,7 +507,12 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     begins than zoneinfo showed: the pcp_residue term's runs for what can change the count
     between that read and the release.
     thp_left: whether the workload's THP allocations left a THP on the list (None: the model's
-    rule, PcpList)."""
+    rule, PcpList).
+    free_high_whole: 6.1, every list the faults left with free_factor > 0 drained whole, as one
+    order 1-3 free there would (free_high), at a time the model cannot know.
+    remote_batch: one batch drained from every list of another node's zone, as vmstat_update
+    does ~3 s after the CPU last touched that zone's counters (refresh_cpu_vm_stats: expire,
+    drain_zone_pages), from the lists' first (order-0 unmovable) on."""
     m, spec = machine_before(pre)
     freed = pages_freed_by_unmap(pre.mapped, pre.unmapped, spec.pageblock_order)
     seq = free_order(freed.runs, spec.version, pre.kind, pre.page_tables if pre.kind == "munmap" else 0)
@@ -543,13 +555,26 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                 lists[z.key].free(Run(pfn, k, huge))
                 pfn += k
             n -= k
-    if pre.faults_after and len({zs.node for zs in pre.zones}) == 1:
-        # an anonymous fault takes the highest zone first (one node: its zonelist is by zone)
-        top = max((pl for pl in lists.values() if pl.high > 0), key=lambda pl: pl.zone.start, default=None)
+    nodes = {zs.node for zs in pre.zones}
+    # an anonymous fault takes its node's highest zone first (a node's zonelist is by zone):
+    # the nodes the faults were bound to, else the release CPU's (the only one, on one node)
+    fault_nodes = pre.fault_nodes or ((next(iter(nodes)),) if len(nodes) == 1 else
+                                      (pre.cpu_node,) if pre.cpu_node is not None else ())
+    for node in fault_nodes if pre.faults_after else ():
+        top = max((pl for pl in lists.values() if pl.high > 0 and pl.zone.node == node),
+                  key=lambda pl: pl.zone.start, default=None)
         if top is not None:
             top.allocate(pre.faults_after)
     for pl in lists.values():
         pl.decay()
+    free_high_lists = tuple(k for k, pl in lists.items() if pl.free_factor) if spec.version < (6, 2) else ()
+    if free_high_whole:
+        for k in free_high_lists:
+            lists[k].drain_all()
+    if remote_batch and pre.cpu_node is not None:
+        for pl in lists.values():
+            if pl.zone.node != pre.cpu_node and pl.high > 0:
+                pl._bulk(min(pl.batch, pl.count), thp_first=False, from_list0=True)
     drained_after = False
     if pre.kind == "drop_caches" and spec.version < (6, 2) and len({zs.node for zs in pre.zones}) == 1:
         # 6.1: the page cache's xarray nodes go back through RCU once the drop removed their
@@ -573,7 +598,9 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     thp_drains=tuple(h for pl in lists.values() for h in pl.thp_drains),
                     elsewhere_left=sum(pl.elsewhere for pl in lists.values()),
                     notified=best >= pre.order,
-                    free_high_drain=spec.version < (6, 2) and any(pl.free_factor for pl in lists.values()),
+                    free_high_drain=bool(free_high_lists) and not free_high_whole, free_high_lists=free_high_lists,
+                    remote_lists=tuple(k for k, pl in lists.items() if pre.cpu_node is not None
+                                       and pl.zone.node != pre.cpu_node and pl.high > 0),
                     faults_refilled=any(pl.refilled for pl in lists.values()),
                     free_count_high=spec.version >= (6, 2) and any(pl.high > 0 and pl.free_count >= pl.batch
                                                                    for pl in lists.values()),
@@ -689,13 +716,15 @@ def settled_release(pre: PreRelease, rel: Released) -> bool:
     settled-looking punch had the guest's free memory 3.4 MiB under the model's), the workload
     allocated on its pinned CPU just before (free_factor 0), our commands run on another CPU,
     and its faults after the unmap left no free_high drain possible (6.1 free_factor 0, 6.12
-    free_count under batch) without a refill. On 6.12 the lists must also have been read at the
+    free_count under batch) without a refill, on the lists they reached: on 6.1 a list they did not
+    reach (another zone's: a fault takes its node's highest) can still drain whole, which the
+    pcp_residue term's run with those lists drained covers (Released.free_high_lists). On 6.12 the lists must also have been read at the
     unmap (PreRelease.pcp_at_release): decay lowers high once a second, and a capture's high
     a step old put a run 17 MiB off."""
     return (pre.kind == "munmap" and pre.unmapped == pre.mapped and not pre.kept
             and pre.pcp_taken and pre.faults_after > 0
             and pre.ours_cpu is not None and pre.cpu is not None and pre.ours_cpu != pre.cpu
-            and not rel.free_high_drain and not rel.faults_refilled
+            and not rel.faults_refilled
             and (rel.spec.version < (6, 2) or (pre.pcp_read_at_release and not rel.free_count_high)))
 
 
@@ -777,6 +806,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     max_drain = max((zs.pcp(cpu).batch << PCP_BATCH_SCALE_MAX for zs in pre.zones if zs.pcp(cpu)), default=0)
     k_hi = max(highs, default=0) + (1 << rel.spec.pageblock_order) - 1 - max(0, rel.elsewhere_left - max_drain)
     variants: list[Released] = []
+    k_lo = 0                                # fewest of the release's pages left on the lists
     if settled_release(pre, rel):
         # Every drain the model's own: free_factor 0 at the start (the workload's allocations
         # halved it), nothing of ours on the release's CPU, and the workload's faults right
@@ -789,11 +819,17 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
         variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b),
                     run_release(pre, thp_left=not rel.thps_before)]
+        # and what the model cannot time: a free_high on a list the faults did not reach, and
+        # vmstat's batch from other nodes' lists
+        if rel.free_high_lists or rel.remote_lists:
+            variants.append(run_release(pre, free_high_whole=True, remote_batch=True))
         ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
         res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
-        k_hi = res_pages[-1]
+        k_lo, k_hi = res_pages[0], res_pages[-1]
+        untimed = "".join([f", {'/'.join(rel.free_high_lists)} drained whole (free_high)" if rel.free_high_lists else "",
+                           f", a batch from {'/'.join(rel.remote_lists)} (vmstat)" if rel.remote_lists else ""])
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
-                          f"count {2 * b} pages either way and the other THP parity: {res_pages[0]}-{k_hi} "
+                          f"count {2 * b} pages either way, the other THP parity{untimed}: {res_pages[0]}-{k_hi} "
                           f"pages (the model's {sum(n for _, n in rel.residue)}): the model run with each",
                           min(0.0, *ds), max(0.0, *ds)))
     elif rel.drained_after:
@@ -962,6 +998,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               "deferred_thp": rel.freed.deferred_thp, "residue_pages": sum(n for _, n in rel.residue),
               "residue_drains": rel.residue_drains, "free_high_drain": rel.free_high_drain,
               "unknown_drained": unk, "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
+              "residue_min_pages": k_lo,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
               "noise_mib": noise_mib, "own_growth_mib": own_growth_mib, "backend": host.backend, "metric": host.metric,
               "params": {"capacity": params.capacity, "delay_s": params.delay_s,

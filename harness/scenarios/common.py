@@ -18,7 +18,7 @@ from harness.measure import guestfacts, hostmem, pagemap, perblock, procfs
 
 from harness.verdict import prediction
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
-from harness.measure.prerelease import PreRecord, pcp_field, reply_field, runs_of
+from harness.measure.prerelease import PreRecord, fault_nodes_field, pcp_field, reply_field, runs_of
 from harness.measure.stats_poller import StatsPoller
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,9 @@ class Run:
         pcp, pcp_s = pcp_field(reply) if isinstance(reply, str) else ((), None)
         if pcp_s is not None:               # read by the workload before its unmap
             pre = dataclasses.replace(pre, pcp_at_release=pcp, read_at_s={**pre.read_at_s, "pcp": -pcp_s})
+        if isinstance(reply, str) and "faults_after" in fields:     # what e2emem's faults were bound to
+            fnodes, cpu_node = fault_nodes_field(reply)
+            pre = dataclasses.replace(pre, fault_nodes=fnodes, cpu_node=cpu_node)
         self.allocated = False
         freed = guestfacts.snapshot_texts(self.g)
         # The guest's free blocks and the host's residency, block by block, right

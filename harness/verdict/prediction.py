@@ -239,7 +239,7 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
                    held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
                    faults_after=pre.faults_after, ours_cpu=pre.ours_cpu, page_tables=pre.page_tables or 0,
-                   pcp_read_at_release=bool(pre.pcp_at_release),
+                   pcp_read_at_release=bool(pre.pcp_at_release), fault_nodes=pre.fault_nodes, cpu_node=pre.cpu_node,
                    flagless_thps=cap.scan.flagless_blocks(THP_ORDER),
                    flagless=tuple((st, n) for c, st, n in cap.scan.runs if c == "P") if cap.scan.version >= 2 else None)
     act = pre.activity
@@ -393,10 +393,11 @@ class FreeMemoryCheck:
 
 def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: int, unknown_drained: int,
                       activity: Activity, captures: int, window_s: float, measured_mib: float,
-                      at_s: float) -> FreeMemoryCheck:
+                      at_s: float, residue_min_pages: int = 0) -> FreeMemoryCheck:
     """Pure. free_pages: the model's buddy pages after the release (its per-cpu residue not
     counted, as NR_FREE_PAGES does not), those its drains gave back from before the release
-    included; the residue is really 0..residue_max_pages (the drop's pcp_residue term), more
+    included; the residue is really residue_min_pages..residue_max_pages (the drop's pcp_residue
+    term: 0 where the model does not own the drains), more
     pages of unknown position may have gone back to the buddy lists (pcp_unknown_pages:
     unknown_drained, beyond the model's own drains), and the guest allocates and frees over the
     window at its idle rates plus what each of our captures costs, all measured before the
@@ -404,9 +405,9 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
     freed = activity.free_pages_per_s * window_s + activity.ours(captures)
     terms = (
-        Term("pcp_residue", f"the release's pages left on per-cpu lists: 0 to {residue_max_pages}, "
-             f"the model's {residue_pages}", min(0, residue_pages - residue_max_pages) / 256,
-             max(0, residue_pages) / 256),
+        Term("pcp_residue", f"the release's pages left on per-cpu lists: {residue_min_pages} to "
+             f"{residue_max_pages}, the model's {residue_pages}", min(0, residue_pages - residue_max_pages) / 256,
+             max(0, residue_pages - residue_min_pages) / 256),
         Term("pcp_unknown_pages", f"up to {unknown_drained} per-cpu pages from before the release back to "
              "the buddy lists", 0.0, unknown_drained / 256),
         Term("guest_allocations", f"{alloc:.0f} pages allocated over {window_s:.1f} s at the idle rate and "
@@ -465,7 +466,7 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             sum(1 << o for z in rel.machine.zones for _, o, _, _ in z.free_blocks()) + rel.unknown_drained,
             sum(n for _, n in rel.residue), j["inputs"]["residue_max_pages"],
             max(0, j["inputs"]["unknown_drained"] - rel.unknown_drained), activity, 1 + phase.model_input.captures_after,
-            window, st[2], st[0])
+            window, st[2], st[0], residue_min_pages=j["inputs"].get("residue_min_pages", 0))
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))

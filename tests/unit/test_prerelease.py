@@ -24,3 +24,13 @@ def test_fields_added_later_take_what_earlier_runs_did():
     assert rec.faults_after == 0 and rec.ours_cpu is None and rec.kept == ()
     new = PreRecord.from_json(json.loads((DATA / "touch_free_settled_6.1_on.json").read_text())["phases"][-1]["pre"])
     assert (new.faults_after, new.ours_cpu, new.cpu) == (4, 1, 0)
+
+
+def test_the_fault_nodes_and_the_cpus_node_come_from_e2emems_reply():
+    from harness.measure.prerelease import fault_nodes_field
+    assert fault_nodes_field("ok ms=3 faults=12 fnodes=0,1 node=0 pcp_us=90 pcp=0.DMA:0/0/1") == ((0, 1), 0)
+    assert fault_nodes_field("ok ms=3 faults=6 node=1 pcp_us=90") == ((), 1)
+    assert fault_nodes_field("ok ms=3 faults=6") == ((), None)
+    d = json.loads((Path(__file__).parent.parent / "data" / "release" / "numa2_faults_6.1_on.json").read_text())
+    pre = d["phases"][-1]["pre"]
+    assert PreRecord.from_json(pre).to_json() == pre and pre["fault_nodes"] == [0, 1] and pre["cpu_node"] == 0

@@ -789,3 +789,48 @@ def test_a_settled_6_12_release_is_judged_on_the_models_own_runs():
     assert r["phases"][-1]["pre"]["pcp_at_release"][1][3] == 8838 - 8838 // 8
     # planted: the reporting capacity halved: outside
     assert judged(r, ReportingParams(capacity=16))["phases"][-1]["verdict"] == "outside"
+
+
+# --- faults on every node, and the drains the faults cannot rule out -----------------------
+
+def test_faults_bound_to_each_node_settle_that_cpus_lists_on_both_nodes():
+    # e2emem binds one part of its fault area per node: CPU 0's node-1 list gets its faults
+    # too, so only the DMA list (no fault reaches it) can still drain whole, and vmstat's one
+    # batch from the remote list: both in the pcp_residue term's runs
+    r = load("numa2_faults_6.1_on")
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    assert (pre.fault_nodes, pre.cpu_node) == ((0, 1), 0)
+    rel = R.run_release(pre)
+    assert R.settled_release(pre, rel)
+    assert rel.free_high_lists == ("0/DMA",) and rel.remote_lists == ("1/DMA32",)
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    res = next(t for t in ph["terms"] if t["name"] == "pcp_residue")
+    assert res["hi_mib"] - res["lo_mib"] <= 2.0, res
+    # planted: the faults taken as unbound (all on CPU 0's node): node 1's list keeps
+    # free_factor 5 and the term must cover it drained whole
+    unbound = dataclasses.replace(pre, fault_nodes=())
+    assert "1/DMA32" in R.run_release(unbound).free_high_lists
+    for ph in judged(r, ReportingParams(capacity=16))["phases"]:
+        assert ph["verdict"] == "outside"
+
+
+def test_a_list_the_faults_did_not_reach_can_drain_whole(monkeypatch):
+    # 3 GiB: the faults take Normal, CPU 0's DMA32 list keeps free_factor 5; the real guest had
+    # 2 blocks and 7.8 MiB of free memory more than the model's run: within once the term runs
+    # the model with that list drained whole
+    r = load("normal_zone_free_high_6.1_on")
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    rel = R.run_release(pre)
+    assert R.settled_release(pre, rel) and rel.free_high_lists == ("0/DMA32",)
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    # planted: that run left out of the term: the guest's free memory reads outside
+    real = R.run_release
+
+    def without(p, **kw):
+        kw.pop("free_high_whole", None), kw.pop("remote_batch", None)
+        return real(p, **kw)
+    monkeypatch.setattr(R, "run_release", without)
+    out = judged(r)["phases"][-1]
+    assert out["verdict"] == "outside" and out["free_memory"]["verdict"] == "outside", out["judgement"]
