@@ -29,7 +29,7 @@ class PreRecord:
     waited_for: tuple = ()                  # per capture of the wait: [s into it, [[head, order, held]]]
     worker_wait_s: float = 0.0              # how long the release waited for a pass already due
     stuck: tuple[tuple[int, int], ...] = () # blocks left pending once passes were over
-    qemu_own_growth_mib: float = 0.0        # QEMU's own memory, from the run's start to the release
+    qemu_own_growth_mib: float = 0.0        # QEMU's own memory, from the previous release (or the run's start) to this one
     activity: dict = field(default_factory=dict)   # the idle window's raw vmstat reads (Run.measuring)
     page_tables: int | None = None          # PTE tables the unmap frees after its pages (e2emem `pt`)
     # the release CPU's per-cpu lists read by the workload itself just before its unmap

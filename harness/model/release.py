@@ -734,7 +734,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     """Predict a release from before it: the layout after it, the host's drop, its curve, and an
     interval of named terms. Returns (Prediction, Released).
     own_growth_mib: how much QEMU's own memory (outside guest RAM and TCG's cache) grew from the
-    run's start to the release, measured before it."""
+    previous release (or the run's start) to this one, measured before it."""
     from harness.model.predict import Prediction, Term
     from harness.model.reporting import ReportingParams
     params = params or ReportingParams()
@@ -787,11 +787,13 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     terms = [Term("rss_noise", "RSS noise of this run's idle guest, measured before the release (input)",
                   -noise_mib, noise_mib)]
     # QEMU's heap creeps up while the guest works (0.2 MiB over a hugetlbfs release, whose RAM is
-    # outside Rss: 0.5 MiB over that run): at most what it grew from the run's start to the
-    # release, a longer and busier stretch than the phase. The RAM mapping has none of it.
+    # outside Rss: 0.5 MiB over that run): at most what it grew from the previous release (or
+    # the run's start) to this one, a longer and busier stretch than the phase. The RAM mapping
+    # has none of it.
     if host.metric == "rss":
         terms.append(Term("qemu_own_growth", f"QEMU's own memory (outside guest RAM and TCG's cache) grew "
-                          f"{own_growth_mib:.1f} MiB from the run's start to the release (measured before it)",
+                          f"{own_growth_mib:.1f} MiB from the previous release (or the run's start) to this one "
+                          "(measured before it)",
                           -own_growth_mib, 0.0))
     # Which of the release's newest pages stay on the per-cpu lists depends on where the last
     # drain fell, which /proc cannot pin down (free_factor, the mmu_gather's own batch pages,
