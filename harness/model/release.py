@@ -568,13 +568,15 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     for pl in lists.values():
         pl.decay()
     free_high_lists = tuple(k for k, pl in lists.items() if pl.free_factor) if spec.version < (6, 2) else ()
+    remote_lists = tuple(k for k, pl in lists.items()
+                         if pre.cpu_node is not None and pl.zone.node != pre.cpu_node and pl.high > 0)
     if free_high_whole:
         for k in free_high_lists:
             lists[k].drain_all()
-    if remote_batch and pre.cpu_node is not None:
-        for pl in lists.values():
-            if pl.zone.node != pre.cpu_node and pl.high > 0:
-                pl._bulk(min(pl.batch, pl.count), thp_first=False, from_list0=True)
+    if remote_batch:
+        for k in remote_lists:
+            pl = lists[k]
+            pl._bulk(min(pl.batch, pl.count), thp_first=False, from_list0=True)
     drained_after = False
     if pre.kind == "drop_caches" and spec.version < (6, 2) and len({zs.node for zs in pre.zones}) == 1:
         # 6.1: the page cache's xarray nodes go back through RCU once the drop removed their
@@ -599,8 +601,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     elsewhere_left=sum(pl.elsewhere for pl in lists.values()),
                     notified=best >= pre.order,
                     free_high_drain=bool(free_high_lists) and not free_high_whole, free_high_lists=free_high_lists,
-                    remote_lists=tuple(k for k, pl in lists.items() if pre.cpu_node is not None
-                                       and pl.zone.node != pre.cpu_node and pl.high > 0),
+                    remote_lists=remote_lists,
                     faults_refilled=any(pl.refilled for pl in lists.values()),
                     free_count_high=spec.version >= (6, 2) and any(pl.high > 0 and pl.free_count >= pl.batch
                                                                    for pl in lists.values()),
@@ -716,11 +717,11 @@ def settled_release(pre: PreRelease, rel: Released) -> bool:
     settled-looking punch had the guest's free memory 3.4 MiB under the model's), the workload
     allocated on its pinned CPU just before (free_factor 0), our commands run on another CPU,
     and its faults after the unmap left no free_high drain possible (6.1 free_factor 0, 6.12
-    free_count under batch) without a refill, on the lists they reached: on 6.1 a list they did not
-    reach (another zone's: a fault takes its node's highest) can still drain whole, which the
-    pcp_residue term's run with those lists drained covers (Released.free_high_lists). On 6.12 the lists must also have been read at the
-    unmap (PreRelease.pcp_at_release): decay lowers high once a second, and a capture's high
-    a step old put a run 17 MiB off."""
+    free_count under batch) without a refill, on the lists they reached: on 6.1 a list they
+    did not reach (another zone's: a fault takes its node's highest) can still drain whole,
+    which the pcp_residue term's run with those lists drained covers (Released.free_high_lists).
+    On 6.12 the lists must also have been read at the unmap (PreRelease.pcp_at_release): decay
+    lowers high once a second, and a capture's high a step old put a run 17 MiB off."""
     return (pre.kind == "munmap" and pre.unmapped == pre.mapped and not pre.kept
             and pre.pcp_taken and pre.faults_after > 0
             and pre.ours_cpu is not None and pre.cpu is not None and pre.ours_cpu != pre.cpu

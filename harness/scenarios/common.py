@@ -209,12 +209,13 @@ class Run:
         reply = action()
         release_s = time.monotonic() - t_action
         self.last_release = t_action
-        pcp, pcp_s = pcp_field(reply) if isinstance(reply, str) else ((), None)
-        if pcp_s is not None:               # read by the workload before its unmap
-            pre = dataclasses.replace(pre, pcp_at_release=pcp, read_at_s={**pre.read_at_s, "pcp": -pcp_s})
-        if isinstance(reply, str) and "faults_after" in fields:     # what e2emem's faults were bound to
-            fnodes, cpu_node = fault_nodes_field(reply)
-            pre = dataclasses.replace(pre, fault_nodes=fnodes, cpu_node=cpu_node)
+        if isinstance(reply, str):          # e2emem's reply: what it read and did around its unmap
+            pcp, pcp_s = pcp_field(reply)
+            if pcp_s is not None:           # its CPU's lists, read before the unmap
+                pre = dataclasses.replace(pre, pcp_at_release=pcp, read_at_s={**pre.read_at_s, "pcp": -pcp_s})
+            if "faults_after" in fields:    # the nodes its faults were bound to, its CPU's node
+                fnodes, cpu_node = fault_nodes_field(reply)
+                pre = dataclasses.replace(pre, fault_nodes=fnodes, cpu_node=cpu_node)
         self.allocated = False
         freed = guestfacts.snapshot_texts(self.g)
         # The guest's free blocks and the host's residency, block by block, right

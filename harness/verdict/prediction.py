@@ -466,7 +466,7 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             sum(1 << o for z in rel.machine.zones for _, o, _, _ in z.free_blocks()) + rel.unknown_drained,
             sum(n for _, n in rel.residue), j["inputs"]["residue_max_pages"],
             max(0, j["inputs"]["unknown_drained"] - rel.unknown_drained), activity, 1 + phase.model_input.captures_after,
-            window, st[2], st[0], residue_min_pages=j["inputs"].get("residue_min_pages", 0))
+            window, st[2], st[0], residue_min_pages=j["inputs"]["residue_min_pages"])
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))
