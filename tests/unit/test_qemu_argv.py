@@ -57,7 +57,15 @@ def test_qmp_over_inherited_fd_and_console_to_file():
 def test_kernel_cmdline_carries_key_order_and_extra_args_as_one_argument():
     cfg = GuestConfig(accel="tcg", reporting_order=10, kernel_args=("init_on_free=1",))
     (append,) = opt(qemu_argv.build(cfg, RES), "-append")
-    assert append == "console=ttyS0 panic=-1 e2e.sshkey=AAAAKEY e2e.reporting_order=10 init_on_free=1"
+    assert append == ("console=ttyS0 panic=-1 e2e.sshkey=AAAAKEY watchdog_thresh=60 e2e.reporting_order=10 "
+                      "init_on_free=1")
+
+
+def test_soft_lockup_threshold_is_raised_under_tcg_only():
+    (tcg,) = opt(qemu_argv.build(GuestConfig(accel="tcg"), RES), "-append")
+    (kvm,) = opt(qemu_argv.build(GuestConfig(accel="kvm"), RES), "-append")
+    assert "watchdog_thresh=60" in tcg.split()
+    assert "watchdog_thresh" not in kvm
 
 
 def test_unresolved_accel_is_refused():
