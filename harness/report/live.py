@@ -11,6 +11,7 @@ Nothing here is needed for a result: without a terminal only the log lines show.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field, replace
 
@@ -98,8 +99,25 @@ class LiveDisplay(logging.Handler):
         self.live.stop()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler on whatever sys.stderr is at each record: one bound at creation kept
+    writing to pytest's captured stderr of an earlier test once it was closed ("--- Logging
+    error --- I/O operation on closed file" in every later test's output on that worker)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def plain_handler() -> logging.Handler:
-    h = logging.StreamHandler()  # stderr
+    h = _StderrHandler()
     h.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
     h.setLevel(logging.INFO)
     return h

@@ -1,6 +1,7 @@
 """The live panel's state and rendering are pure: fed log records, drawn without a terminal."""
 import io
 import logging
+import sys
 
 from rich.console import Console
 
@@ -29,3 +30,23 @@ def test_state_follows_the_records():
     assert "200.0 MiB of 250.0 predicted" in out.getvalue()
     s = live.update(s, _rec("waiting", phase="idle"), 10.0)
     assert s.peak_mib is None and s.phase_t0 == 10.0
+
+
+def test_plain_handler_writes_to_the_stderr_of_the_moment(monkeypatch):
+    """pytest swaps sys.stderr per test and closes the old one: a handler made in one test must
+    not write to that closed file in the next."""
+    log = logging.getLogger("harness.test_plain_handler")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    h = live.plain_handler()
+    log.addHandler(h)
+    try:
+        first, second = io.StringIO(), io.StringIO()
+        monkeypatch.setattr(sys, "stderr", first)
+        log.info("one")
+        first.close()
+        monkeypatch.setattr(sys, "stderr", second)
+        log.info("two")
+        assert second.getvalue().endswith("two\n")
+    finally:
+        log.removeHandler(h)
