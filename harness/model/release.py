@@ -14,8 +14,9 @@ The free path, as the guest's kernel runs it (Linux 6.1.176 / 6.12.95 mm/page_al
   6.1 nr_pcp_free: batch << free_factor, free_factor++ while below high - batch and below
   CONFIG_PCP_BATCH_SCALE_MAX (5), clamped to [batch, high - batch]; free_factor is halved by
   each allocation (rmqueue_pcplist), so after the workload's touch it starts at 0.
-  6.12 nr_pcp_free: free_count (pages freed in a row, capped at batch << 5) clamped to
-  [batch, high - batch]; nr_pcp_high lifts high to free_count + batch when count >= high,
+  6.12 nr_pcp_free: free_count (pages freed in a row: a folio's pages added while it is under
+  batch << 5, so a THP takes it past; the unmap's deposited tables start it, gather_free_count)
+  clamped to [batch, high - batch]; nr_pcp_high lifts high to free_count + batch when count >= high,
   within [high_min, high_max], and vmstat's decay_pcp_high lowers it again by 1/8 per second
   towards high_min, freeing what is over it (the residue drains after the release).
 - a THP partly unmapped stays allocated (deferred split, freed only when a shrinker splits it);
@@ -224,6 +225,23 @@ def free_order(runs, version: tuple[int, int], kind: str = "munmap",
     return out
 
 
+def gather_free_count(freed: FreedPages) -> int:
+    """6.12: free_count on the release's CPU when the region's pages begin to go back. The zap
+    frees each THP's deposited table at once (+1 each), and each gather batch page it allocates
+    when a batch fills (tlb_next_batch: after the first GATHER_LOCAL entries, then every
+    GATHER_BATCH) halves it (rmqueue_pcplist), from 0 after the workload's own allocations.
+    ftrace, 128 THPs: the release's first flush freed 2172 pages = 124 + 4 x 512."""
+    fc, nr, cap, batches = 0, 0, GATHER_LOCAL, 0
+    for r in freed.runs:
+        for _ in range(1 if r.huge else r.pages):
+            fc += 1 if r.huge else 0
+            nr += 1
+            if nr == cap and batches < GATHER_BATCHES:
+                fc >>= 1
+                nr, cap, batches = 0, GATHER_BATCH, batches + 1
+    return fc
+
+
 def gather_pages(freed: FreedPages, version: tuple[int, int]) -> int:
     """Order-0 pages the unmap itself puts on the per-cpu lists before the region's pages go:
     zap_huge_pmd frees each THP's deposited page table at once (zap_deposited_table ->
@@ -243,7 +261,7 @@ class PcpList:
 
     def __init__(self, zone: Zone, pcp: Pcp, version: tuple[int, int], unknown_elsewhere: bool = False,
                  high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None,
-                 thp_heads: tuple[int, ...] | None = None, batched_decay: bool = False):
+                 thp_heads: tuple[int, ...] | None = None, batched_decay: bool = False, free_count: int = 0):
         self.zone, self.batch, self.version = zone, max(1, pcp.batch), version
         self.batched_decay = batched_decay
         self.high = pcp.high
@@ -279,7 +297,7 @@ class PcpList:
         if pcp.count - self.elsewhere:
             self.order0.append([-1, pcp.count - self.elsewhere, False])
         self.free_factor = 0                # 6.1: halved by every allocation; the touch made it 0
-        self.free_count = 0                 # 6.12: pages freed in a row
+        self.free_count = free_count        # 6.12: pages freed in a row
         self.best = -1                      # largest merged order reaching a buddy list
         self.refilled = False               # an allocation found no order-0 page: a refill not modelled
         self.unknown_drained = 0
@@ -325,7 +343,13 @@ class PcpList:
         self.count += k
         b = self.batch
         if self.version >= (6, 2):
-            self.free_count = min(self.free_count + k, b << PCP_BATCH_SCALE_MAX)
+            # free_unref_page_commit adds a folio's pages while free_count is under the cap, so a
+            # THP can take it past (ftrace: flushes of 2172 = 124 + 4 x 512 pages, not 2016)
+            cap = b << PCP_BATCH_SCALE_MAX
+            if thp:
+                self.free_count += k if self.free_count < cap else 0
+            else:
+                self.free_count = max(self.free_count, min(self.free_count + k, cap))
             high = self.high
             if self.count < high:
                 return
@@ -532,12 +556,15 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
         if zs.end <= zs.start:
             continue
         p = zs.pcp(cpu) or Pcp(cpu, 0, 0, 1)
+        fc = 0
         if p.high > 0 and hit == {zs.key}:
             p = Pcp(p.cpu, max(0, p.count + extra + count_offset), p.high, p.batch)
+            fc = gather_free_count(freed) if pre.kind == "munmap" and spec.version >= (6, 2) else 0
         lists[zs.key] = PcpList(m.zone(zs.key), p, spec.version,
                                 high_min=min((q.high for q in zs.pcps), default=p.high),
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
-                                thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay)
+                                thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
+                                free_count=fc)
     # page tables come from the zone the unmap's own pages do (above); spanning zones, left out
     tables_to = lists.get(next(iter(hit))) if len(hit) == 1 else None
     for pfn, n, huge, desc in seq:
