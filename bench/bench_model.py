@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.verdict import prediction  # noqa: E402
 from harness.model import ResidentMap  # noqa: E402
+from harness.verdict import prediction  # noqa: E402
 from tests.sim.synth import fresh_machine, mixed_trace  # noqa: E402
 from tests.sim.trace import Simulation  # noqa: E402
 

@@ -53,14 +53,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.build import image  # noqa: E402
-from harness.measure import hostmem  # noqa: E402
-from harness.vm import guest as guest_mod  # noqa: E402
 from harness.config import GuestConfig  # noqa: E402
-from harness.vm.guest import Guest  # noqa: E402
+from harness.measure import hostmem  # noqa: E402
+from harness.measure.phase import main_phase
 from harness.measure.stats_poller import StatsPoller  # noqa: E402
-from harness.verdict.prediction import predict  # noqa: E402
 from harness.scenarios import touch_free  # noqa: E402
-
+from harness.verdict.prediction import predict  # noqa: E402
+from harness.vm import guest as guest_mod  # noqa: E402
+from harness.vm.guest import Guest  # noqa: E402
 
 # --- the peers' waits, on a run's samples (pure) --------------------------------------------
 
@@ -128,8 +128,9 @@ def one(start: str, mib: int, kernel: str, qemu: str | None) -> dict:
         predict(r)
     finally:
         g.shutdown()
-    return {"start": start, "timings": r["timings"], "kernel": r["kernel"], "qemu": r["qemu"], "drop_mib": r["drop_mib"],
-            "predicted_mib": r["predicted_mib"], "verdict": r["verdict"], "peers": peer_waits(r)}
+    m = main_phase(r)
+    return {"start": start, "timings": r["timings"], "kernel": r["kernel"], "qemu": r["qemu"], "drop_mib": m["drop_mib"],
+            "predicted_mib": m["predicted_mib"], "verdict": r["verdict"], "peers": peer_waits(r)}
 
 
 def rcs_uptime_s(console: str) -> float | None:

@@ -13,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+from harness.measure.phase import main_phase
 from harness.report import runfolder
 from harness.config import BACKENDS, NUMA_NODES, GuestConfig, parse_mib
 from harness.errors import (EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OUTSIDE, EXIT_WITHIN, Interrupted,
@@ -197,11 +198,13 @@ def _human(r: dict) -> str:
             f"{ph[m + 'drop_mib']:>8.1f} {ph['reportable_mib']:>10.1f} "
             f"{ph['predicted_mib']:>8.1f} [{ph['predicted_lo_mib']:>7.1f}, {ph['predicted_hi_mib']:>7.1f}] "
             f"{ph['verdict']:>8} {str(ph['seconds_to_90pct']):>8} / {str(ph['predicted_seconds_to_90pct']):<8}")
+    main = main_phase(r)
     lines.append("  (MiB; QEMU process RSS; drop = peak - after; reportable = guest buddyinfo blocks >= order "
-                 f"{r['reportable_order']}, after - before the release; predicted by harness/model from the guest's snapshots)")
-    if r.get("metric") == "mapping":
+                 f"{main['reportable_order']}, after - before the release; predicted by harness/model from the "
+                 "guest's snapshots)")
+    if main.get("metric") == "mapping":
         lines.append(f"  figures of the guest RAM mapping: hugetlb pages are outside the process RSS "
-                     f"(its drop: {r['drop_mib']} MiB)")
+                     f"(its drop: {main['drop_mib']} MiB)")
     extras = [f"{k}={r[k]}" for k in EXTRAS if k in r and r[k] is not None]
     if extras:
         lines.append("  " + "  ".join(extras))
@@ -226,7 +229,7 @@ def _human(r: dict) -> str:
                      f"{f('first_report_s')}-{f('last_report_s')} after the release, phase end {f('end_s')}, "
                      f"model {f('model_s')}; QEMU start to verdict {f('verdict_s')} (floor {f('floor_s')})")
     lines.append(f"  verdict: {r['verdict'].upper()}{caveat}; terms of the last phase's interval:")
-    for t in r["terms"]:
+    for t in main["terms"]:
         lines.append(f"    {t['name']:<22} [{t['lo_mib']:+7.1f}, {t['hi_mib']:+7.1f}] MiB  {t['explanation']}")
     return "\n".join(lines)
 
@@ -318,7 +321,7 @@ def cmd_run(a) -> int:
             log.info("running the model on the guest's own snapshots", extra={"phase": "model"})
             mod = _scenario_module(scenario)
             if result.get("phases"):
-                result.update(prediction.predict(result))
+                prediction.predict(result)
             if hasattr(mod, "judge"):  # the balloon scenarios' own verdicts (harness/scenarios/inflate.py)
                 mod.judge(result)
             caveat = model_caveat(result["kernel"])
@@ -456,18 +459,21 @@ def cmd_predict(a) -> int:
         p = prediction.predict(result, params)
     except ModelError as e:
         raise UserError(f"{a.result}: the model cannot run on it: {e}") from None
+    shown = ("phase", "verdict", "judgement", "drop_mib", "ram_drop_mib", "metric", "predicted_mib", "predicted_lo_mib",
+             "predicted_hi_mib", "predicted_seconds_to_90pct", "predicted_curve", "terms")
     if a.json:
-        print(json.dumps(p))
+        print(json.dumps({**p, "phases": [{k: ph.get(k) for k in shown} for ph in result["phases"]]}))
         return EXIT_WITHIN if p["verdict"] == "within" else EXIT_OUTSIDE
-    print(f"model on {a.result}: {result['freed_mib']} MiB freed, {result['kernel']}, "
+    m = main_phase(result)
+    print(f"model on {a.result}: {m['freed_mib']} MiB freed, {result['kernel']}, "
           f"delay {a.delay} s, capacity {a.capacity}, budget divisor {a.budget_divisor}")
-    print(f"  predicted drop {p['predicted_mib']:.1f} MiB in [{p['predicted_lo_mib']:.1f}, {p['predicted_hi_mib']:.1f}]"
-          f"; 90% after {p['predicted_seconds_to_90pct']} s (measured with the kernel's constants: "
-          f"{result['drop_mib']} MiB, 90% after {result['seconds_to_90pct']} s)")
-    print("  curve (s after the free: MiB back): " + ", ".join(f"{t:g}: {m:.0f}" for t, m in p["predicted_curve"]))
-    for t in p["terms"]:
+    print(f"  predicted drop {m['predicted_mib']:.1f} MiB in [{m['predicted_lo_mib']:.1f}, {m['predicted_hi_mib']:.1f}]"
+          f"; 90% after {m['predicted_seconds_to_90pct']} s (measured with the kernel's constants: "
+          f"{m['drop_mib']} MiB, 90% after {m['seconds_to_90pct']} s)")
+    print("  curve (s after the free: MiB back): " + ", ".join(f"{t:g}: {v:.0f}" for t, v in m["predicted_curve"]))
+    for t in m["terms"]:
         print(f"  term {t['name']}: [{t['lo_mib']:+.1f}, {t['hi_mib']:+.1f}] MiB  {t['explanation']}")
-    for ph in result.get("phases") or [result]:
+    for ph in result["phases"]:
         jd = ph.get("judgement")
         if jd:
             print(f"  phase {ph.get('phase', 'main')}: {jd['verdict'].upper()}; total {jd['total']}; "
@@ -477,7 +483,7 @@ def cmd_predict(a) -> int:
     if a.bitmap:
         from harness.verdict.whatif import bitmap_whatif
         try:
-            w = bitmap_whatif(result, p)
+            w = bitmap_whatif(result)
         except ValueError as e:
             raise UserError(str(e)) from None
         print("  bitmap design (seed 001), curve: " + ", ".join(f"{t:g}: {m:.0f}" for t, m in w["bitmap"]["curve"]))

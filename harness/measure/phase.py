@@ -139,3 +139,12 @@ class RunFacts:
         return cls(kernel=d["kernel"], backend=d.get("backend", "anon"), host_page_size=d.get("host_page_size", 4096),
                    reporting_negotiated=bool(d.get("reporting_negotiated", True)),
                    idle_noise_mib=d.get("idle_noise_mib"))
+
+
+def main_phase(result: dict) -> dict:
+    """A result's main phase (its last, as the scenario ran them): where the headline figures
+    are, once (Run.result keeps no copy of them at the top)."""
+    phases = result.get("phases")
+    if not phases:
+        raise ValueError("a result without phases (before 2026-12: re-run it)")
+    return phases[-1]

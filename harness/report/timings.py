@@ -14,6 +14,8 @@ floor_s      what no harness can beat on this machine: a restore's start (restor
 """
 from __future__ import annotations
 
+from harness.measure.phase import main_phase
+
 STEP_MIB = 4.0  # the phase end's stability bound (common.STABLE_EPS_MIB): smaller moves are noise
 
 
@@ -36,8 +38,8 @@ def floor_s(restore_s: float, workload_s: float, last_pass_s: float) -> float:
 def of(result: dict, model_s: float, verdict_s: float | None) -> dict:
     """Pure: the timings of a judged result (its last phase is the main one)."""
     t = dict(result.get("timings") or {})
-    ph = (result.get("phases") or [result])[-1]
-    col, peak, after = ((2, ph.get("ram_rss_peak_mib"), ph.get("ram_rss_after_mib")) if result.get("metric") == "mapping"
+    ph = main_phase(result)
+    col, peak, after = ((2, ph.get("ram_rss_peak_mib"), ph.get("ram_rss_after_mib")) if ph.get("metric") == "mapping"
                         else (1, ph.get("rss_peak_mib"), ph.get("rss_after_mib")))
     if peak is not None and ph.get("samples"):
         t["first_report_s"], t["last_report_s"] = report_times(ph["samples"], peak, after, col)

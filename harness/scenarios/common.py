@@ -317,13 +317,11 @@ class Run:
         (d / f"{len(self.phases):02d}-{name}.json").write_text(json.dumps(phase.to_json()) + "\n")
 
     def result(self, scenario: str, **extra) -> dict:
-        """Facts, the phases, and the main (last) phase's numbers at the top level."""
+        """The run's facts and its phases, each figure once: a phase's in the phase (the main
+        one is the last, harness.measure.phase.main_phase)."""
         g = self.g
         self.g.check_healthy()
         phases = [p.to_json() for p in self.phases]
-        heavy = ("phase", "snapshots", "captures", "pre")  # kept once, in the phase itself
-        # the main (last) phase's light figures at the top too: the one-phase view readers use
-        main = {k: v for k, v in phases[-1].items() if k not in heavy} if phases else {}
         return {
             "scenario": scenario, "accel": g.cfg.accel, "kernel": g.image.kernel_release, "qemu": g.qemu.version,
             "memory_mib": g.cfg.memory_mib, "smp": g.cfg.smp, "reporting": g.cfg.reporting,
@@ -335,7 +333,7 @@ class Run:
             # harness/report/timings.py completes these once the model has run (prediction.predict)
             "timings": {"start": g.start_mode, **g.timings, "workload_s": round(self.workload_s, 3),
                         "qemu_start_monotonic": g.t_start},
-            **extra, **main, "phases": phases,
+            **extra, "phases": phases,
         }
 
 

@@ -160,12 +160,14 @@ def _destination_release(dst, mib: int, progress) -> dict:
         prediction.predict(sub)
     except (ProcParseError, ModelError) as e:
         return {"verdict": "model-failed", "error": str(e)}
-    keep = ("drop_mib", "predicted_mib", "predicted_lo_mib", "predicted_hi_mib", "verdict", "seconds_to_90pct",
-            "predicted_seconds_to_90pct", "rss_peak_mib", "rss_after_mib", "reporting_negotiated", "terms", "per_block")
+    keep = ("drop_mib", "predicted_mib", "predicted_lo_mib", "predicted_hi_mib", "seconds_to_90pct",
+            "predicted_seconds_to_90pct", "rss_peak_mib", "rss_after_mib", "terms", "per_block")
     ph = sub["phases"][-1]
-    # why it was judged so (each check's line), and the whole phase for a replay (balloon-e2e predict)
-    return {**{k: sub[k] for k in keep if k in sub}, "judgement": ph.get("judgement"), "end": ph.get("end"),
-            "worker_wait_s": ph["pre"].get("worker_wait_s"), "result": sub}
+    # the phase's figures, why it was judged so (each check's line), and the whole result for a
+    # replay (balloon-e2e predict)
+    return {**{k: ph[k] for k in keep if k in ph}, "verdict": sub["verdict"],
+            "reporting_negotiated": sub.get("reporting_negotiated"), "judgement": ph.get("judgement"),
+            "end": ph.get("end"), "worker_wait_s": ph["pre"].get("worker_wait_s"), "result": sub}
 
 
 def _migrate(src, dst, r, wl, state, mib, keep_mib, progress, throttle_bps) -> dict:

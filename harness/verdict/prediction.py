@@ -29,15 +29,13 @@ NOISE_MIB = 5.0
 
 
 def predict(result: dict, params: ReportingParams | None = None) -> dict:
-    """Predict every phase of a result and set the top-level fields (both in
-    place): the main (last) phase's prediction, and a verdict that is `within`
-    only if every phase is. Returns those top-level fields."""
+    """Predict every phase of a result, in place (each phase's prediction in the phase), and set
+    the run's verdict: `within` only if every phase is. Returns {verdict, phase_verdicts}."""
     t_model = time.monotonic()
-    phases = result.get("phases") or [result]
+    phases = result["phases"]
     for ph in phases:                       # a phase without its `pre` record is refused (model_input)
         ph.update(predict_release_phase(ph, result, params))
-    top = {k: v for k, v in phases[-1].items() if k.startswith("predicted_") or k in ("terms", "model", "metric")}
-    top["verdict"] = "within" if all(ph["verdict"] == "within" for ph in phases) else "outside"
+    top = {"verdict": "within" if all(ph["verdict"] == "within" for ph in phases) else "outside"}
     top["phase_verdicts"] = {ph.get("phase", "main"): ph["verdict"] for ph in phases}
     result.update(top)
     if "timings" in result:  # the first verdict on a fresh result also times it from QEMU's start
@@ -95,26 +93,25 @@ def order_slack_mib(phase: dict) -> float:
 PCP_TERMS = ("pcp_pages", "pcp_placement", "pcp_cpu", "pcp_unknown_pages")
 
 
-def curve_mismatches(result: dict, jitter_s: float = 0.5) -> list[str]:
-    """Where the measured drop left the predicted curve on a plateau: beyond the interval's
+def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
+    """Where a predicted phase's measured drop left the predicted curve on a plateau: beyond the interval's
     widths, or, for a plateau before the last, on the low side also beyond order_slack_mib
     plus the pcp_pages term.
 
     samples are [seconds after the free, QEMU RSS MiB, RAM mapping MiB]; the
     drop at t is peak - RSS(t), of the metric the prediction is for.
     """
-    col, peak = (2, result["ram_rss_peak_mib"]) if result.get("metric") == "mapping" else (1, result["rss_peak_mib"])
-    phase = (result.get("phases") or [result])[-1]
+    col, peak = (2, phase["ram_rss_peak_mib"]) if phase.get("metric") == "mapping" else (1, phase["rss_peak_mib"])
     # Pages on per-cpu lists at the snapshot reach the buddy lists at a time the model does
     # not know (6.12 decays pcp->high over time), so they may miss the early passes too.
-    pcp = sum(t["hi_mib"] for t in result.get("terms", []) if t["name"] in PCP_TERMS)
+    pcp = sum(t["hi_mib"] for t in phase.get("terms", []) if t["name"] in PCP_TERMS)
     # 6.12 gives the per-cpu residue back by decay, one step a second: which pass meets it is
     # not known, so it moves the intermediate plateaus either way
-    inputs = result.get("model", {}).get("inputs", {})
+    inputs = phase.get("model", {}).get("inputs", {})
     drains = inputs.get("residue_pages", 0) / 256 if inputs.get("residue_drains") else 0.0
     slack = order_slack_mib(phase) + pcp + drains
-    lo = result["predicted_mib"] - result["predicted_lo_mib"]
-    hi = result["predicted_hi_mib"] - result["predicted_mib"] + drains
+    lo = phase["predicted_mib"] - phase["predicted_lo_mib"]
+    hi = phase["predicted_hi_mib"] - phase["predicted_mib"] + drains
     # A worker already due at the release (worker_may_be_early_s) runs the model's passes up to
     # early_s sooner, all by the same unknown shift: the curve is held to the best shift in
     # [0, early_s], in steps of the sampler's period (a wrong delay or budget fits no shift).
@@ -122,8 +119,8 @@ def curve_mismatches(result: dict, jitter_s: float = 0.5) -> list[str]:
     best = None
     for k in range(int(round(early / SAMPLE_PERIOD_S)) + 1):
         shift = k * SAMPLE_PERIOD_S
-        curve = [(max(0.0, t - shift) if t > 0 else t, c) for t, c in result["predicted_curve"]]
-        bad = _curve_misses(result["samples"], curve, col, peak, lo, hi, slack, jitter_s, phase.get("release_s", 0.0))
+        curve = [(max(0.0, t - shift) if t > 0 else t, c) for t, c in phase["predicted_curve"]]
+        bad = _curve_misses(phase["samples"], curve, col, peak, lo, hi, slack, jitter_s, phase.get("release_s", 0.0))
         if shift:
             bad = [f"{m} (passes {shift:.1f} s early: a worker due at the release)" for m in bad]
         if best is None or len(bad) < len(best):
@@ -479,7 +476,7 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
     elif iv is not None and pred.total_mib > 4 * max(1.0, float(noise)):
         t90 = f"outside: no measured time to 90%, predicted {j['seconds_to_90pct']} s"
     judged = {**phase.to_json(), **fields}
-    curve = tuple(curve_mismatches({**judged, "phases": [judged]}))
+    curve = tuple(curve_mismatches(judged))
     if iv is None and m is not None and measured > pred.hi_mib:
         t90 = f"outside: the drop came back by {m} s, the model predicted none"
     if pre.kind == "drop_caches":

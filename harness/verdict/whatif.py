@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from harness.model import bitmap
 from harness.measure.perblock import Capture
+from harness.measure.phase import main_phase
 from harness.measure.snapshot import parse_zoneinfo
 
 
-def bitmap_whatif(result: dict, merged: dict, params: bitmap.BitmapParams = bitmap.BitmapParams()) -> dict:
-    phase = (result.get("phases") or [result])[-1]
+def bitmap_whatif(result: dict, params: bitmap.BitmapParams = bitmap.BitmapParams()) -> dict:
+    """result: judged (prediction.predict), so its main phase carries the merged prediction."""
+    phase = main_phase(result)
+    merged = phase
     if "captures" not in phase:
         raise ValueError("the bitmap what-if needs the phase's per-block captures (results since per-block truth)")
     cap = Capture.from_json(phase["captures"]["freed"])

@@ -19,14 +19,14 @@ rest carry the `matrix` marker.
 """
 import pytest
 
-from harness.measure import hostmem
-
-from harness.vm import qemu_bin
 from harness.config import GuestConfig, model_host
 from harness.errors import UserError
-from harness.vm.hostsetup import HostUnsupported, hugetlb_unsupported
-from harness.verdict.prediction import predict, predict_release_phase
+from harness.measure import hostmem
+from harness.measure.phase import main_phase
 from harness.scenarios import touch_free
+from harness.verdict.prediction import predict, predict_release_phase
+from harness.vm import qemu_bin
+from harness.vm.hostsetup import HostUnsupported, hugetlb_unsupported
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -68,16 +68,18 @@ def t90(samples, peak, drop, col):
 
 
 def _explain(r, metric="rss"):
-    return (f"{metric} drop {r['drop_mib']} MiB, predicted {r['predicted_mib']} in "
-            f"[{r['predicted_lo_mib']}, {r['predicted_hi_mib']}]; terms: "
-            + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]" for t in r["terms"]))
+    m = main_phase(r)
+    return (f"{metric} drop {m['drop_mib']} MiB, predicted {m['predicted_mib']} in "
+            f"[{m['predicted_lo_mib']}, {m['predicted_hi_mib']}]; terms: "
+            + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]" for t in m["terms"]))
 
 
 def _record(request, record_property, label, r, col):
-    meas = t90(r["samples"], r["rss_peak_mib"], r["drop_mib"], col)
-    line = (f"{request.node.name} {label}: QEMU {r['qemu']}, drop {r['drop_mib']} MiB, predicted {r['predicted_mib']} "
-            f"[{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] {r['verdict']}, "
-            f"t90 {meas} s (predicted {r['predicted_seconds_to_90pct']} s)")
+    m = main_phase(r)
+    meas = t90(m["samples"], m["rss_peak_mib"], m["drop_mib"], col)
+    line = (f"{request.node.name} {label}: QEMU {r['qemu']}, drop {m['drop_mib']} MiB, predicted {m['predicted_mib']} "
+            f"[{m['predicted_lo_mib']}, {m['predicted_hi_mib']}] {r['verdict']}, "
+            f"t90 {meas} s (predicted {m['predicted_seconds_to_90pct']} s)")
     record_property(label, line)
     print("\n" + line)
 
@@ -97,23 +99,24 @@ def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, r
     if "qemu" in dims:
         assert qemu_bin.series_matches(g.qemu.version, dims["qemu"]), g.qemu.version
     r = _touch_free(g, record_property)
+    m = main_phase(r)
     _, metric = model_host(cfg.backend)
 
     # one judge for every backend (harness/verdict/prediction.py): the total, the curve and the time to
     # 90% on the figure the backend moves (the RAM mapping for hugetlbfs, whose pages are
     # outside the process Rss)
-    r.update(predict(r))
-    _record(request, record_property, r["metric"], r, 1 if metric == "rss" else 2)
+    predict(r)
+    _record(request, record_property, m["metric"], r, 1 if metric == "rss" else 2)
     report(r)
     before = r["rss_before_mib"] if metric == "rss" else r["ram_rss_before_mib"]
-    peak = r["rss_peak_mib"] if metric == "rss" else r["ram_rss_peak_mib"]
+    peak = m["rss_peak_mib"] if metric == "rss" else m["ram_rss_peak_mib"]
     assert peak - before >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
-    assert r["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
+    assert m["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
     assert r["verdict"] == "within", (_explain(r, metric), r["phases"][-1]["judgement"]["failures"])
     if metric == "mapping":
         rss = predict_release_phase(r["phases"][-1], r, metric="rss")
         assert rss["predicted_mib"] == 0 and rss["verdict"] == "within", \
-            f"hugetlb pages are outside Rss: RSS drop {r['drop_mib']} MiB, predicted {rss['judgement']}"
+            f"hugetlb pages are outside Rss: RSS drop {m['drop_mib']} MiB, predicted {rss['judgement']}"
 
     if cfg.host_thp is not None:
         vma = hostmem.mapping_at(hostmem.parse_smaps(open(f"/proc/{g.pid}/smaps").read()), g.ram_hva(0))
@@ -133,14 +136,15 @@ def test_pages_larger_than_any_report_give_nothing_back(request, guest_factory, 
         pytest.skip("the host CPU has no 1 GiB pages (no pdpe1gb)")
     g = _boot(guest_factory, backend="hugetlbfs", hugepage_mib=1024)
     r = _touch_free(g, record_property)
+    m = main_phase(r)
     # A guest's first touch of a 1 GiB page backs all of it: QEMU's mapping was whole already.
     assert r["ram_rss_before_mib"] == pytest.approx(g.cfg.memory_mib, abs=1)
-    r.update(predict(r))
+    predict(r)
     _record(request, record_property, "mapping", r, 2)
     report(r)
-    assert r["predicted_mib"] == 0 and r["metric"] == "mapping"
+    assert m["predicted_mib"] == 0 and m["metric"] == "mapping"
     assert r["verdict"] == "within", _explain(r, "mapping")
-    assert r["reportable_mib"] >= FREED_MIB / 2, "the free made blocks reportable: only QEMU ignored them"
+    assert m["reportable_mib"] >= FREED_MIB / 2, "the free made blocks reportable: only QEMU ignored them"
 
 
 def test_system_qemu_is_72():

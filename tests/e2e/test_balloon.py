@@ -13,8 +13,8 @@ import pytest
 
 from harness.config import GuestConfig
 from harness.paths import REPO
-from harness.verdict.prediction import predict
 from harness.scenarios import deflate_on_oom, inflate, stats
+from harness.verdict.prediction import predict
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 

@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from harness.errors import GuestError
-from harness.vm.guest import sweep_stale_rundirs
 from harness.paths import REPO
 from harness.scenarios import touch_free
+from harness.vm.guest import sweep_stale_rundirs
 from tests.e2e.reaping import gone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

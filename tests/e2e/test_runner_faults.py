@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.vm.guest import sweep_stale_rundirs
 from harness.paths import REPO
+from harness.vm.guest import sweep_stale_rundirs
 from tests.e2e.reaping import gone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -6,8 +6,8 @@ bounds are stated where they are used.
 """
 import pytest
 
-from harness.verdict.prediction import curve_mismatches, predict
 from harness.scenarios import fragment, integrity, page_cache, reuse
+from harness.verdict.prediction import curve_mismatches, predict
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 

@@ -14,8 +14,9 @@ being reported. The verdict is on the QEMU process RSS, which covers both.
 import pytest
 
 from harness.measure import procfs
-from harness.verdict.prediction import curve_mismatches, predict
+from harness.measure.phase import main_phase
 from harness.scenarios import touch_free
+from harness.verdict.prediction import curve_mismatches, predict
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -32,18 +33,20 @@ SHAPES = [
 
 
 def _per_node_reportable(r) -> dict[int, float]:
+    m = main_phase(r)
     snaps = r["phases"][-1]["snapshots"]  # kept in the phase, not copied to the top
     held, freed = (procfs.parse_buddyinfo(snaps[k]["buddyinfo"]) for k in ("held", "freed"))
-    o = r["reportable_order"]
+    o = m["reportable_order"]
     return {n: round(procfs.free_mib_at_or_above([z for z in freed if z.node == n], o)
                      - procfs.free_mib_at_or_above([z for z in held if z.node == n], o), 1)
             for n in sorted({z.node for z in freed})}
 
 
 def _explain(r):
-    return (f"drop {r['drop_mib']} MiB, predicted {r['predicted_mib']} in [{r['predicted_lo_mib']}, "
-            f"{r['predicted_hi_mib']}]; terms: " + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]"
-                                                            for t in r["terms"]))
+    m = main_phase(r)
+    return (f"drop {m['drop_mib']} MiB, predicted {m['predicted_mib']} in [{m['predicted_lo_mib']}, "
+            f"{m['predicted_hi_mib']}]; terms: " + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]"
+                                                            for t in m["terms"]))
 
 
 @pytest.mark.parametrize("dims", SHAPES)
@@ -55,22 +58,23 @@ def test_two_nodes_report_and_give_back_what_the_model_predicts(request, guest_f
     assert cpus == ["0", "1"], f"vCPUs per node: {cpus}"
 
     r = touch_free.run(g, mib=FREED_MIB)
-    r.update(predict(r))
+    predict(r)
+    m = main_phase(r)
     per_node = _per_node_reportable(r)
-    line = (f"{request.node.name}: QEMU {r['qemu']}, guest {r['kernel']}, drop {r['drop_mib']} MiB, predicted "
-            f"{r['predicted_mib']} [{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] {r['verdict']}, "
-            f"t90 {r['seconds_to_90pct']} s (predicted {r['predicted_seconds_to_90pct']} s), "
+    line = (f"{request.node.name}: QEMU {r['qemu']}, guest {r['kernel']}, drop {m['drop_mib']} MiB, predicted "
+            f"{m['predicted_mib']} [{m['predicted_lo_mib']}, {m['predicted_hi_mib']}] {r['verdict']}, "
+            f"t90 {m['seconds_to_90pct']} s (predicted {m['predicted_seconds_to_90pct']} s), "
             f"reportable per node {per_node}")
     record_property("summary", line)
     report(r)
     print("\n" + line)
     assert r["reporting_negotiated"]
-    assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
+    assert m["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
     assert all(v > 0 for v in per_node.values()), f"the free should make blocks reportable on both nodes: {per_node}"
-    assert r["predicted_mib"] >= FREED_MIB / 2
-    last_pass = max(t for t, _ in r["predicted_curve"])
-    assert r["samples"][-1][0] >= last_pass + CURVE_JITTER_S, (
-        f"sampling stopped {r['samples'][-1][0]} s after the free, before the model's last pass at {last_pass} s: "
+    assert m["predicted_mib"] >= FREED_MIB / 2
+    last_pass = max(t for t, _ in m["predicted_curve"])
+    assert m["samples"][-1][0] >= last_pass + CURVE_JITTER_S, (
+        f"sampling stopped {m['samples'][-1][0]} s after the free, before the model's last pass at {last_pass} s: "
         "the settle condition must watch every node's RAM backend (hostmem.Sampler(pid, guest.ram_hvas()))")
     assert r["verdict"] == "within", _explain(r)
-    assert curve_mismatches(r, CURVE_JITTER_S) == [], "the measured curve left the predicted steps"
+    assert curve_mismatches(m, CURVE_JITTER_S) == [], "the measured curve left the predicted steps"

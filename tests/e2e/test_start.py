@@ -11,8 +11,9 @@ page wherever the page is zero, so pagemap shows most of RAM present while RSS i
 import pytest
 
 from harness.measure import guestfacts, pagemap, perblock
-from harness.verdict.prediction import predict
+from harness.measure.phase import main_phase
 from harness.scenarios import touch_free
+from harness.verdict.prediction import predict
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -59,9 +60,10 @@ def test_both_starts_give_back_what_the_model_predicts(guest_factory, report, di
     g = guest_factory(start=start, memory_mib=1024, **dims)
     assert g.start_mode == start
     r = touch_free.run(g, mib=256)  # one pass: what differs between the starts is the state before
-    r.update(predict(r))
+    predict(r)
+    m = main_phase(r)
     report(r)
     assert r["start_mode"] == start
-    assert r["verdict"] == "within", (r["drop_mib"], r["predicted_lo_mib"], r["predicted_hi_mib"], r.get("judgement"))
-    v = r["per_block"]["violations"]
+    assert r["verdict"] == "within", (m["drop_mib"], m["predicted_lo_mib"], m["predicted_hi_mib"], m.get("judgement"))
+    v = m["per_block"]["violations"]
     assert v["count"] == 0, "\n".join(v["first"])

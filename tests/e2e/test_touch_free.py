@@ -19,8 +19,9 @@ QEMU 7.2, TCG, 2 GiB guest, 1 GiB freed, 12 runs; README "Measured here"):
 """
 import pytest
 
-from harness.verdict.prediction import curve_mismatches, predict
+from harness.measure.phase import main_phase
 from harness.scenarios import touch_free
+from harness.verdict.prediction import curve_mismatches, predict
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -32,33 +33,37 @@ FREED_MIB = 1024
 def _measure(guest_factory, report, reporting: bool) -> dict:
     g = guest_factory(reporting=reporting)
     r = touch_free.run(g, mib=FREED_MIB)
-    r.update(predict(r))
+    predict(r)
+    m = main_phase(r)
     report(r)
-    assert r["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
-    v = r["per_block"]["violations"]  # harness/measure/perblock.py: reported blocks absent on the host, none while off
+    assert m["rss_peak_mib"] - r["rss_before_mib"] >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
+    v = m["per_block"]["violations"]  # harness/measure/perblock.py: reported blocks absent on the host, none while off
     assert v["count"] == 0, "\n".join(v["first"])
     return r
 
 
 def _within(r):
-    return (f"measured drop {r['drop_mib']} MiB, predicted {r['predicted_mib']} in "
-            f"[{r['predicted_lo_mib']}, {r['predicted_hi_mib']}]; terms: "
-            + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]" for t in r["terms"]))
+    m = main_phase(r)
+    return (f"measured drop {m['drop_mib']} MiB, predicted {m['predicted_mib']} in "
+            f"[{m['predicted_lo_mib']}, {m['predicted_hi_mib']}]; terms: "
+            + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]" for t in m["terms"]))
 
 
 def test_reporting_on_gives_back_what_the_model_predicts(guest_factory, report):
     r = _measure(guest_factory, report, reporting=True)
+    m = main_phase(r)
     assert r["reporting_negotiated"], "VIRTIO_BALLOON_F_REPORTING (bit 5) not negotiated"
     assert r["reporting_order"] == 9  # pageblock_order on x86_64, set at registration (6.1)
-    assert r["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
+    assert m["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
     assert r["verdict"] == "within", _within(r)
-    assert curve_mismatches(r, CURVE_JITTER_S) == [], "the measured curve left the predicted steps"
+    assert curve_mismatches(m, CURVE_JITTER_S) == [], "the measured curve left the predicted steps"
 
 
 def test_reporting_off_gives_back_nothing(guest_factory, report):
     r = _measure(guest_factory, report, reporting=False)
+    m = main_phase(r)
     assert not r["reporting_negotiated"]
-    assert r["predicted_mib"] == 0
+    assert m["predicted_mib"] == 0
     assert r["verdict"] == "within", _within(r)
     # The same free made as much reportable as with reporting on: only nobody reported it.
-    assert r["reportable_mib"] >= FREED_MIB / 2
+    assert m["reportable_mib"] >= FREED_MIB / 2
