@@ -756,6 +756,21 @@ def settled_release(pre: PreRelease, rel: Released) -> bool:
             and (rel.spec.version < (6, 2) or (pre.pcp_read_at_release and not rel.free_count_high)))
 
 
+def ours_frees_stay_on_lists(pre: PreRelease, version: tuple[int, int], pages: float) -> bool:
+    """6.1, one node: what our commands free on their CPU stays on its per-cpu lists when they
+    cannot reach high there (count + pages < high on the list of the zone their pages come
+    from, the highest: GFP_KERNEL and user pages take it first): no flush, and no free_high
+    either (free_factor > 0 only after a flush; each allocation halves it, and a command
+    allocates before it frees). No remote-node drain on one node; 6.12 drains by free_high once
+    free_count >= batch, which a command's frees reach."""
+    if version >= (6, 2) or len({zs.node for zs in pre.zones}) != 1 or pre.ours_cpu is None \
+            or pre.ours_cpu == pre.cpu:
+        return False
+    top = max((zs for zs in pre.zones if zs.end > zs.start), key=lambda zs: zs.start, default=None)
+    p = top.pcp(pre.ours_cpu) if top is not None else None
+    return p is not None and p.high > 0 and p.count + pages < p.high
+
+
 def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
                     activity: Activity = Activity(), sample_period_s: float = 0.1, guest_reports: bool = True,
                     own_growth_mib: float = 0.0):
@@ -990,7 +1005,12 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     terms.append(Term("pcp_unknown_pages", what, 0.0, unk_hi))
     window = (passes[-1].t_end if passes else 0.0) + params.delay_s
     alloc_p = activity.alloc_pages_per_s * window + activity.ours()
-    free_p = activity.free_pages_per_s * window + activity.ours()
+    # Where the release is settled (the model owns its CPU's drains), our commands' frees can
+    # complete blocks only if their own CPU's list flushes. Where it is not, the term is left
+    # whole: fragment's free-rest read 992-998 against 982 with up to 8 MiB of it, the punch's
+    # pages on the lists not being placed (Released: pcp_taken false after a punch).
+    ours_stay = bool(variants) and ours_frees_stay_on_lists(pre, rel.spec.version, activity.ours())
+    free_p = activity.free_pages_per_s * window + (0.0 if ours_stay else activity.ours())
 
     def blocks(pages: float) -> float:
         return -(-int(pages) // (1 << thr)) * block_mib if pages > 0 else 0.0
@@ -1011,8 +1031,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                       f"{activity.commands_in_window} other command(s), "
                       f"measured before the release): each can split an unreported block or fault unbacked "
                       f"memory in on the host", -act_lo, 0.0))
+    ours_what = (f"not our commands': their {activity.ours():.0f} pages stay on CPU {pre.ours_cpu}'s lists, "
+                 "under its high" if ours_stay else "and our commands'")
     terms.append(Term("guest_frees", f"guest frees over the window (idle rate {activity.free_pages_per_s:.0f} "
-                      "pages/s and the captures): each can complete a resident block", 0.0, act_hi))
+                      f"pages/s, {ours_what}): each can complete a resident block", 0.0, act_hi))
     lo = total + sum(t.lo_mib for t in terms)
     hi = total + sum(t.hi_mib for t in terms)
     for v in per_zone.values():
@@ -1028,7 +1050,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               "deferred_thp": rel.freed.deferred_thp, "residue_pages": sum(n for _, n in rel.residue),
               "residue_drains": rel.residue_drains, "free_high_drain": rel.free_high_drain,
               "unknown_drained": unk, "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
-              "residue_min_pages": k_lo,
+              "residue_min_pages": k_lo, "ours_frees_stay": ours_stay,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
               "noise_mib": noise_mib, "own_growth_mib": own_growth_mib, "backend": host.backend, "metric": host.metric,
               "params": {"capacity": params.capacity, "delay_s": params.delay_s,

@@ -390,7 +390,7 @@ class FreeMemoryCheck:
 
 def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: int, unknown_drained: int,
                       activity: Activity, captures: int, window_s: float, measured_mib: float,
-                      at_s: float, residue_min_pages: int = 0) -> FreeMemoryCheck:
+                      at_s: float, residue_min_pages: int = 0, ours_frees_stay: bool = False) -> FreeMemoryCheck:
     """Pure. free_pages: the model's buddy pages after the release (its per-cpu residue not
     counted, as NR_FREE_PAGES does not), those its drains gave back from before the release
     included; the residue is really residue_min_pages..residue_max_pages (the drop's pcp_residue
@@ -398,9 +398,10 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     pages of unknown position may have gone back to the buddy lists (pcp_unknown_pages:
     unknown_drained, beyond the model's own drains), and the guest allocates and frees over the
     window at its idle rates plus what each of our captures costs, all measured before the
-    release."""
+    release. ours_frees_stay: our commands' frees stay on their CPU's lists (the drop's
+    guest_frees term, release.ours_frees_stay_on_lists), outside NR_FREE_PAGES."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
-    freed = activity.free_pages_per_s * window_s + activity.ours(captures)
+    freed = activity.free_pages_per_s * window_s + (0.0 if ours_frees_stay else activity.ours(captures))
     terms = (
         Term("pcp_residue", f"the release's pages left on per-cpu lists: {residue_min_pages} to "
              f"{residue_max_pages}, the model's {residue_pages}", min(0, residue_pages - residue_max_pages) / 256,
@@ -463,7 +464,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             sum(1 << o for z in rel.machine.zones for _, o, _, _ in z.free_blocks()) + rel.unknown_drained,
             sum(n for _, n in rel.residue), j["inputs"]["residue_max_pages"],
             max(0, j["inputs"]["unknown_drained"] - rel.unknown_drained), activity, 1 + phase.model_input.captures_after,
-            window, st[2], st[0], residue_min_pages=j["inputs"]["residue_min_pages"])
+            window, st[2], st[0], residue_min_pages=j["inputs"]["residue_min_pages"],
+            ours_frees_stay=j["inputs"]["ours_frees_stay"])
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))

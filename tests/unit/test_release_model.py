@@ -867,3 +867,24 @@ def test_a_6_12_model_without_the_tables_free_count_is_caught(monkeypatch):
     ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "outside"
     assert ph["layout"]["real"] - ph["layout"]["predicted"] == 2
+
+
+# --- our commands' frees stay on their CPU's lists (6.1) -------------------------------------
+
+def test_our_frees_under_their_cpus_high_complete_no_block():
+    # settled 6.1 run: CPU 1's DMA32 list held 2133 of 6985 pages; our captures and commands
+    # free ~612 there, no flush, so only the idle rate's frees can complete a block
+    r = load("touch_free_settled_6.1_on")
+    pre, act = prediction.pre_release_input(r["phases"][-1], r)
+    assert R.ours_frees_stay_on_lists(pre, (6, 1), act.ours())
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    frees = next(t for t in ph["terms"] if t["name"] == "guest_frees")
+    assert frees["hi_mib"] == 0.0 and "stay on CPU 1" in frees["explanation"]
+    # that CPU's list near its high: a flush can give them back, and the term has them again
+    dma32 = pre.zones[-1]
+    near = dataclasses.replace(dma32, pcps=tuple(dataclasses.replace(q, count=q.high - 100) if q.cpu == 1 else q
+                                                 for q in dma32.pcps))
+    crowded = dataclasses.replace(pre, zones=pre.zones[:-1] + (near,))
+    assert not R.ours_frees_stay_on_lists(crowded, (6, 1), act.ours())
+    assert not R.ours_frees_stay_on_lists(pre, (6, 12), act.ours())   # 6.12: free_high once free_count >= batch
