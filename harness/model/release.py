@@ -1008,7 +1008,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # Where the release is settled (the model owns its CPU's drains), our commands' frees can
     # complete blocks only if their own CPU's list flushes. Where it is not, the term is left
     # whole: fragment's free-rest read 992-998 against 982 with up to 8 MiB of it, the punch's
-    # pages on the lists not being placed (Released: pcp_taken false after a punch).
+    # pages on the lists not being placed (Released: pcp_taken false after a punch), and the
+    # drop_caches run's guest free memory read 1.0 MiB over the high side without our frees.
     ours_stay = bool(variants) and ours_frees_stay_on_lists(pre, rel.spec.version, activity.ours())
     free_p = activity.free_pages_per_s * window + (0.0 if ours_stay else activity.ours())
 
