@@ -272,6 +272,7 @@ class PcpList:
         self.thp: list[int] = []            # THP heads, oldest first
         self.before: set[int] = set()       # of those, THPs from before the release (-1: where unknown)
         self.thp_drains: list[int] = []     # THP heads in the order drains took them (-1: unknown)
+        self.flushes: list[int] = []        # pages asked of each flush a free set off (free_pcppages_bulk's count)
         self.count = pcp.count
         # pages on lists a drain reaches last (round robin after its own list)
         self.elsewhere = pcp.count if unknown_elsewhere else 0
@@ -368,6 +369,7 @@ class PcpList:
                 if n < self.high - b and self.free_factor < PCP_BATCH_SCALE_MAX:
                     self.free_factor += 1
                 n = min(max(n, b), self.high - b)
+        self.flushes.append(n)
         self._bulk(min(n, self.count), thp_first=thp)
 
     def _bulk(self, n: int, thp_first: bool, from_list0: bool = False) -> None:
@@ -490,6 +492,9 @@ class Released:
     # THP heads in the order the drains took them (-1: one of unknown position), as ftrace's
     # kmem/mm_page_pcpu_drain shows the kernel's
     thp_drains: tuple[int, ...] = ()
+    # per zone key, the count of each flush a free set off on the release's CPU, in order (a
+    # kprobe on free_pcppages_bulk shows the kernel's)
+    flushes: dict = field(default_factory=dict)
     faults_refilled: bool = False           # the workload's faults after it found no order-0 page
     drained_after: bool = False             # the release's CPU's lists drained whole after it (6.1 drop_caches)
     # 6.12: free_count still >= batch on the release's CPU after it: two order 1-3 frees there
@@ -520,6 +525,32 @@ def machine_before(pre: PreRelease) -> tuple[Machine, KernelSpec]:
     return m, spec
 
 
+def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None, pages: int) -> dict[str, int]:
+    """Pure: `pages` of the unmap's own (THPs' deposited page tables, less the gather's batch
+    pages) per zone key whose per-cpu lists take them. Each THP's table was allocated in the
+    fault that took the THP (__do_huge_pmd_anonymous_page: the folio, then pte_alloc_one), on
+    the release CPU's node, down the same zonelist: so in proportion to the release's THPs
+    per zone of that node (by its pages where it has no THP there, e.g. all on another node).
+    The largest share gets the rounding. Six releases over two zones: a 2-node one (no THP on
+    node 0's DMA) had 456 on node 0's DMA32 list and 55 on DMA; the model's counts at their
+    flushes matched within 2 x batch, the flush counts exactly."""
+    share: dict = {}
+    for huge_only in (True, False):
+        for r in freed.runs:
+            z = m.zone_of(r.pfn)
+            if (r.huge or not huge_only) and (cpu_node is None or z.node == cpu_node):
+                share[z.key] = share.get(z.key, 0) + r.pages
+        if share:
+            break
+    total = sum(share.values())
+    if not total:
+        return {}
+    out = {k: pages * n // total for k, n in share.items()}
+    top = max(share, key=lambda k: (share[k], m.zone(k).start))
+    out[top] += pages - sum(out.values())
+    return out
+
+
 def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0,
                 thp_left: bool | None = None, free_high_whole: bool = False, remote_batch: bool = False) -> Released:
     """Free the release's pages through the per-cpu lists of the CPU it runs on.
@@ -546,27 +577,28 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     extra = gather_pages(freed, spec.version) if pre.kind == "munmap" else 0
     lists: dict[str, PcpList] = {}
     # The unmap's own pages (its page tables, less the gather's batch pages) come and go on the
-    # lists of the zone its page tables were taken from (GFP_KERNEL: the highest with memory).
-    # Where the release lies in one zone, that is the zone; where it spans several the split
-    # is not known and they are left out. (They went to the DMA zone's list before, which no
-    # free reaches: on a settled 2 GiB release that read 2 MiB under the drop and 0.6 MiB over
-    # the guest's free memory; on DMA32, both exact.)
-    hit = {m.zone_of(r.pfn).key for r in freed.runs}
+    # lists of the zones its page tables were taken from (release_tables_split); the count's
+    # uncertainty and the PTE tables go with the largest share. (They went to the DMA zone's
+    # list before, which no free reaches: on a settled 2 GiB release that read 2 MiB under the
+    # drop and 0.6 MiB over the guest's free memory.)
+    split = release_tables_split(m, freed, pre.cpu_node, extra)
+    tables_zone = max(split, key=lambda k: (split[k], m.zone(k).start), default=None)
     for zs in pre.zones:
         if zs.end <= zs.start:
             continue
         p = zs.pcp(cpu) or Pcp(cpu, 0, 0, 1)
         fc = 0
-        if p.high > 0 and hit == {zs.key}:
-            p = Pcp(p.cpu, max(0, p.count + extra + count_offset), p.high, p.batch)
+        if p.high > 0 and zs.key in split:
+            p = Pcp(p.cpu, max(0, p.count + split[zs.key] + (count_offset if zs.key == tables_zone else 0)),
+                    p.high, p.batch)
+        if p.high > 0 and zs.key == tables_zone:
             fc = gather_free_count(freed) if pre.kind == "munmap" and spec.version >= (6, 2) else 0
         lists[zs.key] = PcpList(m.zone(zs.key), p, spec.version,
                                 high_min=min((q.high for q in zs.pcps), default=p.high),
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
                                 free_count=fc)
-    # page tables come from the zone the unmap's own pages do (above); spanning zones, left out
-    tables_to = lists.get(next(iter(hit))) if len(hit) == 1 else None
+    tables_to = lists[tables_zone] if tables_zone is not None and lists[tables_zone].high > 0 else None
     for pfn, n, huge, desc in seq:
         if pfn < 0:                         # PTE tables: order-0 pages of unknown position
             if tables_to is not None:
@@ -625,6 +657,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     unknown_thps_drained=sum(pl.unknown_thps_drained for pl in lists.values()),
                     thps_before=sum(len(pl.before) for pl in lists.values()),
                     thp_drains=tuple(h for pl in lists.values() for h in pl.thp_drains),
+                    flushes={k: tuple(pl.flushes) for k, pl in lists.items()},
                     elsewhere_left=sum(pl.elsewhere for pl in lists.values()),
                     notified=best >= pre.order,
                     free_high_drain=bool(free_high_lists) and not free_high_whole, free_high_lists=free_high_lists,
@@ -845,11 +878,16 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # (the model's, less one largest drain): the residue is 0 .. that many of the newest
     # pages. The term is the model run with each end.
     cpu = pre.cpu if pre.cpu is not None else 0
-    highs = [(zs.pcp(cpu).high if zs.pcp(cpu) else 0) for zs in pre.zones]
+    # Each list the release's pages reach ends below its own high (a release over two zones
+    # leaves up to both: a 3 GiB run's lists held 9913 pages, over one list's high + a THP).
+    m0 = rel.machine
+    reached = {m0.zone_of(r.pfn).key for r in rel.freed.runs}
+    highs = [(zs.pcp(cpu).high if zs.pcp(cpu) else 0) for zs in pre.zones if zs.key in reached]
     if rel.residue_drains:                  # 6.12: decay leaves at most high_min
-        highs = [min((q.high for q in zs.pcps), default=0) for zs in pre.zones]
+        highs = [min((q.high for q in zs.pcps), default=0) for zs in pre.zones if zs.key in reached]
     max_drain = max((zs.pcp(cpu).batch << PCP_BATCH_SCALE_MAX for zs in pre.zones if zs.pcp(cpu)), default=0)
-    k_hi = max(highs, default=0) + (1 << rel.spec.pageblock_order) - 1 - max(0, rel.elsewhere_left - max_drain)
+    k_hi = sum(h + (1 << rel.spec.pageblock_order) - 1 for h in highs if h > 0) \
+        - max(0, rel.elsewhere_left - max_drain)
     variants: list[Released] = []
     k_lo = 0                                # fewest of the release's pages left on the lists
     if settled_release(pre, rel):

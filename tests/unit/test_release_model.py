@@ -277,9 +277,10 @@ def test_a_model_that_frees_half_the_pages_fails_the_free_memory_check(on):
 
 
 @pytest.mark.parametrize("name,measured,interval", [
-    # 988 MiB against 952 [942, 1028]: after three passes the model had 89.9% of its total, the
-    # guest 90.2% of its larger one: 90% a pass before the model's
-    ("numa2_6.1_on", 6.24, (4.19, 9.38)),
+    # 988 MiB against 956 [916, 1032]: after three passes the model had 89.9% of its total, the
+    # guest 90.2% of its larger one: 90% a pass before the model's (the late end follows the
+    # residue's bound, one list's high + a THP for each of the two lists the release reached)
+    ("numa2_6.1_on", 6.24, (4.19, 11.68)),
     # a free block >= the order pending 0.25 s before the release: the worker was already
     # scheduled, the first pass came 1.6 s after the release
     ("fragment_early_worker_6.1_on", 7.57, (6.18, 10.23)),
@@ -417,7 +418,8 @@ def test_our_other_commands_in_the_window_are_guest_allocations(monkeypatch):
     # CPU 0's list, test_a_thp_the_touch_left_on_the_lists_is_drained_first: now it is exact)
     r = load("normal_zone_commands_6.1_on")
     ph = judged(r)["phases"][-1]
-    assert ph["verdict"] == "within" and ph["drop_mib"] == ph["predicted_mib"], ph["judgement"]["failures"]
+    # one block off: the unmap's page tables shared between DMA32 and Normal (release_tables_split)
+    assert ph["verdict"] == "within" and abs(ph["drop_mib"] - ph["predicted_mib"]) <= 2.0, ph["judgement"]["failures"]
     alloc = next(t for t in ph["terms"] if t["name"] == "guest_allocations")
     assert "2 other command(s)" in alloc["explanation"]
     # planted: only the captures counted: the low side moves up by the commands' block
@@ -806,7 +808,11 @@ def test_faults_bound_to_each_node_settle_that_cpus_lists_on_both_nodes():
     ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "within", ph["judgement"]["failures"]
     res = next(t for t in ph["terms"] if t["name"] == "pcp_residue")
-    assert res["hi_mib"] - res["lo_mib"] <= 2.0, res
+    # With the unmap's page tables on node 0's DMA32 (release_tables_split) this run's count
+    # ends 32 pages over a flush: the run with 2 batches fewer makes one flush less (4 THPs,
+    # 8 MiB), which is what the guest did (941.7 against 950.0; its DMA list held 66 pages more
+    # than the model's: tables there)
+    assert res["lo_mib"] >= -8.0 and res["hi_mib"] <= 2.0, res
     # planted: the faults taken as unbound (all on CPU 0's node): node 1's list keeps
     # free_factor 5 and the term must cover it drained whole
     unbound = dataclasses.replace(pre, fault_nodes=())
@@ -815,25 +821,62 @@ def test_faults_bound_to_each_node_settle_that_cpus_lists_on_both_nodes():
         assert ph["verdict"] == "outside"
 
 
-def test_a_list_the_faults_did_not_reach_can_drain_whole(monkeypatch):
-    # 3 GiB: the faults take Normal, CPU 0's DMA32 list keeps free_factor 5; the real guest had
-    # 2 blocks and 7.8 MiB of free memory more than the model's run: within once the term runs
-    # the model with that list drained whole
+def test_a_list_the_faults_did_not_reach_stays_in_the_term(monkeypatch):
+    # 3 GiB: the faults take Normal, CPU 0's DMA32 list keeps free_factor 5, so the term runs
+    # the model with that list drained whole too. This run's 2 blocks and 7.8 MiB of free memory
+    # over the model were first put down to such a drain; they were the unmap's page tables,
+    # left out of a release over two zones: with them on the zones its THPs came from the
+    # centre is exact
     r = load("normal_zone_free_high_6.1_on")
     pre, _ = prediction.pre_release_input(r["phases"][-1], r)
     rel = R.run_release(pre)
     assert R.settled_release(pre, rel) and rel.free_high_lists == ("0/DMA32",)
     ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "within", ph["judgement"]["failures"]
-    # planted: that run left out of the term: the guest's free memory reads outside
-    real = R.run_release
+    assert (ph["layout"]["real"], ph["layout"]["predicted"], ph["layout"]["matched"]) == (709, 709, 709)
+    assert abs(ph["drop_mib"] - ph["predicted_mib"]) <= 0.5
+    fm = ph["free_memory"]
+    assert abs(fm["measured_mib"] - fm["expected_mib"]) <= 0.5, fm
+    # planted: the tables left out (the model before): the centre 8 MiB and 2 blocks off
+    monkeypatch.setattr(R, "release_tables_split", lambda *a: {})
+    out = judged(r)["phases"][-1]
+    assert out["free_memory"]["expected_mib"] <= fm["measured_mib"] - 7.0
+    assert out["layout"]["matched"] <= 707
 
-    def without(p, **kw):
-        kw.pop("free_high_whole", None), kw.pop("remote_batch", None)
-        return real(p, **kw)
-    monkeypatch.setattr(R, "run_release", without)
+
+def test_the_unmaps_page_tables_go_where_its_thps_came_from(monkeypatch):
+    # a fresh-clone suite's 2-node run: with the tables left out, the guest's free memory read
+    # 1836.2 against 1828.2 [1825.1, 1835.6] (outside) and 4 blocks were missing
+    r = load("numa2_tables_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    fm = ph["free_memory"]
+    assert abs(fm["measured_mib"] - fm["expected_mib"]) <= 0.1, fm
+    assert (ph["layout"]["real"], ph["layout"]["matched"]) == (462, 460)
+    monkeypatch.setattr(R, "release_tables_split", lambda *a: {})
     out = judged(r)["phases"][-1]
     assert out["verdict"] == "outside" and out["free_memory"]["verdict"] == "outside", out["judgement"]
+
+
+def test_the_release_flushes_are_the_kernels(monkeypatch):
+    # kprobe on free_pcppages_bulk in the guest: every flush the release's frees set off, per
+    # list in order, is the model's (131 of them; a model without the unmap's page tables made
+    # one flush of 2016 fewer on node 0's DMA32, 4 THPs left on the list that the kernel freed)
+    r = load("numa2_traced_6.1_on")
+    trace = json.loads((DATA / "numa2_traced_6.1_on.trace.json").read_text())["flushes"]
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    zone_of_high = {zs.pcp(pre.cpu).high: zs.key for zs in pre.zones if zs.pcp(pre.cpu)}
+    kernel: dict = {}
+    for f in trace:
+        if f["comm"].startswith("e2emem"):
+            kernel.setdefault(zone_of_high[f["high"]], []).append(f["count"])
+    model = {k: list(v) for k, v in R.run_release(pre).flushes.items() if v}
+    assert sum(map(len, kernel.values())) == 131
+    assert model == kernel
+    assert judged(r)["phases"][-1]["verdict"] == "within"
+    monkeypatch.setattr(R, "release_tables_split", lambda *a: {})
+    left_out = {k: list(v) for k, v in R.run_release(pre).flushes.items() if v}
+    assert len(left_out["0/DMA32"]) == len(kernel["0/DMA32"]) - 1
 
 
 # --- 6.12 free_count: the deposited tables and a THP's overshoot ---------------------------
