@@ -41,6 +41,7 @@ class PreRecord:
     # part of its area each; empty: unbound) and its CPU's node (node=)
     fault_nodes: tuple[int, ...] = ()
     cpu_node: int | None = None
+    ours_node: int | None = None            # the node of ours_cpu (the guest's NUMA layout, GuestConfig.node_cpus)
 
     def to_json(self) -> dict:
         d = {"cpu": self.cpu, "kind": self.kind, "pcp_taken": self.pcp_taken, "ours_cpu": self.ours_cpu,
@@ -60,6 +61,8 @@ class PreRecord:
             d["fault_nodes"] = list(self.fault_nodes)
         if self.cpu_node is not None:
             d["cpu_node"] = self.cpu_node
+        if self.ours_node is not None:
+            d["ours_node"] = self.ours_node
         return d
 
     @classmethod
@@ -78,7 +81,8 @@ class PreRecord:
                    page_tables=d.get("page_tables"),
                    pcp_at_release=tuple((int(a), str(z), int(c), int(h), int(b))
                                         for a, z, c, h, b in d.get("pcp_at_release", ())),
-                   fault_nodes=tuple(int(n) for n in d.get("fault_nodes", ())), cpu_node=d.get("cpu_node"))
+                   fault_nodes=tuple(int(n) for n in d.get("fault_nodes", ())), cpu_node=d.get("cpu_node"),
+                   ours_node=d.get("ours_node"))
 
 
 def reply_value(reply: str, key: str) -> str | None:

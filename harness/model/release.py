@@ -125,6 +125,7 @@ class PreRelease:
     # the release CPU's node first
     fault_nodes: tuple[int, ...] = ()
     cpu_node: int | None = None             # the release CPU's node (None: not read)
+    ours_node: int | None = None            # ours_cpu's node (None: not recorded)
 
     def __post_init__(self):
         late = {k: v for k, v in self.read_at_s.items() if v > 0}
@@ -790,18 +791,31 @@ def settled_release(pre: PreRelease, rel: Released) -> bool:
 
 
 def ours_frees_stay_on_lists(pre: PreRelease, version: tuple[int, int], pages: float) -> bool:
-    """6.1, one node: what our commands free on their CPU stays on its per-cpu lists when they
-    cannot reach high there (count + pages < high on the list of the zone their pages come
-    from, the highest: GFP_KERNEL and user pages take it first): no flush, and no free_high
-    either (free_factor > 0 only after a flush; each allocation halves it, and a command
-    allocates before it frees). No remote-node drain on one node; 6.12 drains by free_high once
-    free_count >= batch, which a command's frees reach."""
-    if version >= (6, 2) or len({zs.node for zs in pre.zones}) != 1 or pre.ours_cpu is None \
-            or pre.ours_cpu == pre.cpu:
+    """6.1: what our commands free on their CPU stays on its per-cpu lists when they cannot
+    reach high there (count + pages < high on the list of the zone their pages come from, the
+    highest of that CPU's node: GFP_KERNEL and user pages take it first): no flush, and no
+    free_high either (free_factor > 0 only after a flush; each allocation halves it, and a
+    command allocates before it frees). vmstat never drains a CPU's lists of its own node's
+    zones (refresh_cpu_vm_stats); on several nodes that CPU's node must be known (ours_node).
+    6.12 drains by free_high once free_count >= batch, which a command's frees reach."""
+    nodes = {zs.node for zs in pre.zones}
+    node = next(iter(nodes)) if len(nodes) == 1 else pre.ours_node
+    if version >= (6, 2) or node is None or pre.ours_cpu is None or pre.ours_cpu == pre.cpu:
         return False
-    top = max((zs for zs in pre.zones if zs.end > zs.start), key=lambda zs: zs.start, default=None)
+    top = max((zs for zs in pre.zones if zs.end > zs.start and zs.node == node), key=lambda zs: zs.start, default=None)
     p = top.pcp(pre.ours_cpu) if top is not None else None
     return p is not None and p.high > 0 and p.count + pages < p.high
+
+
+def ours_remote_batches(pre: PreRelease) -> int:
+    """Pages vmstat may give back from our CPU's lists of other nodes' zones over a phase: one
+    batch from each that holds pages (refresh_cpu_vm_stats: 3 s after the CPU last changed
+    that zone's counters, drain_zone_pages, once). Seen in 3 of 4 two-node runs: CPU 1's
+    node-0 count 63 lower once reporting was over, its node-1 count unchanged."""
+    if pre.ours_node is None or pre.ours_cpu is None:
+        return 0
+    return sum(min(zs.pcp(pre.ours_cpu).count, zs.pcp(pre.ours_cpu).batch) for zs in pre.zones
+               if zs.node != pre.ours_node and zs.pcp(pre.ours_cpu) and zs.pcp(pre.ours_cpu).high > 0)
 
 
 def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
@@ -1049,7 +1063,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # pages on the lists not being placed (Released: pcp_taken false after a punch), and the
     # drop_caches run's guest free memory read 1.0 MiB over the high side without our frees.
     ours_stay = bool(variants) and ours_frees_stay_on_lists(pre, rel.spec.version, activity.ours())
-    free_p = activity.free_pages_per_s * window + (0.0 if ours_stay else activity.ours())
+    remote = ours_remote_batches(pre) if ours_stay else 0
+    free_p = activity.free_pages_per_s * window + (remote if ours_stay else activity.ours())
 
     def blocks(pages: float) -> float:
         return -(-int(pages) // (1 << thr)) * block_mib if pages > 0 else 0.0
@@ -1071,7 +1086,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                       f"measured before the release): each can split an unreported block or fault unbacked "
                       f"memory in on the host", -act_lo, 0.0))
     ours_what = (f"not our commands': their {activity.ours():.0f} pages stay on CPU {pre.ours_cpu}'s lists, "
-                 "under its high" if ours_stay else "and our commands'")
+                 "under its high" + (f"; {remote} from its other nodes' lists (vmstat)" if remote else "")
+                 if ours_stay else "and our commands'")
     terms.append(Term("guest_frees", f"guest frees over the window (idle rate {activity.free_pages_per_s:.0f} "
                       f"pages/s, {ours_what}): each can complete a resident block", 0.0, act_hi))
     lo = total + sum(t.lo_mib for t in terms)
@@ -1089,7 +1105,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               "deferred_thp": rel.freed.deferred_thp, "residue_pages": sum(n for _, n in rel.residue),
               "residue_drains": rel.residue_drains, "free_high_drain": rel.free_high_drain,
               "unknown_drained": unk, "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
-              "residue_min_pages": k_lo, "ours_frees_stay": ours_stay,
+              "residue_min_pages": k_lo, "ours_frees_stay": ours_stay, "ours_remote_pages": remote,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
               "noise_mib": noise_mib, "own_growth_mib": own_growth_mib, "backend": host.backend, "metric": host.metric,
               "params": {"capacity": params.capacity, "delay_s": params.delay_s,

@@ -106,6 +106,7 @@ class Run:
         out["pcp_taken"] = self.allocated
         # our SSH sessions and the interrupts run on the last CPU (guest_images/rootfs/etc/rcS)
         out["ours_cpu"] = self.g.cfg.smp - 1
+        out["ours_node"] = next(n for n in range(self.g.cfg.numa_nodes) if out["ours_cpu"] in self.g.cfg.node_cpus(n))
         if unmaps is not None:              # e2emem's own unmap, and its faults after it
             out["faults_after"] = WORKLOAD_SETTLE_FAULTS
         if frees is not None:

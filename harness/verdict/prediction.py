@@ -237,6 +237,7 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
                    faults_after=pre.faults_after, ours_cpu=pre.ours_cpu, page_tables=pre.page_tables or 0,
                    pcp_read_at_release=bool(pre.pcp_at_release), fault_nodes=pre.fault_nodes, cpu_node=pre.cpu_node,
+                   ours_node=pre.ours_node,
                    flagless_thps=cap.scan.flagless_blocks(THP_ORDER),
                    flagless=tuple((st, n) for c, st, n in cap.scan.runs if c == "P") if cap.scan.version >= 2 else None)
     act = pre.activity
@@ -390,7 +391,8 @@ class FreeMemoryCheck:
 
 def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: int, unknown_drained: int,
                       activity: Activity, captures: int, window_s: float, measured_mib: float,
-                      at_s: float, residue_min_pages: int = 0, ours_frees_stay: bool = False) -> FreeMemoryCheck:
+                      at_s: float, residue_min_pages: int = 0, ours_frees_stay: bool = False,
+                      ours_remote_pages: int = 0) -> FreeMemoryCheck:
     """Pure. free_pages: the model's buddy pages after the release (its per-cpu residue not
     counted, as NR_FREE_PAGES does not), those its drains gave back from before the release
     included; the residue is really residue_min_pages..residue_max_pages (the drop's pcp_residue
@@ -399,9 +401,10 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     unknown_drained, beyond the model's own drains), and the guest allocates and frees over the
     window at its idle rates plus what each of our captures costs, all measured before the
     release. ours_frees_stay: our commands' frees stay on their CPU's lists (the drop's
-    guest_frees term, release.ours_frees_stay_on_lists), outside NR_FREE_PAGES."""
+    guest_frees term, release.ours_frees_stay_on_lists), outside NR_FREE_PAGES, but for
+    ours_remote_pages that vmstat may drain from their CPU's other nodes' lists."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
-    freed = activity.free_pages_per_s * window_s + (0.0 if ours_frees_stay else activity.ours(captures))
+    freed = activity.free_pages_per_s * window_s + (ours_remote_pages if ours_frees_stay else activity.ours(captures))
     terms = (
         Term("pcp_residue", f"the release's pages left on per-cpu lists: {residue_min_pages} to "
              f"{residue_max_pages}, the model's {residue_pages}", min(0, residue_pages - residue_max_pages) / 256,
@@ -465,7 +468,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             sum(n for _, n in rel.residue), j["inputs"]["residue_max_pages"],
             max(0, j["inputs"]["unknown_drained"] - rel.unknown_drained), activity, 1 + phase.model_input.captures_after,
             window, st[2], st[0], residue_min_pages=j["inputs"]["residue_min_pages"],
-            ours_frees_stay=j["inputs"]["ours_frees_stay"])
+            ours_frees_stay=j["inputs"]["ours_frees_stay"],
+            ours_remote_pages=j["inputs"]["ours_remote_pages"])
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))

@@ -34,3 +34,12 @@ def test_the_fault_nodes_and_the_cpus_node_come_from_e2emems_reply():
     d = json.loads((Path(__file__).parent.parent / "data" / "release" / "numa2_faults_6.1_on.json").read_text())
     pre = d["phases"][-1]["pre"]
     assert PreRecord.from_json(pre).to_json() == pre and pre["fault_nodes"] == [0, 1] and pre["cpu_node"] == 0
+
+
+def test_our_cpus_node_round_trips_and_older_records_have_none():
+    d = json.loads((Path(__file__).parent.parent / "data" / "release" / "numa2_tables_6.1_on.json").read_text())
+    pre = d["phases"][-1]["pre"]
+    assert PreRecord.from_json(pre).to_json() == pre and pre["ours_node"] == 1
+    old = dict(pre)
+    old.pop("ours_node")
+    assert PreRecord.from_json(old).ours_node is None and "ours_node" not in PreRecord.from_json(old).to_json()

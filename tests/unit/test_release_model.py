@@ -18,6 +18,8 @@ from harness.verdict import prediction
 from harness.model import ModelError, ReportingParams
 from harness.model import release as R
 from harness.model import reporting
+from harness.measure.perblock import Capture
+from harness.measure.snapshot import parse_zoneinfo
 from harness.measure.prerelease import PreRecord
 
 DATA = Path(__file__).parent.parent / "data" / "release"
@@ -877,6 +879,33 @@ def test_the_release_flushes_are_the_kernels(monkeypatch):
     monkeypatch.setattr(R, "release_tables_split", lambda *a: {})
     left_out = {k: list(v) for k, v in R.run_release(pre).flushes.items() if v}
     assert len(left_out["0/DMA32"]) == len(kernel["0/DMA32"]) - 1
+
+
+def test_our_frees_stay_on_our_cpus_own_node_and_vmstat_drains_a_batch_from_the_other():
+    # 2 nodes, our commands on CPU 1 (node 1): their frees stay on CPU 1's node-1 list (vmstat
+    # never drains a CPU's own node's lists), and vmstat drains one batch from its node-0 list
+    r = load("numa2_tables_6.1_on")
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    assert (pre.ours_cpu, pre.ours_node) == (1, 1)
+    assert R.ours_frees_stay_on_lists(pre, (6, 1), 604) and R.ours_remote_batches(pre) == 63
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    frees = next(t for t in ph["terms"] if t["name"] == "guest_frees")
+    assert frees["hi_mib"] <= 4.0, frees
+    # what the guest did: once reporting was over CPU 1's node-0 count was one batch lower, its
+    # node-1 count unchanged (zoneinfo in the captures before the release and once settled)
+    counts = {}
+    for name, cap in (("pre", ph["pre"]["capture"]), ("settled", ph["captures"]["settled"])):
+        zi = parse_zoneinfo(prediction._zoneinfo_section(Capture.from_json(cap).text))
+        counts[name] = {(z.node, z.zone): next(p.count for p in z.pagesets if p.cpu == 1) for z in zi
+                        if z.populated and z.zone == "DMA32"}
+    assert counts["pre"][(0, "DMA32")] - counts["settled"][(0, "DMA32")] == 63
+    assert abs(counts["pre"][(1, "DMA32")] - counts["settled"][(1, "DMA32")]) < 63
+    # planted: our node not known (as records before it): the term takes our 604 pages as frees
+    unknown = copy.deepcopy(r)
+    unknown["phases"][-1]["pre"].pop("ours_node")
+    wide = next(t for t in judged(unknown)["phases"][-1]["terms"] if t["name"] == "guest_frees")
+    assert wide["hi_mib"] >= frees["hi_mib"] + 4.0, wide
 
 
 # --- 6.12 free_count: the deposited tables and a THP's overshoot ---------------------------
