@@ -818,6 +818,29 @@ def ours_remote_batches(pre: PreRelease) -> int:
                if zs.node != pre.ours_node and zs.pcp(pre.ours_cpu) and zs.pcp(pre.ours_cpu).high > 0)
 
 
+def spare_blocks(p, capacity: int) -> int:
+    """Pure: how many more unreported blocks a pass could have taken in the zone where it had
+    the least room, before a list's budget stops it (page_reporting_cycle): what is left of
+    the zone's scatterlist (its isolated blocks less capacity per full report) and a report's
+    worth per report the last list's budget still allows. A pass that stopped on budget has
+    none. -1: no list was visited."""
+    zones: dict = {}
+    for c in p.cycles:
+        zones.setdefault(c.zone, []).append(c)
+    room = []
+    for cycles in zones.values():
+        busy = [c for c in cycles if c.isolated or c.full_reports]
+        if not busy:
+            continue
+        if any(c.stop == "budget" for c in cycles):
+            room.append(0)
+            continue
+        in_sg = sum(c.isolated for c in cycles) - capacity * sum(c.full_reports for c in cycles)
+        last = busy[-1]
+        room.append(max(0, capacity - in_sg) + max(0, last.budget - last.full_reports) * capacity)
+    return min(room, default=-1)
+
+
 def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
                     activity: Activity = Activity(), sample_period_s: float = 0.1, guest_reports: bool = True,
                     own_growth_mib: float = 0.0):
@@ -1097,7 +1120,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
             if isinstance(v[k], float):
                 v[k] = round(v[k], 2)
     pass_json = [{"t_start": round(p.t_start, 3), "t_end": round(p.t_end, 3), "reports": len(p.reports),
-                  "reported_mib": round(p.pages / 256, 2), "again": p.again, "gated": list(p.gated)}
+                  "reported_mib": round(p.pages / 256, 2), "again": p.again, "gated": list(p.gated),
+                  "spare_blocks": spare_blocks(p, params.capacity)}
                  for p in passes]
     why = [f"pass {i} at {p.t_start:.2f} s: {p.pages / 256:.0f} MiB in {len(p.reports)} report(s)"
            f"{'; budget spent, another pass' if p.again else ''}" for i, p in enumerate(passes, 1)]
