@@ -917,8 +917,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     cpu = pre.cpu if pre.cpu is not None else 0
     # Each list the release's pages reach ends below its own high (a release over two zones
     # leaves up to both: a 3 GiB run's lists held 9913 pages, over one list's high + a THP).
-    m0 = rel.machine
-    reached = {m0.zone_of(r.pfn).key for r in rel.freed.runs}
+    reached = {rel.machine.zone_of(r.pfn).key for r in rel.freed.runs}
     highs = [(zs.pcp(cpu).high if zs.pcp(cpu) else 0) for zs in pre.zones if zs.key in reached]
     if rel.residue_drains:                  # 6.12: decay leaves at most high_min
         highs = [min((q.high for q in zs.pcps), default=0) for zs in pre.zones if zs.key in reached]
