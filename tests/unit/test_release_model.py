@@ -928,6 +928,23 @@ def test_blocks_the_model_did_not_predict_can_push_its_last_pass_to_one_more(mon
     assert out["verdict"] == "outside" and out["judgement"]["curve"], out["judgement"]
 
 
+def test_a_capture_that_tells_flagless_pages_apart_settles_the_thp_parity(monkeypatch):
+    # whether the touch left a THP on a per-cpu list is measured (a whole aligned 2 MiB of
+    # flagless pages), so the term no longer runs the other parity: 6.12, 17.2 -> 13.2 MiB wide
+    r = load("touch_free_6.12_settled_on")
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    assert pre.flagless_thps == ()
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within" and ph["predicted_hi_mib"] - ph["predicted_lo_mib"] <= 13.5, ph["terms"]
+    assert "THP parity" not in next(t for t in ph["terms"] if t["name"] == "pcp_residue")["explanation"]
+    # planted: a capture without the flagless class (as before it): the parity is run again
+    real = prediction.pre_release_input
+    monkeypatch.setattr(prediction, "pre_release_input",
+                        lambda *a, **k: (lambda p: (dataclasses.replace(p[0], flagless_thps=None), p[1]))(real(*a, **k)))
+    wide = judged(r)["phases"][-1]
+    assert wide["predicted_hi_mib"] - wide["predicted_lo_mib"] >= 17.0, wide["terms"]
+
+
 # --- 6.12 free_count: the deposited tables and a THP's overshoot ---------------------------
 
 def test_gather_free_count_counts_deposited_tables_halved_per_gather_batch():
