@@ -945,6 +945,21 @@ def test_a_capture_that_tells_flagless_pages_apart_settles_the_thp_parity(monkey
     assert wide["predicted_hi_mib"] - wide["predicted_lo_mib"] >= 17.0, wide["terms"]
 
 
+def test_a_figure_on_an_intervals_end_is_within_at_its_recorded_resolution(monkeypatch):
+    # a settled booted release with no high-side term: its guest free memory equals the model's
+    # to the page, but is recorded to 0.01 MiB (900.77 for 900.7695)
+    r = load("boot_rounding_6.1_on")
+    ph = judged(r)["phases"][-1]
+    fm = ph["free_memory"]
+    assert ph["verdict"] == "within" and fm["measured_mib"] == fm["hi_mib"] == fm["expected_mib"], fm
+    monkeypatch.setattr(prediction, "FREE_RESOLUTION_MIB", 0.0)
+    assert judged(r)["phases"][-1]["free_memory"]["verdict"] == "outside"
+    # and the next recorded value above it is over
+    monkeypatch.setattr(prediction, "FREE_RESOLUTION_MIB", 0.005)
+    check = prediction.FreeMemoryCheck(fm["expected_mib"], fm["lo_mib"], fm["hi_mib"], fm["hi_mib"] + 0.01, 5.0, ())
+    assert check.verdict == "outside"
+
+
 # --- 6.12 free_count: the deposited tables and a THP's overshoot ---------------------------
 
 def test_gather_free_count_counts_deposited_tables_halved_per_gather_batch():
