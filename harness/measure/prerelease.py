@@ -42,6 +42,9 @@ class PreRecord:
     fault_nodes: tuple[int, ...] = ()
     cpu_node: int | None = None
     ours_node: int | None = None            # the node of ours_cpu (the guest's NUMA layout, GuestConfig.node_cpus)
+    # the previous release's unmapped pages, in its order, where nothing was allocated since:
+    # what of them the capture finds flagless is still on the release CPU's lists
+    previous_unmapped: Runs = ()
 
     def to_json(self) -> dict:
         d = {"cpu": self.cpu, "kind": self.kind, "pcp_taken": self.pcp_taken, "ours_cpu": self.ours_cpu,
@@ -63,6 +66,8 @@ class PreRecord:
             d["cpu_node"] = self.cpu_node
         if self.ours_node is not None:
             d["ours_node"] = self.ours_node
+        if self.previous_unmapped:
+            d["previous_unmapped"] = [list(r) for r in self.previous_unmapped]
         return d
 
     @classmethod
@@ -82,7 +87,7 @@ class PreRecord:
                    pcp_at_release=tuple((int(a), str(z), int(c), int(h), int(b))
                                         for a, z, c, h, b in d.get("pcp_at_release", ())),
                    fault_nodes=tuple(int(n) for n in d.get("fault_nodes", ())), cpu_node=d.get("cpu_node"),
-                   ours_node=d.get("ours_node"))
+                   ours_node=d.get("ours_node"), previous_unmapped=runs_of(d.get("previous_unmapped", [])))
 
 
 def reply_value(reply: str, key: str) -> str | None:

@@ -126,6 +126,9 @@ class PreRelease:
     fault_nodes: tuple[int, ...] = ()
     cpu_node: int | None = None             # the release CPU's node (None: not read)
     ours_node: int | None = None            # ours_cpu's node (None: not recorded)
+    # pages known to be on the release CPU's order-0 lists, oldest first (the rest of the
+    # count is of unknown position, newer)
+    pcp_known: tuple[Run, ...] = ()
 
     def __post_init__(self):
         late = {k: v for k, v in self.read_at_s.items() if v > 0}
@@ -262,7 +265,8 @@ class PcpList:
 
     def __init__(self, zone: Zone, pcp: Pcp, version: tuple[int, int], unknown_elsewhere: bool = False,
                  high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None,
-                 thp_heads: tuple[int, ...] | None = None, batched_decay: bool = False, free_count: int = 0):
+                 thp_heads: tuple[int, ...] | None = None, batched_decay: bool = False, free_count: int = 0,
+                 known: tuple[Run, ...] = ()):
         self.zone, self.batch, self.version = zone, max(1, pcp.batch), version
         self.batched_decay = batched_decay
         self.high = pcp.high
@@ -296,8 +300,14 @@ class PcpList:
                 self.thp.append(head)
                 self.before.add(head)
                 self.elsewhere -= 1 << zone.pb_order
-        if pcp.count - self.elsewhere:
-            self.order0.append([-1, pcp.count - self.elsewhere, False])
+        left = pcp.count - self.elsewhere
+        for r in known:                     # [pfn, pages, descending, from before the release]
+            k = min(r.pages, max(0, left))
+            if k:
+                self.order0.append([r.pfn, k, False, True])
+                left -= k
+        if left:
+            self.order0.append([-1, left, False])
         self.free_factor = 0                # 6.1: halved by every allocation; the touch made it 0
         self.free_count = free_count        # 6.12: pages freed in a row
         self.best = -1                      # largest merged order reaching a buddy list
@@ -465,7 +475,8 @@ class PcpList:
     def residue(self) -> list[tuple[int, int]]:
         """The release's own pages still on the lists."""
         pb = 1 << self.zone.pb_order
-        return [(p, n) for p, n, _ in self.order0 if p >= 0] + [(h, pb) for h in self.thp if h not in self.before]
+        return [(e[0], e[1]) for e in self.order0 if e[0] >= 0 and len(e) < 4] + \
+            [(h, pb) for h in self.thp if h not in self.before]
 
 
 @dataclass
@@ -598,7 +609,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                                 high_min=min((q.high for q in zs.pcps), default=p.high),
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
-                                free_count=fc)
+                                free_count=fc, known=tuple(r for r in pre.pcp_known if zs.start <= r.pfn < zs.end))
     tables_to = lists[tables_zone] if tables_zone is not None and lists[tables_zone].high > 0 else None
     for pfn, n, huge, desc in seq:
         if pfn < 0:                         # PTE tables: order-0 pages of unknown position
@@ -784,7 +795,7 @@ def settled_release(pre: PreRelease, rel: Released) -> bool:
     On 6.12 the lists must also have been read at the unmap (PreRelease.pcp_at_release): decay
     lowers high once a second, and a capture's high a step old put a run 17 MiB off."""
     return (pre.kind == "munmap" and pre.unmapped == pre.mapped and not pre.kept
-            and pre.pcp_taken and pre.faults_after > 0
+            and (pre.pcp_taken or bool(pre.pcp_known)) and pre.faults_after > 0
             and pre.ours_cpu is not None and pre.cpu is not None and pre.ours_cpu != pre.cpu
             and not rel.faults_refilled
             and (rel.spec.version < (6, 2) or (pre.pcp_read_at_release and not rel.free_count_high)))

@@ -71,6 +71,7 @@ class Run:
         self.activity: dict = {}  # guest activity rates measured in the idle window (see measuring)
         self.allocated = False  # the workload allocated since the last release (see pre_release)
         self.last_release = 0.0  # monotonic time of the last release (own_growth measures from it)
+        self.last_unmapped: tuple = ()  # the last release's unmapped pages (PreRecord.previous_unmapped)
         # free blocks >= the order left pending once passes were over (the boot-time ones, or a
         # phase's): nothing asks a pass for them (perblock.wait_reported), so they ask none
         self.stuck: set[tuple[int, int]] = set()
@@ -104,6 +105,8 @@ class Run:
         # batch and other lists' pages (measured: allocating as many pages as the count did not
         # lower it). After a release with no allocation since, they are its own residue.
         out["pcp_taken"] = self.allocated
+        if not self.allocated and self.last_unmapped:
+            out["previous_unmapped"] = self.last_unmapped
         # our SSH sessions and the interrupts run on the last CPU (guest_images/rootfs/etc/rcS)
         out["ours_cpu"] = self.g.cfg.smp - 1
         out["ours_node"] = next(n for n in range(self.g.cfg.numa_nodes) if out["ours_cpu"] in self.g.cfg.node_cpus(n))
@@ -218,6 +221,7 @@ class Run:
                 fnodes, cpu_node = fault_nodes_field(reply)
                 pre = dataclasses.replace(pre, fault_nodes=fnodes, cpu_node=cpu_node)
         self.allocated = False
+        self.last_unmapped = pre.unmapped if pre.kind == "munmap" else ()
         freed = guestfacts.snapshot_texts(self.g)
         # The guest's free blocks and the host's residency, block by block, right
         # after the release (the model's exact input) and once RSS has settled.

@@ -960,6 +960,27 @@ def test_a_figure_on_an_intervals_end_is_within_at_its_recorded_resolution(monke
     assert check.verdict == "outside"
 
 
+def test_the_previous_releases_pages_still_on_the_lists_are_placed(monkeypatch):
+    # fragment's free-rest: nothing was allocated since the punch, whose newest pages are still
+    # on CPU 0's lists (flagless in the capture); the free-rest's flushes drain them first
+    r = load("fragment_previous_6.1_on")
+    rest = r["phases"][-1]
+    pre, _ = prediction.pre_release_input(rest, r)
+    assert not pre.pcp_taken and R.settled_release(pre, R.run_release(pre))
+    known = sum(x.pages for x in pre.pcp_known)
+    count = next(p.count for zs in pre.zones for p in zs.pcps if p.cpu == pre.cpu and zs.name == "DMA32")
+    assert 0.9 * count <= known <= count, (known, count)
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    assert (ph["layout"]["real"], ph["layout"]["predicted"], ph["layout"]["matched"]) == (469, 469, 469)
+    assert abs(ph["drop_mib"] - ph["predicted_mib"]) <= 0.5
+    assert ph["predicted_hi_mib"] - ph["predicted_lo_mib"] <= 12.0
+    # planted: the previous release's pages not placed (the model before): 12 MiB and 3 blocks short
+    monkeypatch.setattr(prediction, "previous_on_lists", lambda *a: ())
+    out = judged(r)["phases"][-1]
+    assert out["predicted_mib"] <= ph["predicted_mib"] - 10.0 and out["layout"]["matched"] <= 466, out["layout"]
+
+
 # --- 6.12 free_count: the deposited tables and a THP's overshoot ---------------------------
 
 def test_gather_free_count_counts_deposited_tables_halved_per_gather_batch():
