@@ -945,16 +945,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # Left open: the count when the release begins, by one refill of the list the
         # mmu_gather's batch pages come from (rmqueue_bulk: batch pages) and one batch for the
         # release's own command (its pipe pages), and whether the touch left a THP on the list
-        # (it refills two at a time). The term is the model run with each. Where the capture
-        # tells flagless pages apart, it says whether a THP is there (a THP on a per-cpu list is
-        # a whole aligned 2 MiB of them: PreRelease.flagless_thps; the model's THP drains were
-        # the kernel's, 506 of 506 with the one found first, 250 of 250 with none), so the other
-        # parity runs only for captures that do not.
+        # (it refills two at a time). The term is the model run with each.
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
-        variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b)]
-        parity = pre.flagless_thps is None
-        if parity:
-            variants.append(run_release(pre, thp_left=not rel.thps_before))
+        variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b),
+                    run_release(pre, thp_left=not rel.thps_before)]
         # and what the model cannot time: a free_high on a list the faults did not reach, and
         # vmstat's batch from other nodes' lists
         if rel.free_high_lists or rel.remote_lists:
@@ -965,8 +959,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         untimed = "".join([f", {'/'.join(rel.free_high_lists)} drained whole (free_high)" if rel.free_high_lists else "",
                            f", a batch from {'/'.join(rel.remote_lists)} (vmstat)" if rel.remote_lists else ""])
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
-                          f"count {2 * b} pages either way{', the other THP parity' if parity else ''}{untimed}: "
-                          f"{res_pages[0]}-{k_hi} "
+                          f"count {2 * b} pages either way, the other THP parity{untimed}: {res_pages[0]}-{k_hi} "
                           f"pages (the model's {sum(n for _, n in rel.residue)}): the model run with each",
                           min(0.0, *ds), max(0.0, *ds)))
     elif rel.drained_after:

@@ -928,36 +928,20 @@ def test_blocks_the_model_did_not_predict_can_push_its_last_pass_to_one_more(mon
     assert out["verdict"] == "outside" and out["judgement"]["curve"], out["judgement"]
 
 
-def test_a_capture_that_tells_flagless_pages_apart_settles_the_thp_parity(monkeypatch):
-    # whether the touch left a THP on a per-cpu list is measured (a whole aligned 2 MiB of
-    # flagless pages), so the term no longer runs the other parity: 6.12, 17.2 -> 13.2 MiB wide
-    r = load("touch_free_6.12_settled_on")
-    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
-    assert pre.flagless_thps == ()
-    ph = judged(r)["phases"][-1]
-    assert ph["verdict"] == "within" and ph["predicted_hi_mib"] - ph["predicted_lo_mib"] <= 13.5, ph["terms"]
-    assert "THP parity" not in next(t for t in ph["terms"] if t["name"] == "pcp_residue")["explanation"]
-    # planted: a capture without the flagless class (as before it): the parity is run again
-    real = prediction.pre_release_input
-    monkeypatch.setattr(prediction, "pre_release_input",
-                        lambda *a, **k: (lambda p: (dataclasses.replace(p[0], flagless_thps=None), p[1]))(real(*a, **k)))
-    wide = judged(r)["phases"][-1]
-    assert wide["predicted_hi_mib"] - wide["predicted_lo_mib"] >= 17.0, wide["terms"]
-
-
 def test_a_figure_on_an_intervals_end_is_within_at_its_recorded_resolution(monkeypatch):
-    # a settled booted release with no high-side term: its guest free memory equals the model's
-    # to the page, but is recorded to 0.01 MiB (900.77 for 900.7695)
+    # a settled booted release (stored) whose guest free memory equalled the model's to the
+    # page, 230597 pages = 900.7695 MiB, recorded as 900.77 (to 0.01 MiB), read outside when its
+    # interval's high side was the prediction itself
     r = load("boot_rounding_6.1_on")
-    ph = judged(r)["phases"][-1]
-    fm = ph["free_memory"]
-    assert ph["verdict"] == "within" and fm["measured_mib"] == fm["hi_mib"] == fm["expected_mib"], fm
+    fm = judged(r)["phases"][-1]["free_memory"]
+    assert fm["verdict"] == "within" and fm["measured_mib"] == 900.77 and fm["expected_mib"] == 900.77, fm
+    on_the_end = prediction.FreeMemoryCheck(230597 / 256, fm["lo_mib"], 230597 / 256, 900.77, 5.0, ())
+    assert on_the_end.verdict == "within"
+    # the next recorded value above the end is over
+    assert dataclasses.replace(on_the_end, measured_mib=900.78).verdict == "outside"
+    # planted: compared as if recorded exactly
     monkeypatch.setattr(prediction, "FREE_RESOLUTION_MIB", 0.0)
-    assert judged(r)["phases"][-1]["free_memory"]["verdict"] == "outside"
-    # and the next recorded value above it is over
-    monkeypatch.setattr(prediction, "FREE_RESOLUTION_MIB", 0.005)
-    check = prediction.FreeMemoryCheck(fm["expected_mib"], fm["lo_mib"], fm["hi_mib"], fm["hi_mib"] + 0.01, 5.0, ())
-    assert check.verdict == "outside"
+    assert on_the_end.verdict == "outside"
 
 
 def test_the_previous_releases_pages_still_on_the_lists_are_placed(monkeypatch):
