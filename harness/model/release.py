@@ -537,10 +537,12 @@ def machine_before(pre: PreRelease) -> tuple[Machine, KernelSpec]:
     return m, spec
 
 
-def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None, pages: int) -> dict[str, int]:
+def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None,
+                         pages: int) -> tuple[dict[str, int], str | None]:
     """Pure: `pages` of the unmap's own (THPs' deposited page tables, less the gather's batch
-    pages) per zone key whose per-cpu lists take them. Each THP's table was allocated in the
-    fault that took the THP (__do_huge_pmd_anonymous_page: the folio, then pte_alloc_one), on
+    pages) per zone key whose per-cpu lists take them, and the zone of the largest share.
+    Each THP's table was allocated in the fault that took the THP
+    (__do_huge_pmd_anonymous_page: the folio, then pte_alloc_one), on
     the release CPU's node, down the same zonelist: so in proportion to the release's THPs
     per zone of that node (by its pages where it has no THP there, e.g. all on another node).
     The largest share gets the rounding. Six releases over two zones: a 2-node one (no THP on
@@ -556,11 +558,11 @@ def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None, pa
             break
     total = sum(share.values())
     if not total:
-        return {}
+        return {}, None
     out = {k: pages * n // total for k, n in share.items()}
     top = max(share, key=lambda k: (share[k], m.zone(k).start))
     out[top] += pages - sum(out.values())
-    return out
+    return out, top
 
 
 def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0,
@@ -593,8 +595,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     # uncertainty and the PTE tables go with the largest share. (They went to the DMA zone's
     # list before, which no free reaches: on a settled 2 GiB release that read 2 MiB under the
     # drop and 0.6 MiB over the guest's free memory.)
-    split = release_tables_split(m, freed, pre.cpu_node, extra)
-    tables_zone = max(split, key=lambda k: (split[k], m.zone(k).start), default=None)
+    split, tables_zone = release_tables_split(m, freed, pre.cpu_node, extra)
     for zs in pre.zones:
         if zs.end <= zs.start:
             continue

@@ -20,7 +20,7 @@ from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, R
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
-from harness.measure.perblock import Capture, asked
+from harness.measure.perblock import Capture, asked, pending
 from harness.measure.snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
 
 # The figures are recorded rounded, and a prediction can sit exactly on an interval's end (a
@@ -260,14 +260,15 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
                 break
         blocks.append(FreeBlock(b.head, b.order, b.reported, mt))
     runs = lambda xs: tuple(Run(p, n, h) for p, n, h in xs)  # noqa: E731
+    flagless = tuple((st, n) for c, st, n in cap.scan.runs if c == "P") if cap.scan.version >= 2 else None
     p = PreRelease(kernel=facts.kernel, order=mi.reportable_order, zones=zones, blocks=tuple(blocks),
                    held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
                    faults_after=pre.faults_after, ours_cpu=pre.ours_cpu, page_tables=pre.page_tables or 0,
                    pcp_read_at_release=bool(pre.pcp_at_release), fault_nodes=pre.fault_nodes, cpu_node=pre.cpu_node,
-                   ours_node=pre.ours_node, pcp_known=previous_on_lists(pre, cap) if not pre.pcp_taken else (),
-                   flagless_thps=cap.scan.flagless_blocks(THP_ORDER),
-                   flagless=tuple((st, n) for c, st, n in cap.scan.runs if c == "P") if cap.scan.version >= 2 else None)
+                   ours_node=pre.ours_node,
+                   pcp_known=() if pre.pcp_taken else previous_on_lists(pre.previous_unmapped, flagless),
+                   flagless_thps=cap.scan.flagless_blocks(THP_ORDER), flagless=flagless)
     act = pre.activity
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])
@@ -284,22 +285,23 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
     return p, activity
 
 
-def previous_on_lists(pre: PreRecord, cap: Capture) -> tuple[Run, ...]:
-    """Pure: the previous release's pages the capture before this one finds flagless (a free
-    page on a per-cpu list carries no flag), in that release's order, where nothing was
-    allocated since: its residue, still on the release CPU's lists, the oldest there. A
-    fragment free-rest (the punch before it, 774 flushes of 63-252 pages): 6520 of the 6767
-    pages on CPU 0's lists; placed, its blocks right after were 465/465/465 where they had
-    been 465/462/461, the drop 982.0 predicted for 981.9 (970.0 before)."""
-    if not pre.previous_unmapped or cap.scan.version < 2:
+def previous_on_lists(previous_unmapped, flagless: tuple[tuple[int, int], ...] | None) -> tuple[Run, ...]:
+    """Pure: the previous release's pages (previous_unmapped, in its order) that the capture
+    before this one finds flagless (a free page on a per-cpu list carries no flag; None: the
+    capture did not tell them apart), where nothing was allocated since: its residue, still
+    on the release CPU's lists, the oldest there. A fragment free-rest (the punch before it,
+    774 flushes of 63-252 pages): 6520 of the 6767 pages on CPU 0's lists; placed, its blocks
+    right after were 465/465/465 where they had been 465/462/461, the drop 982.0 predicted for
+    981.9 (970.0 before)."""
+    if not previous_unmapped or flagless is None:
         return ()
-    flagless = sorted((st, n) for c, st, n in cap.scan.runs if c == "P")
-    starts = [st for st, _ in flagless]
+    runs = sorted(flagless)
+    starts = [st for st, _ in runs]
     out = []
-    for pfn, n, _ in pre.previous_unmapped:
+    for pfn, n, _ in previous_unmapped:
         i = max(0, bisect.bisect_right(starts, pfn) - 1)
-        while i < len(flagless) and flagless[i][0] < pfn + n:
-            st, m = flagless[i]
+        while i < len(runs) and runs[i][0] < pfn + n:
+            st, m = runs[i]
             lo, hi = max(st, pfn), min(st + m, pfn + n)
             if lo < hi:
                 out.append(Run(lo, hi - lo))
@@ -504,10 +506,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
     # real blocks the model knows exist but cannot place: THPs from before the release it drained
     fields["layout"]["unplaced_predicted"] = rel.unknown_thps_drained
     # real blocks the model did not predict that a pass will visit: each takes a report slot
-    gated = {z.name for z in after.scan.zones if z.gated(after.order)}
     unpredicted = set(lay.only_real)
-    fields["layout"]["unpredicted_pending"] = sum(1 for b in after.blocks if (b.head, b.order) in unpredicted
-                                                  and not b.reported and b.zone not in gated)
+    fields["layout"]["unpredicted_pending"] = sum(1 for b in pending(after) if (b.head, b.order) in unpredicted)
     # once reporting is done: which blocks the model says were reported, against the guest's
     # PG_reported marks in the settled capture
     settled = Capture.from_json(phase.captures["settled"])

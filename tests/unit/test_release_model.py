@@ -846,7 +846,7 @@ def test_a_list_the_faults_did_not_reach_stays_in_the_term(monkeypatch):
     fm = ph["free_memory"]
     assert abs(fm["measured_mib"] - fm["expected_mib"]) <= 0.5, fm
     # planted: the tables left out (the model before): the centre 8 MiB and 2 blocks off
-    monkeypatch.setattr(R, "release_tables_split", lambda *a: {})
+    monkeypatch.setattr(R, "release_tables_split", lambda *a: ({}, None))
     out = judged(r)["phases"][-1]
     assert out["free_memory"]["expected_mib"] <= fm["measured_mib"] - 7.0
     assert out["layout"]["matched"] <= 707
@@ -861,7 +861,7 @@ def test_the_unmaps_page_tables_go_where_its_thps_came_from(monkeypatch):
     fm = ph["free_memory"]
     assert abs(fm["measured_mib"] - fm["expected_mib"]) <= 0.1, fm
     assert (ph["layout"]["real"], ph["layout"]["matched"]) == (462, 460)
-    monkeypatch.setattr(R, "release_tables_split", lambda *a: {})
+    monkeypatch.setattr(R, "release_tables_split", lambda *a: ({}, None))
     out = judged(r)["phases"][-1]
     assert out["verdict"] == "outside" and out["free_memory"]["verdict"] == "outside", out["judgement"]
 
@@ -882,7 +882,7 @@ def test_the_release_flushes_are_the_kernels(monkeypatch):
     assert sum(map(len, kernel.values())) == 131
     assert model == kernel
     assert judged(r)["phases"][-1]["verdict"] == "within"
-    monkeypatch.setattr(R, "release_tables_split", lambda *a: {})
+    monkeypatch.setattr(R, "release_tables_split", lambda *a: ({}, None))
     left_out = {k: list(v) for k, v in R.run_release(pre).flushes.items() if v}
     assert len(left_out["0/DMA32"]) == len(kernel["0/DMA32"]) - 1
 
