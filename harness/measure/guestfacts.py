@@ -15,9 +15,11 @@ def effective_order(sysfs_order: int) -> int:
     return sysfs_order if 0 <= sysfs_order <= 10 else PAGEBLOCK_ORDER
 
 
-def balloon_features(guest) -> str:
-    """Feature bits of the virtio-balloon device (virtio device id 5)."""
-    out = guest.run("for d in /sys/bus/virtio/devices/*; do echo $(cat $d/device) $(cat $d/features); done").stdout
+_FEATURES_CMD = "for d in /sys/bus/virtio/devices/*; do echo $(cat $d/device) $(cat $d/features); done"
+
+
+def features_of(out: str) -> str:
+    """Pure: _FEATURES_CMD's output -> the feature bits of the virtio-balloon device (id 5)."""
     for line in out.splitlines():
         dev, _, bits = line.partition(" ")
         if int(dev, 16) == procfs.VIRTIO_ID_BALLOON:
@@ -25,8 +27,23 @@ def balloon_features(guest) -> str:
     raise GuestError("no virtio-balloon device in the guest")
 
 
+def balloon_features(guest) -> str:
+    """Feature bits of the virtio-balloon device (virtio device id 5)."""
+    return features_of(guest.run(_FEATURES_CMD).stdout)
+
+
 def reporting_negotiated(guest) -> bool:
     return procfs.feature_bit(balloon_features(guest), procfs.VIRTIO_BALLOON_F_REPORTING)
+
+
+def start_facts(guest) -> tuple[bool, int, str]:
+    """What a measured run reads first, in one SSH round trip: whether reporting was negotiated,
+    page_reporting_order as sysfs shows it, and /proc/iomem (pagemap.layout)."""
+    out = guest.run(f"echo '{_SEP}features'; {_FEATURES_CMD}; echo '{_SEP}order'; cat {ORDER_PARAM}; "
+                    f"echo '{_SEP}iomem'; cat /proc/iomem").stdout
+    texts = split_sections(out)
+    return (procfs.feature_bit(features_of(texts["features"]), procfs.VIRTIO_BALLOON_F_REPORTING),
+            int(texts["order"]), texts["iomem"])
 
 
 def reporting_order(guest) -> int:
@@ -53,6 +70,15 @@ def snapshot_texts(guest) -> dict[str, str]:
 
 
 def split_snapshot(out: str) -> dict[str, str]:
+    texts = split_sections(out)
+    missing = set(SNAPSHOT_FILES) - set(texts)
+    if missing:
+        raise GuestError(f"snapshot lacks {', '.join(sorted(missing))}")
+    return texts
+
+
+def split_sections(out: str) -> dict[str, str]:
+    """Pure: output of commands each preceded by `echo '<_SEP>name'` -> {name: its output}."""
     texts: dict[str, str] = {}
     name = None
     for line in out.splitlines(keepends=True):
@@ -61,7 +87,4 @@ def split_snapshot(out: str) -> dict[str, str]:
             texts[name] = ""
         elif name is not None:
             texts[name] += line
-    missing = set(SNAPSHOT_FILES) - set(texts)
-    if missing:
-        raise GuestError(f"snapshot lacks {', '.join(sorted(missing))}")
     return texts

@@ -182,6 +182,13 @@ class Sampler(PollingThread):
                     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
                 self._cond.wait(left)
 
+    def wait_until(self, cond, deadline: float) -> Sample | None:
+        """The sample at which cond(samples) first held before the monotonic `deadline`, else None."""
+        try:
+            return self.wait_for(cond, deadline - time.monotonic(), "a condition")
+        except TimeoutError:
+            return None
+
     def since(self, t0: float) -> list[Sample]:
         with self._cond:
             return [s for s in self.samples if s.t >= t0]
@@ -195,4 +202,13 @@ def stable_for(window: float, eps_mib: float, since: float, key=lambda s: s.ram_
             return False
         vals = [key(s) for s in samples if s.t >= last - window]
         return max(vals) - min(vals) < eps_mib
+    return cond
+
+
+def fell_after(since: float, step_mib: float, key=lambda s: s.ram_rss_mib):
+    """Condition: the newest sample is >= step below the level at `since` (the last sample at
+    or before it)."""
+    def cond(samples: list[Sample]) -> bool:
+        base = next((key(s) for s in reversed(samples) if s.t <= since), None)
+        return base is not None and samples[-1].t > since and base - key(samples[-1]) >= step_mib
     return cond

@@ -74,11 +74,13 @@ def parse_system_ram(iomem: str) -> list[tuple[int, int]]:
     return out
 
 
-def layout(guest) -> list[RamRange]:
+def layout(guest, iomem: str | None = None) -> list[RamRange]:
     """The guest's RAM ranges with their host addresses, split where the host mapping changes
-    (one backend per NUMA node: a guest "System RAM" range can span two host mappings)."""
+    (one backend per NUMA node: a guest "System RAM" range can span two host mappings).
+    iomem: the guest's /proc/iomem when already read (guestfacts.start_facts)."""
     ranges = []
-    for start, end in parse_system_ram(guest.run("cat /proc/iomem").stdout):
+    iomem = guest.run("cat /proc/iomem").stdout if iomem is None else iomem
+    for start, end in parse_system_ram(iomem):
         ranges += _contiguous(guest, start, end)
     return ranges
 

@@ -19,6 +19,7 @@ class PhaseEnd:
     model_last_pass_s: float | None = None  # the end plan's last predicted pass
     model_s: float | None = None            # the end plan's model run
     left_unreported: int | None = None      # pending blocks the last scan left
+    landed_s: float | None = None           # RSS seen fallen after the model's previous pass (the first scan's wake)
 
     def to_json(self) -> dict:
         return {k: v for k, v in ((f.name, getattr(self, f.name)) for f in fields(self)) if v is not None}
@@ -27,7 +28,8 @@ class PhaseEnd:
     def from_json(cls, d: dict | None) -> "PhaseEnd":
         d = d or {}
         return cls(how=d.get("how", "stable"), **{k: d[k] for k in ("scans", "waited_s", "model_last_pass_s",
-                                                                        "model_s", "left_unreported") if k in d})
+                                                                        "model_s", "left_unreported", "landed_s")
+                                                                        if k in d})
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from harness.errors import GuestError
 from harness.measure.hostmem import PollingThread
 
 POLL_S = 1  # the device's interval (whole seconds: the shortest it takes)
-READ_PERIOD_S = 0.2  # this thread's: a new answer is read at most this long after QEMU got it
+READ_PERIOD_S = 0.1  # this thread's: a new answer is read at most this long after QEMU got it
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,10 @@ IDLE_WINDOW_RESTORED_S = 1.0
 # So the samples after the scan only show RSS is not mid-move: 3 samples (hostmem.Sampler.period).
 END_MARGIN_S = 0.5
 RSS_STOP_S = 0.3
+# Passes come REPORTING_DELAY_S apart: a fall of RSS later than half a delay before the model's
+# last pass is that pass's (the one before it landed 1.5 s earlier), so the first scan need not
+# wait for END_MARGIN_S (Run.phase_end).
+LANDED_WINDOW_S = 1.0
 REPORTING_DELAY_S = prediction.REPORTING_DELAY_S  # the next pass, if one is due
 STATS_WAIT_S = 3.0  # two of the device's intervals (stats_poller.POLL_S) for the guest's next statistics
 # The workload runs pinned here, so its frees go onto this CPU's per-cpu lists, which the
@@ -61,13 +65,11 @@ class Run:
     def __init__(self, guest, sampler):
         self.g, self.s = guest, sampler
         self.phases: list[Phase] = []
-        self.facts = {
-            "reporting_negotiated": guestfacts.reporting_negotiated(guest),
-            "reporting_order": guestfacts.reporting_order(guest),
-        }
+        negotiated, order, iomem = guestfacts.start_facts(guest)  # one round trip (~0.07 s)
+        self.facts = {"reporting_negotiated": negotiated, "reporting_order": order}
         self.order = guestfacts.effective_order(self.facts["reporting_order"])
         self.wl = None
-        self.ranges = pagemap.layout(guest)  # guest-physical -> host mapping, for per-block captures
+        self.ranges = pagemap.layout(guest, iomem)  # guest-physical -> host mapping, for per-block captures
         self.activity: dict = {}  # guest activity rates measured in the idle window (see measuring)
         self.allocated = False  # the workload allocated since the last release (see pre_release)
         self.last_release = 0.0  # monotonic time of the last release (own_growth measures from it)
@@ -92,11 +94,12 @@ class Run:
         finally:
             self.workload_s += time.monotonic() - t
 
-    def pre_release(self, unmaps: str | None, frees=None, kind: str | None = None) -> tuple[dict, dict]:
-        """What the model may know, read before the release: the workload's mapped pages and the
-        ones the release unmaps (its own pagemap, in the order munmap frees them), the guest's
-        free blocks with the host's residency, and what one capture costs in guest activity.
-        Returns PreRecord's fields but its times, and when each input was read (monotonic)."""
+    def pre_release(self, unmaps: str | None, frees=None, kind: str | None = None) -> tuple[dict, dict, dict]:
+        """What the model may know, read before the release: the guest's memory files (the
+        held snapshot), the workload's mapped pages and the ones the release unmaps (its own
+        pagemap, in the order munmap frees them), the guest's free blocks with the host's
+        residency, and what one capture costs in guest activity. Returns PreRecord's fields
+        but its times, when each input was read (monotonic), and the snapshot."""
         cpu = WORKLOAD_CPU if self.g.cfg.smp > 1 else 0
         out: dict = {"cpu": cpu, "read_at": {}, "kind": kind or ("munmap" if frees is None else "drop_caches")}
         # Pages on the workload CPU's per-cpu lists are free pages /proc cannot place. An
@@ -112,12 +115,17 @@ class Run:
         out["ours_node"] = next(n for n in range(self.g.cfg.numa_nodes) if out["ours_cpu"] in self.g.cfg.node_cpus(n))
         if unmaps is not None:              # e2emem's own unmap, and its faults after it
             out["faults_after"] = WORKLOAD_SETTLE_FAULTS
+        if unmaps is not None and frees is None:
+            # e2emem reads its pagemap on its CPU while the snapshot runs on ours (~0.2 s each)
+            region = unmaps.split()[0]
+            self.wl.send(f"pfns {region}")  # e2emem made the region: it runs
+        out["read_at"]["snapshot"] = time.monotonic()
+        held = guestfacts.snapshot_texts(self.g)
         if frees is not None:
             out["mapped"] = out["unmapped"] = runs_of(frees())
             out["read_at"]["mapped"] = out["read_at"]["unmapped"] = time.monotonic()
         elif unmaps is not None:
-            region = unmaps.split()[0]
-            whole = self.ask(f"pfns {region}")
+            whole = self.wl.reply(f"pfns {region}")
             out["mapped"] = runs_of(pfn_runs(whole))
             out["read_at"]["mapped"] = time.monotonic()
             part = self.ask(f"pfns {unmaps}") if unmaps != region else whole
@@ -160,7 +168,7 @@ class Run:
         out["capture_vmstat"] = (vm0, vm1)
         out["stuck"] = tuple(sorted(self.stuck))
         out["waited_for"] = tuple(out["waited_for"])
-        return out, out.pop("read_at")
+        return out, out.pop("read_at"), held
 
     def own_growth(self) -> float:
         """MiB QEMU's own memory (its RSS less guest RAM's share and TCG's cache) grew from the
@@ -195,19 +203,16 @@ class Run:
         if unmaps is None and frees is None and freed_pfns is None:
             raise ValueError(f"release {name!r}: say what it frees (unmaps, frees or freed_pfns): the model "
                              "predicts from those pages, read before the release")
-        t_held = time.monotonic()
-        held = guestfacts.snapshot_texts(self.g)
         if freed_pfns is not None:
-            fields, read_at = self.pre_release(None, lambda: freed_pfns, kind="munmap")
+            fields, read_at, held = self.pre_release(None, lambda: freed_pfns, kind="munmap")
         else:
-            fields, read_at = self.pre_release(unmaps, frees)
+            fields, read_at, held = self.pre_release(unmaps, frees)
         t0 = time.monotonic()
         peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
         log.info("%s: releasing %g MiB", name, freed_mib,
                  extra={"phase": name, "peak_mib": peak.rss_mib, "freed_mib": freed_mib})
         t_action = time.monotonic()
         read_at_s = {k: round(v - t_action, 3) for k, v in read_at.items()}
-        read_at_s["snapshot"] = round(t_held - t_action, 3)
         pre = PreRecord(**fields, read_at_s=read_at_s, qemu_own_growth_mib=round(self.own_growth(), 1),
                         activity=self.activity)
         reply = action()
@@ -288,7 +293,15 @@ class Run:
         t_plan = time.monotonic() - t_action
         log.info("%s: the model's last pass ends %.2f s after the release", name, plan.last_pass_s)
         deadline = t_action + SETTLE_TIMEOUT_S
-        wake = t_action + plan.last_pass_s + END_MARGIN_S
+        margin_wake = t_action + plan.last_pass_s + END_MARGIN_S
+        # The first scan as soon as RSS has fallen after the model's previous pass
+        # (LANDED_WINDOW_S), at the latest at margin_wake: the last pass's discards, seen
+        # 0.15-0.3 s after the model's pass. A pass's fall showed in one 0.1 s sample in 131 of
+        # 132 falls (stored runs and results/, 2026-12-07); one caught mid-pass whose scan sees
+        # blocks pending is scanned again at margin_wake.
+        landed = (self.s.wait_until(hostmem.fell_after(t_action + plan.last_pass_s - LANDED_WINDOW_S, STABLE_EPS_MIB),
+                                    margin_wake) if plan.last_pass_s > 0 else None)
+        wake = time.monotonic() if landed else margin_wake
         scans, changed, last_left = 0, 0.0, None
         while True:
             time.sleep(max(0.0, wake - time.monotonic()))
@@ -305,13 +318,17 @@ class Run:
             if t_scan > deadline:
                 raise TimeoutError(f"{name}: {len(left)} free blocks >= order {self.order} still unreported "
                                    f"{SETTLE_TIMEOUT_S:.0f} s after the release")
-            wake = t_scan + REPORTING_DELAY_S + END_MARGIN_S
+            # a scan woken by RSS before the margin: the pass may still be marking its blocks
+            wake = margin_wake if t_scan < margin_wake else t_scan + REPORTING_DELAY_S + END_MARGIN_S
         self.stuck = {(b.head, b.order) for b in perblock.pending(cap)}
-        after = self.s.wait_for(hostmem.stable_for(RSS_STOP_S, STABLE_EPS_MIB, t_scan), SETTLE_TIMEOUT_S,
+        # RSS still since the fall that woke the first scan (the scan only confirms it), else since the scan
+        stop_since = landed.t if landed and scans == 1 else t_scan
+        after = self.s.wait_for(hostmem.stable_for(RSS_STOP_S, STABLE_EPS_MIB, stop_since), SETTLE_TIMEOUT_S,
                                 f"RSS to stop after {name}")
         return after, cap, t_scan, PhaseEnd("scan", scans=scans, waited_s=round(time.monotonic() - t_action, 2),
                                             model_last_pass_s=plan.last_pass_s, model_s=round(t_plan, 3),
-                                            left_unreported=len(last_left or ()))
+                                            left_unreported=len(last_left or ()),
+                                            landed_s=round(landed.t - t_action, 2) if landed else None)
 
     def _keep(self, phase: Phase) -> None:
         """Each phase's snapshots and captures go to the guest's run directory as soon as they

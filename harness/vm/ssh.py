@@ -147,9 +147,14 @@ class Process:
 
     def ask(self, line: str, timeout: float = 120) -> str:
         """Send one command line, return the reply line ('ok ...'); raise on 'err' or EOF."""
+        self.send(line)
+        return self.reply(line, timeout)
+
+    def reply(self, line: str, timeout: float = 120) -> str:
+        """The reply line ('ok ...') to `line`, already sent (the caller did other work
+        meanwhile); raise on 'err' or EOF."""
         self.chan.settimeout(timeout)
         try:
-            self.chan.sendall((line + "\n").encode())
             reply = self.file.readline().strip()
         except (socket.timeout, OSError, paramiko.SSHException) as e:
             raise GuestError(f"{self.cmd}: no answer to {line!r}: {e}") from e

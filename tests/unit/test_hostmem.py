@@ -51,3 +51,16 @@ def test_stable_for_needs_a_full_quiet_window_after_since():
     # a step inside the window (a reporting pass) is not stable
     assert not cond(series([300, 300, 300, 44, 44]))
     assert cond(series([300, 300, 44, 44, 44, 44, 44]))
+
+
+def test_fell_after_wakes_on_the_first_sample_fallen_after_since():
+    # the stored touch-free run's last pass: 464.4 until 8.13 s, 212.4 from 8.24 s (0.11 s apart)
+    t = [6.89, 8.01, 8.13, 8.24, 8.35]
+    rss = [464.4, 464.4, 464.4, 212.4, 212.4]
+    samples = [Sample(a, v, v) for a, v in zip(t, rss)]
+    cond = hostmem.fell_after(since=8.035 - 1.0, step_mib=4.0)
+    assert not cond(samples[:3])
+    assert cond(samples[:4])
+    # a fall before `since` (the previous pass) does not wake it; nor a move under the step
+    assert not hostmem.fell_after(since=8.3, step_mib=4.0)(samples + [Sample(8.46, 212.4, 212.4)])
+    assert not cond(samples[:3] + [Sample(8.24, 461.0, 461.0)])

@@ -198,3 +198,12 @@ def test_memfd_touch_then_punch_hole():
             _close(m)
     finally:
         os.close(fd)
+
+
+def test_layout_from_an_iomem_already_read():
+    class NoRun(FakeGuest):
+        def run(self, cmd):
+            raise AssertionError("read /proc/iomem again")
+    base = 0x7f0000000000
+    ranges = pagemap.layout(NoRun(None, lambda gpa: base + gpa), IOMEM_Q35_2G)
+    assert ranges == pagemap.layout(FakeGuest(IOMEM_Q35_2G, lambda gpa: base + gpa))
