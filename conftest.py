@@ -169,7 +169,8 @@ def report(record_property):
                        free_memory={k: (ph.get("free_memory") or {}).get(k)
                                     for k in ("measured_mib", "expected_mib", "lo_mib", "hi_mib", "verdict")},
                        # where the phase's time went (the result's timings are its last phase's)
-                       end_s=(ph.get("end") or {}).get("waited_s"), worker_wait_s=(ph.get("pre") or {}).get("worker_wait_s"),
+                       end_s=(ph.get("end") or {}).get("waited_s"), end=ph.get("end"),
+                       worker_wait_s=(ph.get("pre") or {}).get("worker_wait_s"),
                        timings=result.get("timings") if ph is (result.get("phases") or [result])[-1] else None)
             record_property(f"phase:{ph.get('phase', 'main')}", json.dumps(row))
     return rec

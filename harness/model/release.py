@@ -946,10 +946,17 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # Left open: the count when the release begins, by one refill of the list the
         # mmu_gather's batch pages come from (rmqueue_bulk: batch pages) and one batch for the
         # release's own command (its pipe pages), and whether the touch left a THP on the list
-        # (it refills two at a time). The term is the model run with each.
+        # (it refills two at a time). The term is the model run with each. A THP the capture
+        # did not see (flagless_thps empty) is left out: a THP on the list is a flagless
+        # aligned block, and in the stored runs whose capture saw none the touch took an even
+        # number of THPs (6.12's aligned mappings, 128 and 512) or one was on the list before
+        # it (an integrity cycle's 255); where it saw one, an odd number (6.1's unaligned 127,
+        # 511, 767).
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
-        variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b),
-                    run_release(pre, thp_left=not rel.thps_before)]
+        variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b)]
+        other_parity = bool(rel.thps_before) or pre.flagless_thps != ()
+        if other_parity:
+            variants.append(run_release(pre, thp_left=not rel.thps_before))
         # and what the model cannot time: a free_high on a list the faults did not reach, and
         # vmstat's batch from other nodes' lists
         if rel.free_high_lists or rel.remote_lists:
@@ -959,8 +966,9 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         k_lo, k_hi = res_pages[0], res_pages[-1]
         untimed = "".join([f", {'/'.join(rel.free_high_lists)} drained whole (free_high)" if rel.free_high_lists else "",
                            f", a batch from {'/'.join(rel.remote_lists)} (vmstat)" if rel.remote_lists else ""])
+        parity = ", the other THP parity" if other_parity else ", no THP left on the list (none seen)"
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
-                          f"count {2 * b} pages either way, the other THP parity{untimed}: {res_pages[0]}-{k_hi} "
+                          f"count {2 * b} pages either way{parity}{untimed}: {res_pages[0]}-{k_hi} "
                           f"pages (the model's {sum(n for _, n in rel.residue)}): the model run with each",
                           min(0.0, *ds), max(0.0, *ds)))
     elif rel.drained_after:

@@ -784,7 +784,7 @@ def test_6_12_is_settled_only_once_free_count_is_under_batch_and_the_lists_were_
 
 def test_a_settled_6_12_release_is_judged_on_the_models_own_runs():
     # six faults after the unmap (free_count under batch) and the lists read at it: 6.12 settled,
-    # 1015.9 vs 1016.0 [1007.4, 1024.6], block for block, the guest's free memory exact
+    # 1015.9 vs 1016.0 [1009.4, 1022.6], block for block, the guest's free memory exact
     r = load("touch_free_6.12_settled_on")
     ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "within", ph["judgement"]["failures"]
@@ -799,6 +799,27 @@ def test_a_settled_6_12_release_is_judged_on_the_models_own_runs():
     assert r["phases"][-1]["pre"]["pcp_at_release"][1][3] == 8838 - 8838 // 8
     # planted: the reporting capacity halved: outside
     assert judged(r, ReportingParams(capacity=16))["phases"][-1]["verdict"] == "outside"
+
+
+def test_a_thp_the_capture_did_not_see_is_not_in_the_settled_term(monkeypatch):
+    # 6.12 maps the touch THP-aligned: 512 THPs taken two per refill leave none on the list, and
+    # the capture saw no flagless aligned block. The settled term has no run with one (the
+    # other parity): 13.2 MiB wide where it was 17.2, the model exact block for block
+    ph = judged(load("touch_free_6.12_settled_on"))["phases"][-1]
+    res = next(t for t in ph["terms"] if t["name"] == "pcp_residue")
+    assert "no THP left on the list (none seen)" in res["explanation"], res
+    assert ph["verdict"] == "within" and ph["predicted_hi_mib"] - ph["predicted_lo_mib"] <= 13.5
+    assert abs(ph["drop_mib"] - ph["predicted_mib"]) < 0.25 and ph["layout"]["matched"] == ph["layout"]["real"]
+    # a THP seen keeps the run without it (boot 6.1: test_the_thp_parity_run_is_what_keeps_...)
+    boot = judged(load("boot_frees_6.1_on"))["phases"][-1]
+    assert "the other THP parity" in next(t for t in boot["terms"] if t["name"] == "pcp_residue")["explanation"]
+    # planted: a THP of unknown position on the list (what the parity run assumed): 2 MiB under
+    # the drop and a block off
+    real = prediction.pre_release_input
+    monkeypatch.setattr(prediction, "pre_release_input",
+                        lambda *a, **k: (lambda p, act: (dataclasses.replace(p, flagless_thps=(-1,)), act))(*real(*a, **k)))
+    ph = judged(load("touch_free_6.12_settled_on"))["phases"][-1]
+    assert ph["drop_mib"] - ph["predicted_mib"] > 1.5 and ph["layout"]["matched"] == ph["layout"]["real"] - 1
 
 
 # --- faults on every node, and the drains the faults cannot rule out -----------------------
