@@ -69,6 +69,19 @@ class ZoneState:
     def pcp(self, cpu: int) -> Pcp | None:
         return next((p for p in self.pcps if p.cpu == cpu), None)
 
+    def high_min(self, nodes: int) -> int:
+        """6.12's pcp->high_min, the same on every CPU: mm/page_alloc.c zone_highsize (no
+        percpu_pagelist_high_fraction) splits the zone's low watermark (its boost aside) over
+        the CPUs of its node, at least 4 batches. zoneinfo prints only each CPU's current high,
+        which an idle CPU's decay brings down to high_min and a busy one's frees raise: a
+        restored run read 8671 on both CPUs where the kernel's was 6928 (kprobe). On several
+        nodes (CPUs per node not recorded) the lowest high read, an upper bound."""
+        read = min((q.high for q in self.pcps), default=0)
+        if nodes != 1 or not self.pcps:
+            return read
+        batch = max(q.batch for q in self.pcps)
+        return min(read, max((self.wmark_low - self.boost) // len(self.pcps), batch << 2))
+
 
 @dataclass(frozen=True)
 class FreeBlock:
@@ -596,6 +609,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     # list before, which no free reaches: on a settled 2 GiB release that read 2 MiB under the
     # drop and 0.6 MiB over the guest's free memory.)
     split, tables_zone = release_tables_split(m, freed, pre.cpu_node, extra)
+    n_nodes = len({zs.node for zs in pre.zones})
     for zs in pre.zones:
         if zs.end <= zs.start:
             continue
@@ -607,7 +621,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
         if p.high > 0 and zs.key == tables_zone:
             fc = gather_free_count(freed) if pre.kind == "munmap" and spec.version >= (6, 2) else 0
         lists[zs.key] = PcpList(m.zone(zs.key), p, spec.version,
-                                high_min=min((q.high for q in zs.pcps), default=p.high),
+                                high_min=zs.high_min(n_nodes) if zs.pcps else p.high,
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
                                 free_count=fc, known=tuple(r for r in pre.pcp_known if zs.start <= r.pfn < zs.end))
@@ -932,7 +946,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     reached = {rel.machine.zone_of(r.pfn).key for r in rel.freed.runs}
     highs = [(zs.pcp(cpu).high if zs.pcp(cpu) else 0) for zs in pre.zones if zs.key in reached]
     if rel.residue_drains:                  # 6.12: decay leaves at most high_min
-        highs = [min((q.high for q in zs.pcps), default=0) for zs in pre.zones if zs.key in reached]
+        nodes = len({zs.node for zs in pre.zones})
+        highs = [zs.high_min(nodes) for zs in pre.zones if zs.key in reached]
     max_drain = max((zs.pcp(cpu).batch << PCP_BATCH_SCALE_MAX for zs in pre.zones if zs.pcp(cpu)), default=0)
     k_hi = sum(h + (1 << rel.spec.pageblock_order) - 1 for h in highs if h > 0) \
         - max(0, rel.elsewhere_left - max_drain)
