@@ -473,13 +473,28 @@ class PcpList:
         if self.version < (6, 2):
             return
         while self.high > self.high_min:
-            self.high = max(self.count - (self.batch << PCP_BATCH_SCALE_MAX), self.high - (self.high >> 3),
-                            self.high_min)
-            to_drain = self.count - self.high
-            step = self.batch if self.batched_decay else max(to_drain, 1)
-            while to_drain > 0:                     # KernelSpec.batched_decay: batch per call
-                self._bulk(min(to_drain, step), thp_first=False, from_list0=True)
-                to_drain -= step
+            self.decay_step()
+
+    def decay_step(self) -> None:
+        """One decay_pcp_high call (vmstat's, once a second)."""
+        self.high = max(self.count - (self.batch << PCP_BATCH_SCALE_MAX), self.high - (self.high >> 3),
+                        self.high_min)
+        to_drain = self.count - self.high
+        step = self.batch if self.batched_decay else max(to_drain, 1)
+        while to_drain > 0:                         # KernelSpec.batched_decay: batch per call
+            self._bulk(min(to_drain, step), thp_first=False, from_list0=True)
+            to_drain -= step
+
+    def decay_inside(self) -> None:
+        """6.12: a decay step that falls inside the release, before its last order-0 free (a
+        deposited page table, zap_huge_pmd): decay leaves the count at high, so that free
+        flushes what free_count has reached (nr_pcp_free) from the order-0 lists first."""
+        if self.version < (6, 2) or self.high <= 0:
+            return
+        self.decay_step()
+        if self.count >= self.high:
+            self._bulk(max(self.batch, min(self.free_count, self.high - self.batch)), thp_first=False,
+                       from_list0=True)
 
     def drain_all(self) -> None:
         """free_high on 6.1 (nr_pcp_free returns pcp->count): every list back to the buddy lists."""
@@ -579,7 +594,8 @@ def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None,
 
 
 def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0,
-                thp_left: bool | None = None, free_high_whole: bool = False, remote_batch: bool = False) -> Released:
+                thp_left: bool | None = None, free_high_whole: bool = False, remote_batch: bool = False,
+                decay_inside: bool = False) -> Released:
     """Free the release's pages through the per-cpu lists of the CPU it runs on.
 
     residue: instead, leave exactly the newest `residue` pages of the release on the lists (a
@@ -641,6 +657,9 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                 lists[z.key].free(Run(pfn, k, huge))
                 pfn += k
             n -= k
+    if decay_inside:
+        for pl in lists.values():
+            pl.decay_inside()
     nodes = {zs.node for zs in pre.zones}
     # an anonymous fault takes its node's highest zone first (a node's zonelist is by zone):
     # the nodes the faults were bound to, else the release CPU's (the only one, on one node)
@@ -961,26 +980,34 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # Left open: the count when the release begins, by one refill of the list the
         # mmu_gather's batch pages come from (rmqueue_bulk: batch pages) and one batch for the
         # release's own command (its pipe pages), and whether the touch left a THP on the list
-        # (it refills two at a time). The term is the model run with each. Where the capture saw
-        # no THP on the list (and the touch took an even number of THPs: 6.12 maps it aligned)
-        # the run with one is not the kernel's, yet it is kept: a restored 6.12 release freed
-        # 4.3 MiB more than every other run (its CPU 0 list 5823 pages after it, two THPs'
-        # worth of free memory unexplained), within only through that run's wider free-memory
-        # check (tests/unit/test_release_model.py, restore_drained_more_6.12_on).
+        # (it refills two at a time). The term is the model run with each. A THP the capture
+        # did not see (flagless_thps empty) is left out: a THP on the list is a flagless
+        # aligned block, and in the stored runs whose capture saw none the touch took an even
+        # number of THPs (6.12 maps it aligned: 128 and 512) or one was on the list before it
+        # (an integrity cycle's 255); where it saw one, an odd number (6.1's unaligned 127, 511,
+        # 767). (A restored 6.12 release that only the run with one kept within was a decay step
+        # inside the release: decay_inside below, to the page.)
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
-        variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b),
-                    run_release(pre, thp_left=not rel.thps_before)]
+        variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b)]
+        other_parity = bool(rel.thps_before) or pre.flagless_thps != ()
+        if other_parity:
+            variants.append(run_release(pre, thp_left=not rel.thps_before))
         # and what the model cannot time: a free_high on a list the faults did not reach, and
         # vmstat's batch from other nodes' lists
         if rel.free_high_lists or rel.remote_lists:
             variants.append(run_release(pre, free_high_whole=True, remote_batch=True))
+        # 6.12: vmstat's once-a-second decay step falling inside the release (PcpList.decay_inside)
+        if rel.spec.version >= (6, 2):
+            variants.append(run_release(pre, decay_inside=True))
         ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
         res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
         k_lo, k_hi = res_pages[0], res_pages[-1]
         untimed = "".join([f", {'/'.join(rel.free_high_lists)} drained whole (free_high)" if rel.free_high_lists else "",
-                           f", a batch from {'/'.join(rel.remote_lists)} (vmstat)" if rel.remote_lists else ""])
+                           f", a batch from {'/'.join(rel.remote_lists)} (vmstat)" if rel.remote_lists else "",
+                           ", a decay step inside it" if rel.spec.version >= (6, 2) else ""])
+        parity = ", the other THP parity" if other_parity else ", no THP left on the list (none seen)"
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
-                          f"count {2 * b} pages either way, the other THP parity{untimed}: {res_pages[0]}-{k_hi} "
+                          f"count {2 * b} pages either way{parity}{untimed}: {res_pages[0]}-{k_hi} "
                           f"pages (the model's {sum(n for _, n in rel.residue)}): the model run with each",
                           min(0.0, *ds), max(0.0, *ds)))
     elif rel.drained_after:
