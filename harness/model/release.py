@@ -595,7 +595,7 @@ def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None,
 
 def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0,
                 thp_left: bool | None = None, free_high_whole: bool = False, remote_batch: bool = False,
-                decay_inside: bool = False) -> Released:
+                decay_step_at: str = "") -> Released:
     """Free the release's pages through the per-cpu lists of the CPU it runs on.
 
     residue: instead, leave exactly the newest `residue` pages of the release on the lists (a
@@ -606,6 +606,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     between that read and the release.
     thp_left: whether the workload's THP allocations left a THP on the list (None: the model's
     rule, PcpList).
+    decay_step_at: 6.12, one of vmstat's decay steps inside the release: "start" (after the
+    lists were read, before the first free) or "end" (before its last order-0 free).
     free_high_whole: 6.1, every list the faults left with free_factor > 0 drained whole, as one
     order 1-3 free there would (free_high), at a time the model cannot know.
     remote_batch: one batch drained from every list of another node's zone, as vmstat_update
@@ -641,6 +643,10 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
                                 free_count=fc, known=tuple(r for r in pre.pcp_known if zs.start <= r.pfn < zs.end))
+    if decay_step_at == "start" and spec.version >= (6, 2):
+        for pl in lists.values():           # vmstat's step between the lists' read and the first free
+            if pl.high > 0:
+                pl.decay_step()
     tables_to = lists[tables_zone] if tables_zone is not None and lists[tables_zone].high > 0 else None
     for pfn, n, huge, desc in seq:
         if pfn < 0:                         # PTE tables: order-0 pages of unknown position
@@ -657,7 +663,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                 lists[z.key].free(Run(pfn, k, huge))
                 pfn += k
             n -= k
-    if decay_inside:
+    if decay_step_at == "end":
         for pl in lists.values():
             pl.decay_inside()
     nodes = {zs.node for zs in pre.zones}
@@ -986,7 +992,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # number of THPs (6.12 maps it aligned: 128 and 512) or one was on the list before it
         # (an integrity cycle's 255); where it saw one, an odd number (6.1's unaligned 127, 511,
         # 767). (A restored 6.12 release that only the run with one kept within was a decay step
-        # inside the release: decay_inside below, to the page.)
+        # inside the release: decay_step_at below, to the page.)
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
         variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b)]
         other_parity = bool(rel.thps_before) or pre.flagless_thps != ()
@@ -996,9 +1002,11 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # vmstat's batch from other nodes' lists
         if rel.free_high_lists or rel.remote_lists:
             variants.append(run_release(pre, free_high_whole=True, remote_batch=True))
-        # 6.12: vmstat's once-a-second decay step falling inside the release (PcpList.decay_inside)
+        # 6.12: vmstat's once-a-second decay step falling inside the release: at its start
+        # (after the lists' read: the later frees flush at the lowered high) or before its last
+        # order-0 free (PcpList.decay_inside)
         if rel.spec.version >= (6, 2):
-            variants.append(run_release(pre, decay_inside=True))
+            variants += [run_release(pre, decay_step_at="start"), run_release(pre, decay_step_at="end")]
         ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
         res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
         k_lo, k_hi = res_pages[0], res_pages[-1]
