@@ -20,6 +20,9 @@
  *                             pcp_us=U pcp=..." (fnodes: the nodes the faults were bound to,
  *                             one part each; N: this CPU's node; pcp_now: this CPU's per-cpu
  *                             lists read U us before the unmap)
+ *   sync                      (6.12) wait up to SYNC_MS for vmstat's decay step to lower this
+ *                             CPU's highs, so that the next is a second away and none falls
+ *                             inside a release right after: "ok synced=S sync_ms=W" (S 1: seen)
  *   cpu N                     pin this process to CPU N (sched_setaffinity): munmap then
  *                             frees on that CPU's per-cpu lists, which the model reads
  *   quit
@@ -296,6 +299,54 @@ static void pcp_now(char *out, size_t cap)
 	}
 }
 
+/* The sum of this CPU's per-cpu list highs over its zones, from /proc/zoneinfo (-1: none). */
+static long highs_now(void)
+{
+	static char buf[1 << 16];
+	int fd = open("/proc/zoneinfo", O_RDONLY), cpu = sched_getcpu(), in_cpu = 0, k;
+	ssize_t n = 0, got;
+	long sum = -1, v;
+	while (fd >= 0 && n < (ssize_t)sizeof(buf) - 1 && (got = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += got;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	char *save = NULL;
+	for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		if (sscanf(l, " cpu: %d", &k) == 1)
+			in_cpu = k == cpu;
+		else if (in_cpu && sscanf(l, " high: %ld", &v) == 1)
+			sum = (sum < 0 ? 0 : sum) + v;
+	}
+	return sum;
+}
+
+/* 6.12's decay_pcp_high runs from vmstat_update once a second on each CPU and lowers its highs
+ * by 1/8 while they are over high_min; a release it falls inside flushes otherwise. */
+#define SYNC_MS 1300
+#define SYNC_POLL_MS 5
+
+/* Wait until this CPU's highs drop (a decay step ran), at most SYNC_MS: 1 if one was seen. */
+static int decay_sync(double *waited_ms)
+{
+	double t0 = now_ms();
+	long h0 = highs_now(), h;
+	int seen = 0;
+	while (now_ms() - t0 < SYNC_MS) {
+		struct timespec ts = {0, SYNC_POLL_MS * 1000000L};
+		nanosleep(&ts, NULL);
+		h = highs_now();
+		if (h >= 0 && h < h0) {
+			seen = 1;
+			break;
+		}
+		if (h > h0)	/* an allocation's refill raised a high (nr_pcp_alloc): start from there */
+			h0 = h;
+	}
+	*waited_ms = now_ms() - t0;
+	return seen;
+}
+
 /* The PTE tables munmap of [start, end) frees after its pages (6.1 mm/memory.c free_pgtables ->
  * free_pgd_range, its pages' gather batch): the 2 MiB spans from start's, less that one if the
  * mapping before ends in it (floor), to end's, less that one if the mapping after begins in it
@@ -435,6 +486,12 @@ int main(void)
 				printf("err sched_setaffinity %s\n", name);
 			else
 				printf("ok cpu=%d\n", sched_getcpu());
+			continue;
+		}
+		if (!strcmp(cmd, "sync")) {
+			double waited = 0;
+			int seen = decay_sync(&waited);
+			printf("ok synced=%d sync_ms=%.0f\n", seen, waited);
 			continue;
 		}
 		if (n < 2) {

@@ -37,6 +37,9 @@ class PreRecord:
     # count, high, batch). zoneinfo in the capture is ~0.1-0.3 s older, and on 6.12 a
     # decay_pcp_high step (high lowered by 1/8, once a second) can fall in between.
     pcp_at_release: tuple[tuple[int, str, int, int, int], ...] = ()
+    # e2emem `free ... sync` (6.12) saw a decay step just before that read: the next is a
+    # second away, so none falls inside the release
+    decay_synced: bool = False
     # e2emem `free`/`punch`: the nodes its faults after the unmap were bound to (fnodes=, one
     # part of its area each; empty: unbound) and its CPU's node (node=)
     fault_nodes: tuple[int, ...] = ()
@@ -60,6 +63,8 @@ class PreRecord:
             d["page_tables"] = self.page_tables
         if self.pcp_at_release:
             d["pcp_at_release"] = [list(x) for x in self.pcp_at_release]
+        if self.decay_synced:
+            d["decay_synced"] = True
         if self.fault_nodes:
             d["fault_nodes"] = list(self.fault_nodes)
         if self.cpu_node is not None:
@@ -86,6 +91,7 @@ class PreRecord:
                    page_tables=d.get("page_tables"),
                    pcp_at_release=tuple((int(a), str(z), int(c), int(h), int(b))
                                         for a, z, c, h, b in d.get("pcp_at_release", ())),
+                   decay_synced=bool(d.get("decay_synced")),
                    fault_nodes=tuple(int(n) for n in d.get("fault_nodes", ())), cpu_node=d.get("cpu_node"),
                    ours_node=d.get("ours_node"), previous_unmapped=runs_of(d.get("previous_unmapped", [])))
 

@@ -133,6 +133,7 @@ class PreRelease:
     # order-0 pages of unknown position
     page_tables: int = 0
     pcp_read_at_release: bool = False       # the release CPU's zones' count/high read at the unmap
+    decay_synced: bool = False              # 6.12: a decay step just before that read (PreRecord.decay_synced)
     # the nodes the faults after the unmap were bound to, faults_after on each (e2emem binds one
     # part of its area per node on a guest of several); empty: the default policy, which takes
     # the release CPU's node first
@@ -1005,14 +1006,16 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # 6.12: vmstat's once-a-second decay step falling inside the release: at its start
         # (after the lists' read: the later frees flush at the lowered high) or before its last
         # order-0 free (PcpList.decay_inside)
-        if rel.spec.version >= (6, 2):
+        # (none where the workload waited for a step before its read: the next is a second away)
+        decay_inside = rel.spec.version >= (6, 2) and not pre.decay_synced
+        if decay_inside:
             variants += [run_release(pre, decay_step_at="start"), run_release(pre, decay_step_at="end")]
         ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
         res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
         k_lo, k_hi = res_pages[0], res_pages[-1]
         untimed = "".join([f", {'/'.join(rel.free_high_lists)} drained whole (free_high)" if rel.free_high_lists else "",
                            f", a batch from {'/'.join(rel.remote_lists)} (vmstat)" if rel.remote_lists else "",
-                           ", a decay step inside it" if rel.spec.version >= (6, 2) else ""])
+                           ", a decay step inside it" if decay_inside else ""])
         parity = ", the other THP parity" if other_parity else ", no THP left on the list (none seen)"
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
                           f"count {2 * b} pages either way{parity}{untimed}: {res_pages[0]}-{k_hi} "

@@ -16,6 +16,7 @@ from contextlib import contextmanager, nullcontext
 
 from harness.measure import guestfacts, hostmem, pagemap, perblock, procfs
 
+from harness.model.kernel import kernel_version
 from harness.verdict import prediction
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord, fault_nodes_field, pcp_field, reply_field, runs_of
@@ -79,6 +80,8 @@ class Run:
         self.stuck: set[tuple[int, int]] = set()
         self.workload_s = 0.0  # seconds in the workload's allocating commands (harness/report/timings.py)
         self.stats: StatsPoller | None = None  # the guest's balloon statistics, polled (see measuring)
+        # 6.12 lowers per-cpu highs once a second (decay_pcp_high): `free` waits for a step first
+        self.decay_sync = kernel_version(guest.image.kernel_release) >= (6, 2)
 
     def ask(self, line: str) -> str:
         """A command to the guest workload (guest_images/src/e2emem.c)."""
@@ -207,6 +210,9 @@ class Run:
             fields, read_at, held = self.pre_release(None, lambda: freed_pfns, kind="munmap")
         else:
             fields, read_at, held = self.pre_release(unmaps, frees)
+        # 6.12: e2emem waits for vmstat's decay step (at most 1.3 s) so that none falls inside
+        # the release, which follows within ~0.1 s (the model's runs then leave one out)
+        synced = self.decay_sync and unmaps is not None and reply_field(self.wl.ask("sync"), "synced") == 1
         t0 = time.monotonic()
         peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
         log.info("%s: releasing %g MiB", name, freed_mib,
@@ -221,7 +227,8 @@ class Run:
         if isinstance(reply, str):          # e2emem's reply: what it read and did around its unmap
             pcp, pcp_s = pcp_field(reply)
             if pcp_s is not None:           # its CPU's lists, read before the unmap
-                pre = dataclasses.replace(pre, pcp_at_release=pcp, read_at_s={**pre.read_at_s, "pcp": -pcp_s})
+                pre = dataclasses.replace(pre, pcp_at_release=pcp, read_at_s={**pre.read_at_s, "pcp": -pcp_s},
+                                          decay_synced=synced)
             if "faults_after" in fields:    # the nodes its faults were bound to, its CPU's node
                 fnodes, cpu_node = fault_nodes_field(reply)
                 pre = dataclasses.replace(pre, fault_nodes=fnodes, cpu_node=cpu_node)

@@ -1164,3 +1164,26 @@ def test_6_12_high_min_is_the_zones_low_watermark_over_its_cpus(monkeypatch):
     monkeypatch.setattr(R.ZoneState, "high_min", lambda self, nodes: min(q.high for q in self.pcps))
     fm = judged(r)["phases"][-1]["free_memory"]
     assert fm["measured_mib"] - fm["expected_mib"] > 6.0, fm
+
+
+def test_a_release_after_e2emems_decay_sync_has_no_decay_step_inside(monkeypatch):
+    # 6.12: before the unmap e2emem waited for vmstat's decay step to lower CPU 0's highs
+    # (`sync`), so the next step is a second away and none falls inside the release: the
+    # settled term has no run with one. 1011.0 vs 1008.0 [1002.4, 1017.6], block for block, the
+    # guest's free memory within 0.2 MiB.
+    r = load("touch_free_6.12_synced_on")
+    assert PreRecord.from_json(r["phases"][-1]["pre"]).decay_synced
+    ph = judged(r)["phases"][-1]
+    res = next(t for t in ph["terms"] if t["name"] == "pcp_residue")["explanation"]
+    assert ph["verdict"] == "within" and "decay step" not in res, res
+    width = ph["predicted_hi_mib"] - ph["predicted_lo_mib"]
+    assert width <= 0.02 * ph["predicted_mib"], width                      # the issue's goal
+    assert ph["layout"]["matched"] == ph["layout"]["real"] == ph["layout"]["predicted"]
+    # unsynced, the same record has the two runs with a step inside, and is wider
+    r["phases"][-1]["pre"].pop("decay_synced")
+    wide = judged(r)["phases"][-1]
+    assert "a decay step inside it" in next(t for t in wide["terms"] if t["name"] == "pcp_residue")["explanation"]
+    assert wide["predicted_hi_mib"] - wide["predicted_lo_mib"] > width
+    # planted: the reporting capacity halved reads outside
+    r["phases"][-1]["pre"]["decay_synced"] = True
+    assert judged(r, ReportingParams(capacity=16))["phases"][-1]["verdict"] == "outside"
