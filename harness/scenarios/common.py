@@ -181,11 +181,7 @@ class Run:
         cycle's own stretch 0.1-4.9). hugetlb RAM is outside Rss, other backends' inside."""
         xs = self.s.since(self.last_release)
         ram_in_rss = 0.0 if self.g.cfg.backend == "hugetlbfs" else 1.0
-        own = [x.rss_mib - ram_in_rss * x.ram_rss_mib for x in xs]
-        # medians of five: the two figures of a sample are read apart, so while RAM moves one
-        # sample can be off by what moved in between
-        med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-        return max(0.0, med(own[-5:]) - med(own[:5])) if own else 0.0
+        return hostmem.own_growth([x.rss_mib - ram_in_rss * x.ram_rss_mib for x in xs])
 
     def settle(self, since: float, what: str, window: float = STABLE_WINDOW_S) -> hostmem.Sample:
         return self.s.wait_for(hostmem.stable_for(window, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)

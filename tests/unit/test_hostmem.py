@@ -64,3 +64,14 @@ def test_fell_after_wakes_on_the_first_sample_fallen_after_since():
     # a fall before `since` (the previous pass) does not wake it; nor a move under the step
     assert not hostmem.fell_after(since=8.3, step_mib=4.0)(samples + [Sample(8.46, 212.4, 212.4)])
     assert not cond(samples[:3] + [Sample(8.24, 461.0, 461.0)])
+
+
+def test_own_growth_counts_qemus_2_mib_toggle():
+    # QEMU's own memory toggling between two levels 2 MiB apart at both ends of a stretch:
+    # medians of five can read the high level at the start and the low one at the end (0);
+    # the highest of the last five less the lowest of the first five reads the toggle, 2
+    start = [56.3, 58.3, 56.3, 58.3, 58.3]
+    end = [58.3, 56.3, 58.3, 56.3, 56.3, 60.3][:5]
+    assert hostmem.own_growth(start + [57.0] * 10 + end) == 58.3 - 56.3
+    assert hostmem.own_growth([50.0] * 12) == 0.0 and hostmem.own_growth([]) == 0.0
+    assert hostmem.own_growth([50.0] * 6 + [48.0] * 6) == 0.0         # fell: no growth
