@@ -957,7 +957,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # has none of it.
     if host.metric == "rss":
         terms.append(Term("qemu_own_growth", f"QEMU's own memory (outside guest RAM and TCG's cache) grew "
-                          f"{own_growth_mib:.1f} MiB from the previous release (or the run's start) to this one "
+                          f"{own_growth_mib:.1f} MiB from the previous release (or the run's start) to this one, "
+                          "or over the previous release's phase "
                           "(measured before it)",
                           -own_growth_mib, 0.0))
     # Which of the release's newest pages stay on the per-cpu lists depends on where the last

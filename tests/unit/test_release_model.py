@@ -1194,10 +1194,10 @@ def test_qemus_own_growth_during_an_integrity_cycle(monkeypatch):
     # memory exact, the RAM mapping's drop 236.0 as predicted), the process RSS drop 231.6,
     # as QEMU's own memory (RSS less RAM) rose 4.3 MiB during the phase (58.3 -> 62.6; in
     # the cycles before 0.2, 0.1, 0.2, 0.3, 0.8, 0.9, 2.0, 2.0). Its qemu_own_growth term read
-    # 0.0 (medians of five over a 2 MiB toggle) where the own memory had risen 2.0 from cycle
-    # 8's release (56.3) to this one (58.3): outside at the recorded 0.0, within at 2.0
-    # (hostmem.own_growth now reads the toggle). The 2.3 MiB beyond sit in the guest
-    # allocations' 4 MiB here: not explained.
+    # 0.0: the own memory had risen 2.0 during cycle 8's phase (56.3 -> 58.3), at its release,
+    # so a stretch measured from that release saw none. Outside at the recorded 0.0, within at
+    # 2.0, what the term now takes (Run.last_own_rise: the previous phase's rise). The 2.3 MiB
+    # beyond sit in the guest allocations' 4 MiB here: not explained.
     r = load("integrity_qemu_growth_6.1_on")
     ph = judged(r)["phases"][-1]
     assert ph["ram_drop_mib"] == ph["predicted_mib"] == 236.0 and ph["layout"]["matched"] == ph["layout"]["real"]
