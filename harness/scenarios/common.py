@@ -206,6 +206,12 @@ class Run:
         if unmaps is None and frees is None and freed_pfns is None:
             raise ValueError(f"release {name!r}: say what it frees (unmaps, frees or freed_pfns): the model "
                              "predicts from those pages, read before the release")
+        # The previous release's frees may have asked for a pass (a block >= the order, split
+        # again before our capture could see it pending): it runs 2 s after the ask. A fragment
+        # free-rest 1.6 s after its punch had its first pass 1.05 s early with nothing pending
+        # at its capture. So no release comes sooner than a delay and a margin after the last.
+        if self.last_release:
+            time.sleep(max(0.0, self.last_release + REPORTING_DELAY_S + END_MARGIN_S - time.monotonic()))
         if freed_pfns is not None:
             fields, read_at, held = self.pre_release(None, lambda: freed_pfns, kind="munmap")
         else:
