@@ -32,10 +32,6 @@ def balloon_features(guest) -> str:
     return features_of(guest.run(_FEATURES_CMD).stdout)
 
 
-def reporting_negotiated(guest) -> bool:
-    return procfs.feature_bit(balloon_features(guest), procfs.VIRTIO_BALLOON_F_REPORTING)
-
-
 def start_facts(guest) -> tuple[bool, int, str]:
     """What a measured run reads first, in one SSH round trip: whether reporting was negotiated,
     page_reporting_order as sysfs shows it, and /proc/iomem (pagemap.layout)."""

@@ -37,8 +37,8 @@ class PreRecord:
     # count, high, batch). zoneinfo in the capture is ~0.1-0.3 s older, and on 6.12 a
     # decay_pcp_high step (high lowered by 1/8, once a second) can fall in between.
     pcp_at_release: tuple[tuple[int, str, int, int, int], ...] = ()
-    # e2emem `free ... sync` (6.12) saw a decay step just before that read: the next is a
-    # second away, so none falls inside the release
+    # e2emem's `sync` (6.12) saw a decay step just before the release: the next is a second
+    # away, so none falls inside it
     decay_synced: bool = False
     # e2emem `free`/`punch`: the nodes its faults after the unmap were bound to (fnodes=, one
     # part of its area each; empty: unbound) and its CPU's node (node=)

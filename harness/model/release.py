@@ -486,14 +486,16 @@ class PcpList:
             self._bulk(min(to_drain, step), thp_first=False, from_list0=True)
             to_drain -= step
 
-    def decay_inside(self) -> None:
-        """6.12: a decay step that falls inside the release, before its last order-0 free (a
-        deposited page table, zap_huge_pmd): decay leaves the count at high, so that free
-        flushes what free_count has reached (nr_pcp_free) from the order-0 lists first."""
+    def decay_inside(self, at: str) -> None:
+        """6.12: a decay step that falls inside the release: at its "start" (after the lists
+        were read: the release's frees then flush at the lowered high) or at its "end", before
+        its last order-0 free (a deposited page table, zap_huge_pmd): decay leaves the count at
+        high, so that free flushes what free_count has reached (nr_pcp_free) from the order-0
+        lists first."""
         if self.version < (6, 2) or self.high <= 0:
             return
         self.decay_step()
-        if self.count >= self.high:
+        if at == "end" and self.count >= self.high:
             self._bulk(max(self.batch, min(self.free_count, self.high - self.batch)), thp_first=False,
                        from_list0=True)
 
@@ -628,7 +630,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     # list before, which no free reaches: on a settled 2 GiB release that read 2 MiB under the
     # drop and 0.6 MiB over the guest's free memory.)
     split, tables_zone = release_tables_split(m, freed, pre.cpu_node, extra)
-    n_nodes = len({zs.node for zs in pre.zones})
+    nodes = {zs.node for zs in pre.zones}
     for zs in pre.zones:
         if zs.end <= zs.start:
             continue
@@ -640,14 +642,13 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
         if p.high > 0 and zs.key == tables_zone:
             fc = gather_free_count(freed) if pre.kind == "munmap" and spec.version >= (6, 2) else 0
         lists[zs.key] = PcpList(m.zone(zs.key), p, spec.version,
-                                high_min=zs.high_min(n_nodes) if zs.pcps else p.high,
+                                high_min=zs.high_min(len(nodes)) if zs.pcps else p.high,
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
                                 free_count=fc, known=tuple(r for r in pre.pcp_known if zs.start <= r.pfn < zs.end))
-    if decay_step_at == "start" and spec.version >= (6, 2):
-        for pl in lists.values():           # vmstat's step between the lists' read and the first free
-            if pl.high > 0:
-                pl.decay_step()
+    if decay_step_at == "start":
+        for pl in lists.values():
+            pl.decay_inside("start")
     tables_to = lists[tables_zone] if tables_zone is not None and lists[tables_zone].high > 0 else None
     for pfn, n, huge, desc in seq:
         if pfn < 0:                         # PTE tables: order-0 pages of unknown position
@@ -666,8 +667,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
             n -= k
     if decay_step_at == "end":
         for pl in lists.values():
-            pl.decay_inside()
-    nodes = {zs.node for zs in pre.zones}
+            pl.decay_inside("end")
     # an anonymous fault takes its node's highest zone first (a node's zonelist is by zone):
     # the nodes the faults were bound to, else the release CPU's (the only one, on one node)
     fault_nodes = pre.fault_nodes or ((next(iter(nodes)),) if len(nodes) == 1 else
@@ -690,7 +690,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
             pl = lists[k]
             pl._bulk(min(pl.batch, pl.count), thp_first=False, from_list0=True)
     drained_after = False
-    if pre.kind == "drop_caches" and spec.version < (6, 2) and len({zs.node for zs in pre.zones}) == 1:
+    if pre.kind == "drop_caches" and spec.version < (6, 2) and len(nodes) == 1:
         # 6.1: the page cache's xarray nodes go back through RCU once the drop removed their
         # pages (radix_tree_node_rcu_free), so after its last free; their reclaimable slab pages
         # are order 1, freed on the drop's CPU while free_factor > 0 (no allocation since), and

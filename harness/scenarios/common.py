@@ -84,7 +84,8 @@ class Run:
         self.stuck: set[tuple[int, int]] = set()
         self.workload_s = 0.0  # seconds in the workload's allocating commands (harness/report/timings.py)
         self.stats: StatsPoller | None = None  # the guest's balloon statistics, polled (see measuring)
-        # 6.12 lowers per-cpu highs once a second (decay_pcp_high): `free` waits for a step first
+        # 6.12 lowers per-cpu highs once a second (decay_pcp_high): e2emem's `sync` waits for a
+        # step before each unmap release (Run.release)
         self.decay_sync = kernel_version(guest.image.kernel_release) >= (6, 2)
 
     def ask(self, line: str) -> str:
@@ -183,9 +184,11 @@ class Run:
         holds a whole phase and the work before this one. From the run's start it added up
         over the integrity scenario's ten cycles (1.6 MiB at the first, 16.2 at the tenth, one
         cycle's own stretch 0.1-4.9). hugetlb RAM is outside Rss, other backends' inside."""
-        xs = self.s.since(self.last_release)
-        ram_in_rss = 0.0 if self.g.cfg.backend == "hugetlbfs" else 1.0
-        return hostmem.own_growth([x.rss_mib - ram_in_rss * x.ram_rss_mib for x in xs])
+        return hostmem.own_growth([self._own_mib(x) for x in self.s.since(self.last_release)])
+
+    def _own_mib(self, x: hostmem.Sample) -> float:
+        """QEMU's own memory in a sample: its RSS less guest RAM's share (hugetlb RAM is outside Rss)."""
+        return x.rss_mib - (0.0 if self.g.cfg.backend == "hugetlbfs" else x.ram_rss_mib)
 
     def settle(self, since: float, what: str, window: float = STABLE_WINDOW_S) -> hostmem.Sample:
         return self.s.wait_for(hostmem.stable_for(window, STABLE_EPS_MIB, since), SETTLE_TIMEOUT_S, what)
@@ -257,9 +260,7 @@ class Run:
         reportable = (procfs.free_mib_at_or_above(procfs.parse_buddyinfo(freed["buddyinfo"]), self.order)
                       - procfs.free_mib_at_or_above(procfs.parse_buddyinfo(held["buddyinfo"]), self.order))
         drop = peak.rss_mib - after.rss_mib
-        ram_in_rss = 0.0 if self.g.cfg.backend == "hugetlbfs" else 1.0
-        self.last_own_rise = max(0.0, (after.rss_mib - ram_in_rss * after.ram_rss_mib)
-                                 - (peak.rss_mib - ram_in_rss * peak.ram_rss_mib))
+        self.last_own_rise = max(0.0, self._own_mib(after) - self._own_mib(peak))
         phase = Phase(
             name=name, freed_mib=freed_mib,
             rss_peak_mib=round(peak.rss_mib, 1), rss_after_mib=round(after.rss_mib, 1), drop_mib=round(drop, 1),
