@@ -171,6 +171,8 @@ def report(record_property):
                        # where the phase's time went (the result's timings are its last phase's)
                        end_s=(ph.get("end") or {}).get("waited_s"), end=ph.get("end"),
                        worker_wait_s=(ph.get("pre") or {}).get("worker_wait_s"),
+                       decay_synced=(ph.get("pre") or {}).get("decay_synced", False),
+                       pcp_at_release=(ph.get("pre") or {}).get("pcp_at_release"),
                        timings=result.get("timings") if ph is (result.get("phases") or [result])[-1] else None)
             record_property(f"phase:{ph.get('phase', 'main')}", json.dumps(row))
     return rec

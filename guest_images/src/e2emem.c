@@ -20,9 +20,10 @@
  *                             pcp_us=U pcp=..." (fnodes: the nodes the faults were bound to,
  *                             one part each; N: this CPU's node; pcp_now: this CPU's per-cpu
  *                             lists read U us before the unmap)
- *   sync                      (6.12) wait up to SYNC_MS for vmstat's decay step to lower this
- *                             CPU's highs, so that the next is a second away and none falls
- *                             inside a release right after: "ok synced=S sync_ms=W" (S 1: seen)
+ *   sync                      (6.12) wait up to SYNC_MS for vmstat_update's run on this CPU
+ *                             (its decay step), so that the next is a second away and none
+ *                             falls inside a release right after: "ok synced=S sync_ms=W
+ *                             via=high|mlock|none" (S 1: seen; see decay_sync)
  *   cpu N                     pin this process to CPU N (sched_setaffinity): munmap then
  *                             frees on that CPU's per-cpu lists, which the model reads
  *   quit
@@ -299,13 +300,15 @@ static void pcp_now(char *out, size_t cap)
 	}
 }
 
-/* The sum of this CPU's per-cpu list highs over its zones, from /proc/zoneinfo (-1: none). */
-static long highs_now(void)
+/* From /proc/zoneinfo: the sum of this CPU's per-cpu list highs over its zones (*highs) and
+ * the zones' nr_mlock (*mlocked), each -1 where absent. */
+static void zoneinfo_now(long *highs, long *mlocked)
 {
 	static char buf[1 << 16];
 	int fd = open("/proc/zoneinfo", O_RDONLY), cpu = sched_getcpu(), in_cpu = 0, k;
 	ssize_t n = 0, got;
-	long sum = -1, v;
+	long v;
+	*highs = *mlocked = -1;
 	while (fd >= 0 && n < (ssize_t)sizeof(buf) - 1 && (got = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
 		n += got;
 	if (fd >= 0)
@@ -316,27 +319,45 @@ static long highs_now(void)
 		if (sscanf(l, " cpu: %d", &k) == 1)
 			in_cpu = k == cpu;
 		else if (in_cpu && sscanf(l, " high: %ld", &v) == 1)
-			sum = (sum < 0 ? 0 : sum) + v;
+			*highs = (*highs < 0 ? 0 : *highs) + v;
+		else if (sscanf(l, " nr_mlock %ld", &v) == 1)
+			*mlocked = (*mlocked < 0 ? 0 : *mlocked) + v;
 	}
-	return sum;
 }
 
 /* 6.12's decay_pcp_high runs from vmstat_update once a second on each CPU and lowers its highs
  * by 1/8 while they are over high_min; a release it falls inside flushes otherwise. */
 #define SYNC_MS 1300
-#define SYNC_POLL_MS 5
 
-/* Wait until this CPU's highs drop (a decay step ran), at most SYNC_MS: 1 if one was seen. */
-static int decay_sync(double *waited_ms)
+/* Wait until vmstat_update runs on this CPU, at most SYNC_MS: 1 if it was seen, with how
+ * (*via). Two signs: its decay step lowers this CPU's highs, or it folds this CPU's NR_MLOCK
+ * diff, which a page mapped MAP_LOCKED here just made, into the zone's nr_mlock (nothing else
+ * in the guest mlocks). The second is what shows the run where the highs are already at
+ * high_min (a booted guest's, long after its boot), and a step lowers nothing before the
+ * release but would inside it, once its frees have raised the highs (nr_pcp_high). The page
+ * is one order-0 allocation from this CPU's list, before the release's read of the lists.
+ * It polls without sleeping: a CPU going idle while vmstat_update is queued folds its diffs
+ * there without a decay step (quiet_vmstat), which read as a step after ~20 ms every time. */
+static int decay_sync(double *waited_ms, const char **via)
 {
 	double t0 = now_ms();
-	long h0 = highs_now(), h;
+	long h0, m0, h, m;
 	int seen = 0;
+	zoneinfo_now(&h0, &m0);
+	void *p = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED | MAP_POPULATE,
+		       -1, 0);
+	if (p == MAP_FAILED)
+		m0 = -1;	/* no mlock (no CAP_IPC_LOCK, RLIMIT_MEMLOCK): the highs alone */
+	*via = "none";
 	while (now_ms() - t0 < SYNC_MS) {
-		struct timespec ts = {0, SYNC_POLL_MS * 1000000L};
-		nanosleep(&ts, NULL);
-		h = highs_now();
+		zoneinfo_now(&h, &m);
 		if (h >= 0 && h < h0) {
+			*via = "high";
+			seen = 1;
+			break;
+		}
+		if (m0 >= 0 && m >= 0 && m != m0) {
+			*via = "mlock";
 			seen = 1;
 			break;
 		}
@@ -344,7 +365,7 @@ static int decay_sync(double *waited_ms)
 			h0 = h;
 	}
 	*waited_ms = now_ms() - t0;
-	return seen;
+	return seen;	/* the page stays mapped and locked: unlocking it would put a diff back */
 }
 
 /* The PTE tables munmap of [start, end) frees after its pages (6.1 mm/memory.c free_pgtables ->
@@ -490,8 +511,9 @@ int main(void)
 		}
 		if (!strcmp(cmd, "sync")) {
 			double waited = 0;
-			int seen = decay_sync(&waited);
-			printf("ok synced=%d sync_ms=%.0f\n", seen, waited);
+			const char *via;
+			int seen = decay_sync(&waited, &via);
+			printf("ok synced=%d sync_ms=%.0f via=%s\n", seen, waited, via);
 			continue;
 		}
 		if (n < 2) {

@@ -221,7 +221,10 @@ class Run:
             fields, read_at, held = self.pre_release(unmaps, frees)
         # 6.12: e2emem waits for vmstat's decay step (at most 1.3 s) so that none falls inside
         # the release, which follows within ~0.1 s (the model's runs then leave one out)
-        synced = self.decay_sync and unmaps is not None and reply_field(self.wl.ask("sync"), "synced") == 1
+        sync = self.wl.ask("sync") if self.decay_sync and unmaps is not None else None
+        synced = sync is not None and reply_field(sync, "synced") == 1
+        if sync is not None:
+            log.debug("%s: e2emem sync: %s", name, sync)
         t0 = time.monotonic()
         peak = self.s.wait_for(lambda xs: xs[-1].t >= t0, 10, "a sample before the release")
         log.info("%s: releasing %g MiB", name, freed_mib,
@@ -235,6 +238,7 @@ class Run:
         release_s = time.monotonic() - t_action
         self.last_release = t_action
         if isinstance(reply, str):          # e2emem's reply: what it read and did around its unmap
+            log.debug("%s: e2emem: %s", name, reply[:200])
             pcp, pcp_s = pcp_field(reply)
             if pcp_s is not None:           # its CPU's lists, read before the unmap
                 pre = dataclasses.replace(pre, pcp_at_release=pcp, read_at_s={**pre.read_at_s, "pcp": -pcp_s},
