@@ -325,7 +325,8 @@ class PcpList:
         self.free_factor = 0                # 6.1: halved by every allocation; the touch made it 0
         self.free_count = free_count        # 6.12: pages freed in a row
         self.best = -1                      # largest merged order reaching a buddy list
-        self.refilled = False               # an allocation found no order-0 page: a refill not modelled
+        self.refilled = False               # an allocation found no page, on the lists or the buddy's
+        self.faults_took_unknown = False    # an allocation took a page of unknown list (allocate)
         self.unknown_drained = 0
         self.unknown_thps_drained = 0       # of those, whole THPs: a free block each, not placed
 
@@ -450,12 +451,22 @@ class PcpList:
             n -= 1 << pb
         return n
 
-    def allocate(self, n: int) -> None:
+    def allocate(self, n: int, refill: bool = False) -> None:
         """n order-0 movable allocations on this CPU (a fault each): rmqueue_pcplist takes the
-        newest page of the list and halves free_factor (6.1) or free_count (6.12)."""
+        newest page of the list and halves free_factor (6.1) or free_count (6.12). Where the
+        model's order-0 list is empty, pages of unknown list may still be on the movable one:
+        a fault takes one of those (faults_took_unknown), or, with refill (the term's other
+        run) or none left, the list is refilled first (refill)."""
         for _ in range(n):
-            if not self.order0:
-                self.refilled = True                # rmqueue_bulk from the buddy lists
+            if not self.order0 and not refill and self.elsewhere > 0:
+                self.faults_took_unknown = True
+                self.elsewhere -= 1
+                self.count -= 1
+                self.free_factor >>= 1
+                self.free_count >>= 1
+                continue
+            if not self.order0 and not self.refill():
+                self.refilled = True                # the buddy lists had no page either
                 return
             ent = self.order0[-1]                   # [pfn, pages, descending]: newest last
             if ent[2] and ent[0] >= 0:              # freed high to low: the newest is its low end
@@ -468,6 +479,36 @@ class PcpList:
                 self.free_factor >>= 1
             else:
                 self.free_count >>= 1
+
+    def refill(self) -> bool:
+        """rmqueue_bulk into the empty order-0 list: batch pages from the buddy lists, each the
+        low page of the smallest free block (__rmqueue_smallest, whose split halves go back at
+        the list heads, so the next is the page after it), added at the list's tail: the first
+        taken is the next allocated, the last the first a flush frees. 6.1 takes batch pages;
+        6.12 nr_pcp_alloc batch << alloc_factor, which every free of the release halved to 0,
+        and lifts high by that batch (high_max not printed: no limit, as in free). The pages
+        were not the release's: not residue (a fourth field)."""
+        z = self.zone
+        taken = []
+        for _ in range(self.batch):
+            pfn = z.rmqueue(0, MOVABLE)
+            if pfn is None:
+                break
+            taken.append(pfn)
+        if not taken:
+            return False
+        runs: list[list[int]] = []
+        for pfn in taken:
+            if runs and runs[-1][0] + runs[-1][1] == pfn:
+                runs[-1][1] += 1
+            else:
+                runs.append([pfn, 1])
+        for pfn, k in reversed(runs):               # newest last: the first taken at the end
+            self.order0.append([pfn, k, True, True])
+        self.count += len(taken)
+        if self.version >= (6, 2):
+            self.high += self.batch
+        return True
 
     def decay(self) -> None:
         """6.12 decay_pcp_high run until high reaches high_min: what is over it goes back."""
@@ -538,7 +579,8 @@ class Released:
     # per zone key, the count of each flush a free set off on the release's CPU, in order (a
     # kprobe on free_pcppages_bulk shows the kernel's)
     flushes: dict = field(default_factory=dict)
-    faults_refilled: bool = False           # the workload's faults after it found no order-0 page
+    faults_refilled: bool = False           # the workload's faults after it found no free page at all
+    faults_took_unknown: bool = False       # ... found the model's order-0 list empty (PcpList.allocate)
     drained_after: bool = False             # the release's CPU's lists drained whole after it (6.1 drop_caches)
     # 6.12: free_count still >= batch on the release's CPU after it: two order 1-3 frees there
     # can drain up to batch << 5 (free_high), which the model cannot time
@@ -598,7 +640,7 @@ def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None,
 
 def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0,
                 thp_left: bool | None = None, free_high_whole: bool = False, remote_batch: bool = False,
-                decay_step_at: str = "") -> Released:
+                decay_step_at: str = "", fault_refill: bool = False) -> Released:
     """Free the release's pages through the per-cpu lists of the CPU it runs on.
 
     residue: instead, leave exactly the newest `residue` pages of the release on the lists (a
@@ -615,7 +657,10 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     order 1-3 free there would (free_high), at a time the model cannot know.
     remote_batch: one batch drained from every list of another node's zone, as vmstat_update
     does ~3 s after the CPU last touched that zone's counters (refresh_cpu_vm_stats: expire,
-    drain_zone_pages), from the lists' first (order-0 unmovable) on."""
+    drain_zone_pages), from the lists' first (order-0 unmovable) on.
+    fault_refill: where the workload's faults after the release find the model's order-0 list
+    empty, the kernel's was too: they refill it from the buddy lists (PcpList.refill) instead
+    of taking pages of unknown list."""
     m, spec = machine_before(pre)
     freed = pages_freed_by_unmap(pre.mapped, pre.unmapped, spec.pageblock_order)
     seq = free_order(freed.runs, spec.version, pre.kind, pre.page_tables if pre.kind == "munmap" else 0)
@@ -676,7 +721,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
         top = max((pl for pl in lists.values() if pl.high > 0 and pl.zone.node == node),
                   key=lambda pl: pl.zone.start, default=None)
         if top is not None:
-            top.allocate(pre.faults_after)
+            top.allocate(pre.faults_after, refill=fault_refill)
     for pl in lists.values():
         pl.decay()
     free_high_lists = tuple(k for k, pl in lists.items() if pl.free_factor) if spec.version < (6, 2) else ()
@@ -716,6 +761,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     free_high_drain=bool(free_high_lists) and not free_high_whole, free_high_lists=free_high_lists,
                     remote_lists=remote_lists,
                     faults_refilled=any(pl.refilled for pl in lists.values()),
+                    faults_took_unknown=any(pl.faults_took_unknown for pl in lists.values()),
                     free_count_high=spec.version >= (6, 2) and any(pl.high > 0 and pl.free_count >= pl.batch
                                                                    for pl in lists.values()),
                     drained_after=drained_after)
@@ -1011,12 +1057,17 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         decay_inside = rel.spec.version >= (6, 2) and not pre.decay_synced
         if decay_inside:
             variants += [run_release(pre, decay_step_at="start"), run_release(pre, decay_step_at="end")]
+        # the faults after it where the model's order-0 list is empty: pages of unknown list
+        # (the model's run) or a refill from the buddy lists, which can split a block
+        if rel.faults_took_unknown:
+            variants.append(run_release(pre, fault_refill=True))
         ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
         res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
         k_lo, k_hi = res_pages[0], res_pages[-1]
         untimed = "".join([f", {'/'.join(rel.free_high_lists)} drained whole (free_high)" if rel.free_high_lists else "",
                            f", a batch from {'/'.join(rel.remote_lists)} (vmstat)" if rel.remote_lists else "",
-                           ", a decay step inside it" if decay_inside else ""])
+                           ", a decay step inside it" if decay_inside else "",
+                           ", the faults' refill" if rel.faults_took_unknown else ""])
         parity = ", the other THP parity" if other_parity else ", no THP left on the list (none seen)"
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
                           f"count {2 * b} pages either way{parity}{untimed}: {res_pages[0]}-{k_hi} "
