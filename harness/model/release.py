@@ -280,8 +280,9 @@ class PcpList:
     def __init__(self, zone: Zone, pcp: Pcp, version: tuple[int, int], unknown_elsewhere: bool = False,
                  high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None,
                  thp_heads: tuple[int, ...] | None = None, batched_decay: bool = False, free_count: int = 0,
-                 known: tuple[Run, ...] = ()):
+                 known: tuple[Run, ...] = (), elsewhere_before_thp: bool = False, unknown_last: bool = False):
         self.zone, self.batch, self.version = zone, max(1, pcp.batch), version
+        self.elsewhere_before_thp = elsewhere_before_thp   # see _bulk
         self.batched_decay = batched_decay
         self.high = pcp.high
         # 6.12: high_min is the zone's, the same on every CPU (zone_highsize); zoneinfo prints only
@@ -320,13 +321,16 @@ class PcpList:
             if k:
                 self.order0.append([r.pfn, k, False, True])
                 left -= k
-        if left:
+        if left and unknown_last:               # on lists the round robin reaches last (see _bulk)
+            self.elsewhere += left
+        elif left:
             self.order0.append([-1, left, False])
         self.free_factor = 0                # 6.1: halved by every allocation; the touch made it 0
         self.free_count = free_count        # 6.12: pages freed in a row
         self.best = -1                      # largest merged order reaching a buddy list
         self.refilled = False               # an allocation found no page, on the lists or the buddy's
         self.faults_took_unknown = False    # an allocation took a page of unknown list (allocate)
+        self.elsewhere_late = False         # a flush from order 0 reached THPs before pages of unknown list
         self.unknown_drained = 0
         self.unknown_thps_drained = 0       # of those, whole THPs: a free block each, not placed
 
@@ -401,8 +405,19 @@ class PcpList:
     def _bulk(self, n: int, thp_first: bool, from_list0: bool = False) -> None:
         # free_pcppages_bulk: the list the page went to first, then the others round robin;
         # from_list0: decay's, from the first list (order-0 unmovable) on, so every list of
-        # unknown pages comes before the THP list, the last
+        # unknown pages comes before the THP list, the last. From the order-0 movable list the
+        # round robin reaches the reclaimable and order 1-3 lists before the THP list and the
+        # unmovable order-0 list after it; which of those the pages of unknown list are on is
+        # not known: the model's run takes them last, elsewhere_before_thp (the pcp_residue
+        # term's other run) before the THPs. Traced (6.1 integrity, kmem/mm_page_pcpu_drain):
+        # a release's last flush, 2016 asked, took 183 order-0 movable pages, then 259 pages
+        # from before it on the reclaimable and order 1-3 lists, then 4 THPs: 2430 in all,
+        # and the guest's free memory read those 259 pages (0.77 MiB) over the model's run.
         lists = (self._drain_thp, self._drain_order0) if thp_first else (self._drain_order0, self._drain_thp)
+        if not thp_first and self.elsewhere_before_thp:
+            lists = (self._drain_order0, self._drain_elsewhere, self._drain_thp)
+        elif not thp_first and not from_list0 and self.elsewhere and self.thp:
+            self.elsewhere_late = True          # the order would matter (the term's other run)
         if from_list0:
             lists = (self._drain_elsewhere, self._drain_order0, self._drain_thp)
         for drain in lists:
@@ -581,6 +596,7 @@ class Released:
     flushes: dict = field(default_factory=dict)
     faults_refilled: bool = False           # the workload's faults after it found no free page at all
     faults_took_unknown: bool = False       # ... found the model's order-0 list empty (PcpList.allocate)
+    elsewhere_drained_late: bool = False    # PcpList.elsewhere_late on a list
     drained_after: bool = False             # the release's CPU's lists drained whole after it (6.1 drop_caches)
     # 6.12: free_count still >= batch on the release's CPU after it: two order 1-3 frees there
     # can drain up to batch << 5 (free_high), which the model cannot time
@@ -640,7 +656,8 @@ def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None,
 
 def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0,
                 thp_left: bool | None = None, free_high_whole: bool = False, remote_batch: bool = False,
-                decay_step_at: str = "", fault_refill: bool = False) -> Released:
+                decay_step_at: str = "", fault_refill: bool = False,
+                elsewhere_before_thp: bool = False, unknown_last: bool = False) -> Released:
     """Free the release's pages through the per-cpu lists of the CPU it runs on.
 
     residue: instead, leave exactly the newest `residue` pages of the release on the lists (a
@@ -660,7 +677,11 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     drain_zone_pages), from the lists' first (order-0 unmovable) on.
     fault_refill: where the workload's faults after the release find the model's order-0 list
     empty, the kernel's was too: they refill it from the buddy lists (PcpList.refill) instead
-    of taking pages of unknown list."""
+    of taking pages of unknown list.
+    elsewhere_before_thp: a flush set off by an order-0 free drains the pages of unknown list
+    before the THP list (PcpList._bulk).
+    unknown_last: where the lists were not read whole (pcp_taken false), their pages of unknown
+    position are on lists the round robin reaches last, not the order-0 movable list's oldest."""
     m, spec = machine_before(pre)
     freed = pages_freed_by_unmap(pre.mapped, pre.unmapped, spec.pageblock_order)
     seq = free_order(freed.runs, spec.version, pre.kind, pre.page_tables if pre.kind == "munmap" else 0)
@@ -690,7 +711,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                                 high_min=zs.high_min(len(nodes)) if zs.pcps else p.high,
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
-                                free_count=fc, known=tuple(r for r in pre.pcp_known if zs.start <= r.pfn < zs.end))
+                                free_count=fc, known=tuple(r for r in pre.pcp_known if zs.start <= r.pfn < zs.end),
+                                elsewhere_before_thp=elsewhere_before_thp, unknown_last=unknown_last)
     if decay_step_at == "start":
         for pl in lists.values():
             pl.decay_inside("start")
@@ -762,6 +784,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     remote_lists=remote_lists,
                     faults_refilled=any(pl.refilled for pl in lists.values()),
                     faults_took_unknown=any(pl.faults_took_unknown for pl in lists.values()),
+                    elsewhere_drained_late=any(pl.elsewhere_late for pl in lists.values()),
                     free_count_high=spec.version >= (6, 2) and any(pl.high > 0 and pl.free_count >= pl.batch
                                                                    for pl in lists.values()),
                     drained_after=drained_after)
@@ -1025,6 +1048,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     k_hi = sum(h + (1 << rel.spec.pageblock_order) - 1 for h in highs if h > 0) \
         - max(0, rel.elsewhere_left - max_drain)
     variants: list[Released] = []
+    unknown_runs: list[Released] = []       # runs for what goes back from before, not for the residue
     k_lo = 0                                # fewest of the release's pages left on the lists
     if settled_release(pre, rel):
         # Every drain the model's own: free_factor 0 at the start (the workload's allocations
@@ -1061,13 +1085,26 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # (the model's run) or a refill from the buddy lists, which can split a block
         if rel.faults_took_unknown:
             variants.append(run_release(pre, fault_refill=True))
+        # the pages of unknown list drained before the THP list by the flushes an order-0 free
+        # sets off (PcpList._bulk): how many pages from before can go back, and what they can
+        # complete (pcp_unknown_pages and the free-memory check), not which THPs stay: in the
+        # traced run those were the model's, while this run, taking every page of unknown list
+        # for the lists before the THPs (259 of 2130 were), keeps 4 more
+        if rel.elsewhere_drained_late:
+            unknown_runs.append(run_release(pre, elsewhere_before_thp=True))
+        # where the lists were not read whole, their pages of unknown position on the lists
+        # drained last instead of first (the unmovable order-0 list's, from the order-0 movable
+        # one on: traced after a punch, 783 of them stayed while the release's pages went)
+        if not pre.pcp_taken:
+            variants.append(run_release(pre, unknown_last=True))
         ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
         res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
         k_lo, k_hi = res_pages[0], res_pages[-1]
         untimed = "".join([f", {'/'.join(rel.free_high_lists)} drained whole (free_high)" if rel.free_high_lists else "",
                            f", a batch from {'/'.join(rel.remote_lists)} (vmstat)" if rel.remote_lists else "",
                            ", a decay step inside it" if decay_inside else "",
-                           ", the faults' refill" if rel.faults_took_unknown else ""])
+                           ", the faults' refill" if rel.faults_took_unknown else "",
+                           ", the pages of unknown position drained last" if not pre.pcp_taken else ""])
         parity = ", the other THP parity" if other_parity else ", no THP left on the list (none seen)"
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
                           f"count {2 * b} pages either way{parity}{untimed}: {res_pages[0]}-{k_hi} "
@@ -1180,7 +1217,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # each (its pages, if the host holds them), and order-0 pages that can only fill holes
         pb = rel.spec.pageblock_order
         best = (-1, set(), 0, 0)
-        for v in (rel, *variants):
+        for v in (rel, *variants, *unknown_runs):
             thp_pages = v.unknown_thps_drained << pb
             g, u, _ = fill(v.unknown_drained - thp_pages, unknown_fills)
             if g + thp_pages > best[0]:
@@ -1249,7 +1286,9 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     inputs = {"kernel": pre.kernel, "order": thr, "cpu": pre.cpu, "freed_pages": rel.freed.pages,
               "deferred_thp": rel.freed.deferred_thp, "residue_pages": sum(n for _, n in rel.residue),
               "residue_drains": rel.residue_drains, "free_high_drain": rel.free_high_drain,
-              "unknown_drained": unk, "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
+              # the free-memory check's: the most pages from before any run gives back
+              "unknown_drained": max([unk] + [v.unknown_drained for v in unknown_runs]),
+              "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
               "residue_min_pages": k_lo, "ours_frees_stay": ours_stay, "ours_remote_pages": remote,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
               "noise_mib": noise_mib, "own_growth_mib": own_growth_mib, "backend": host.backend, "metric": host.metric,
