@@ -408,8 +408,8 @@ class PcpList:
         # unknown pages comes before the THP list, the last. From the order-0 movable list the
         # round robin reaches the reclaimable and order 1-3 lists before the THP list and the
         # unmovable order-0 list after it; which of those the pages of unknown list are on is
-        # not known: the model's run takes them last, elsewhere_before_thp (the pcp_residue
-        # term's other run) before the THPs. Traced (6.1 integrity, kmem/mm_page_pcpu_drain):
+        # not known: the model's run takes them last, elsewhere_before_thp (a run for what goes
+        # back from before: pcp_unknown_pages and the free-memory check) before the THPs. Traced (6.1 integrity, kmem/mm_page_pcpu_drain):
         # a release's last flush, 2016 asked, took 183 order-0 movable pages, then 259 pages
         # from before it on the reclaimable and order 1-3 lists, then 4 THPs: 2430 in all,
         # and the guest's free memory read those 259 pages (0.77 MiB) over the model's run.
