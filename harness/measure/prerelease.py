@@ -48,6 +48,7 @@ class PreRecord:
     # the previous release's unmapped pages, in its order, where nothing was allocated since:
     # what of them the capture finds flagless is still on the release CPU's lists
     previous_unmapped: Runs = ()
+    unmap_chunk: int = 0                    # pages per munmap of a punch (its GAP); 0: one munmap
 
     def to_json(self) -> dict:
         d = {"cpu": self.cpu, "kind": self.kind, "pcp_taken": self.pcp_taken, "ours_cpu": self.ours_cpu,
@@ -73,6 +74,8 @@ class PreRecord:
             d["ours_node"] = self.ours_node
         if self.previous_unmapped:
             d["previous_unmapped"] = [list(r) for r in self.previous_unmapped]
+        if self.unmap_chunk:
+            d["unmap_chunk"] = self.unmap_chunk
         return d
 
     @classmethod
@@ -93,7 +96,8 @@ class PreRecord:
                                         for a, z, c, h, b in d.get("pcp_at_release", ())),
                    decay_synced=bool(d.get("decay_synced")),
                    fault_nodes=tuple(int(n) for n in d.get("fault_nodes", ())), cpu_node=d.get("cpu_node"),
-                   ours_node=d.get("ours_node"), previous_unmapped=runs_of(d.get("previous_unmapped", [])))
+                   ours_node=d.get("ours_node"), previous_unmapped=runs_of(d.get("previous_unmapped", [])),
+                   unmap_chunk=int(d.get("unmap_chunk", 0)))
 
 
 def reply_value(reply: str, key: str) -> str | None:

@@ -132,6 +132,9 @@ class PreRelease:
     # the PTE tables the unmap frees after its pages (free_pgtables, into its last gather batch):
     # order-0 pages of unknown position
     page_tables: int = 0
+    # pages per munmap where the release is several (a punch's holes, e2emem `punch`'s GAP), in
+    # the unmapped runs' order; 0: one munmap
+    unmap_chunk: int = 0
     pcp_read_at_release: bool = False       # the release CPU's zones' count/high read at the unmap
     decay_synced: bool = False              # 6.12: a decay step just before that read (PreRecord.decay_synced)
     # the nodes the faults after the unmap were bound to, faults_after on each (e2emem binds one
@@ -258,6 +261,25 @@ def gather_free_count(freed: FreedPages) -> int:
                 fc >>= 1
                 nr, cap, batches = 0, GATHER_BATCH, batches + 1
     return fc
+
+
+def _chunk_unmaps(runs, chunk: int):
+    """Pure: the release's runs (VA order) cut into its munmaps of `chunk` pages each (a punch's
+    holes), each with the gather batch pages it allocates."""
+    out, part, left = [], [], chunk
+    for r in runs:
+        pfn, n = r.pfn, r.pages
+        while n:
+            k = min(n, left)
+            part.append(Run(pfn, k, r.huge))
+            pfn, n, left = pfn + k, n - k, left - k
+            if not left:
+                out.append(part)
+                part, left = [], chunk
+    if part:
+        out.append(part)
+    return [(p, min(GATHER_BATCHES, max(0, -(-(sum(1 if r.huge else r.pages for r in p) - GATHER_LOCAL)
+                                              // GATHER_BATCH)))) for p in out]
 
 
 def gather_pages(freed: FreedPages, version: tuple[int, int]) -> int:
@@ -495,6 +517,16 @@ class PcpList:
             else:
                 self.free_count >>= 1
 
+    def allocate_unknown(self, n: int) -> None:
+        """n order-0 allocations of pages of unknown list on this CPU (an unmap's gather batch
+        pages, GFP_NOWAIT): each halves free_factor (6.1) or free_count (6.12)."""
+        for _ in range(n):
+            if self.elsewhere > 0:
+                self.elsewhere -= 1
+            self.count = max(0, self.count - 1)
+            self.free_factor >>= 1
+            self.free_count >>= 1
+
     def refill(self) -> bool:
         """rmqueue_bulk into the empty order-0 list: batch pages from the buddy lists, each the
         low page of the smallest free block (__rmqueue_smallest, whose split halves go back at
@@ -688,7 +720,10 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     if residue is not None:
         return _forced_residue(m, spec, freed, [e for e in seq if e[0] >= 0], residue, pre.order)
     cpu = pre.cpu if pre.cpu is not None else 0
-    extra = gather_pages(freed, spec.version) if pre.kind == "munmap" else 0
+    chunked = bool(pre.unmap_chunk) and pre.kind == "munmap" and spec.version < (6, 2)
+    # (several munmaps each give back their own batch pages: only the deposited tables stay)
+    extra = (sum(1 for r in freed.runs if r.huge) if chunked else gather_pages(freed, spec.version)) \
+        if pre.kind == "munmap" else 0
     lists: dict[str, PcpList] = {}
     # The unmap's own pages (its page tables, less the gather's batch pages) come and go on the
     # lists of the zones its page tables were taken from (release_tables_split); the count's
@@ -717,7 +752,17 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
         for pl in lists.values():
             pl.decay_inside("start")
     tables_to = lists[tables_zone] if tables_zone is not None and lists[tables_zone].high > 0 else None
+    if chunked and tables_to is not None:
+        seq = []
+        for part, batches in _chunk_unmaps(freed.runs, pre.unmap_chunk):
+            # each munmap's gather allocates its batch pages before it frees (each allocation
+            # halves free_factor) and frees them after its pages
+            seq += [(-2, batches, False, False)] + free_order(part, spec.version, pre.kind) + \
+                [(-1, batches, False, False)]
     for pfn, n, huge, desc in seq:
+        if pfn == -2:                       # the gather's batch pages, allocated
+            tables_to.allocate_unknown(n)
+            continue
         if pfn < 0:                         # PTE tables: order-0 pages of unknown position
             if tables_to is not None:
                 tables_to.free_unknown(n)

@@ -141,6 +141,8 @@ class Run:
             # the PTE tables that unmap frees after the pages, from e2emem's own maps
             out["page_tables"] = reply_field(part, "pt")
             out["read_at"]["unmapped"] = time.monotonic()
+            if len(unmaps.split()) == 3:    # `punch NAME KEEP GAP`: one munmap per GAP KiB hole
+                out["unmap_chunk"] = int(unmaps.split()[2]) * 1024 // pagemap.PAGE
         # A block >= the order pending here that a free made (perblock.asked) means the free
         # already asked the worker for a pass, due 2 s after that ask: the release would find
         # it due and every pass come early by an unknown amount. Seen on restored guests: the

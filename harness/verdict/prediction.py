@@ -265,6 +265,7 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
                    held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
                    faults_after=pre.faults_after, ours_cpu=pre.ours_cpu, page_tables=pre.page_tables or 0,
+                   unmap_chunk=pre.unmap_chunk,
                    pcp_read_at_release=bool(pre.pcp_at_release), decay_synced=pre.decay_synced,
                    fault_nodes=pre.fault_nodes, cpu_node=pre.cpu_node,
                    ours_node=pre.ours_node,
