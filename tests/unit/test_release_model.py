@@ -1319,7 +1319,10 @@ def test_a_punch_is_one_munmap_per_hole_each_halving_free_factor(monkeypatch):
     one = dataclasses.replace(pre, unmap_chunk=0)
     assert len(R.run_release(one).flushes["0/DMA32"]) == 67
     real = prediction.pre_release_input
-    monkeypatch.setattr(prediction, "pre_release_input",
-                        lambda mi, facts: (lambda p, a: (dataclasses.replace(p, unmap_chunk=0), a))(*real(mi, facts)))
+
+    def one_munmap(mi, facts):
+        p, a = real(mi, facts)
+        return dataclasses.replace(p, unmap_chunk=0), a
+    monkeypatch.setattr(prediction, "pre_release_input", one_munmap)
     fm = judged(r)["phases"][0]["free_memory"]
     assert fm["expected_mib"] - fm["measured_mib"] > 3.0, fm
