@@ -19,7 +19,8 @@
  *                             node (see settle()): "ok ms=T faults=F [fnodes=A,B] node=N
  *                             pcp_us=U pcp=..." (fnodes: the nodes the faults were bound to,
  *                             one part each; N: this CPU's node; pcp_now: this CPU's per-cpu
- *                             lists read U us before the unmap)
+ *                             lists read U us before the unmap; after a `sync` that saw a
+ *                             run, sync_age_ms=A: its unmap ended A ms after the poll before)
  *   sync                      (6.12) wait up to SYNC_MS for vmstat_update's run on this CPU
  *                             (its decay step), so that the next is a second away and none
  *                             falls inside a release right after: "ok synced=S sync_ms=W
@@ -338,9 +339,15 @@ static void zoneinfo_now(long *highs, long *mlocked)
  * is one order-0 allocation from this CPU's list, before the release's read of the lists.
  * It polls without sleeping: a CPU going idle while vmstat_update is queued folds its diffs
  * there without a decay step (quiet_vmstat), which read as a step after ~20 ms every time. */
+/* The last poll before the one that saw vmstat_update run (guest ms; -1: none): the run fell
+ * after it, so the next one on this CPU is at least 750 ms after it (round_jiffies_relative
+ * rounds a second's delay down by at most a quarter). `free` says how long after it its unmap
+ * ended (sync_age_ms): a starved vCPU can see the run late and release into the next. */
+static double sync_before_ms = -1;
+
 static int decay_sync(double *waited_ms, const char **via)
 {
-	double t0 = now_ms();
+	double t0 = now_ms(), before = t0;
 	long h0, m0, h, m;
 	int seen = 0;
 	zoneinfo_now(&h0, &m0);
@@ -349,20 +356,19 @@ static int decay_sync(double *waited_ms, const char **via)
 	if (p == MAP_FAILED)
 		m0 = -1;	/* no mlock (no CAP_IPC_LOCK, RLIMIT_MEMLOCK): the highs alone */
 	*via = "none";
+	sync_before_ms = -1;
 	while (now_ms() - t0 < SYNC_MS) {
+		double polled = now_ms();
 		zoneinfo_now(&h, &m);
-		if (h >= 0 && h < h0) {
-			*via = "high";
+		if ((h >= 0 && h < h0) || (m0 >= 0 && m >= 0 && m != m0)) {
+			*via = h >= 0 && h < h0 ? "high" : "mlock";
 			seen = 1;
-			break;
-		}
-		if (m0 >= 0 && m >= 0 && m != m0) {
-			*via = "mlock";
-			seen = 1;
+			sync_before_ms = before;
 			break;
 		}
 		if (h > h0)	/* an allocation's refill raised a high (nr_pcp_alloc): start from there */
 			h0 = h;
+		before = polled;
 	}
 	*waited_ms = now_ms() - t0;
 	return seen;	/* the page stays mapped and locked: unlocking it would put a diff back */
@@ -585,6 +591,11 @@ int main(void)
 			pcp_now(pcp, sizeof pcp);
 			double t0 = now_ms();
 			munmap(r->base, r->len);
+			double t1 = now_ms();
+			char age[48] = "";
+			if (sync_before_ms >= 0)
+				snprintf(age, sizeof age, " sync_age_ms=%.0f", t1 - sync_before_ms);
+			sync_before_ms = -1;
 			char fn[64];
 			int f = settle(fn, sizeof fn);
 			unsigned cpu = 0, node = 0;
@@ -592,7 +603,8 @@ int main(void)
 			r->base = NULL;
 			r->name[0] = 0;
 			/* pcp_us: from the read's start to the unmap's */
-			printf("ok ms=%.0f faults=%d%s node=%u pcp_us=%.0f%s\n", now_ms() - t0, f, fn, node, (t0 - tp) * 1000, pcp);
+			printf("ok ms=%.0f faults=%d%s node=%u pcp_us=%.0f%s%s\n", now_ms() - t0, f, fn, node, (t0 - tp) * 1000,
+			       age, pcp);
 		} else {
 			printf("err unknown command %s\n", cmd);
 		}

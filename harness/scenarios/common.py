@@ -44,6 +44,9 @@ IDLE_WINDOW_RESTORED_S = 1.0
 # (virtballoon_free_page_report) and only then page_reporting_drain marks the pages reported.
 # So the samples after the scan only show RSS is not mid-move: 3 samples (hostmem.Sampler.period).
 END_MARGIN_S = 0.5
+# 6.12: vmstat_update runs again on a CPU at least 750 ms after it ran (round_jiffies_relative
+# rounds its one-second delay down by at most a quarter second); 50 ms of that kept as margin
+SYNC_SAFE_MS = 700
 RSS_STOP_S = 0.3
 # Passes come REPORTING_DELAY_S apart: a fall of RSS later than half a delay before the model's
 # last pass is that pass's (the one before it landed 1.5 s earlier), so the first scan need not
@@ -243,8 +246,11 @@ class Run:
             log.debug("%s: e2emem: %s", name, reply[:200])
             pcp, pcp_s = pcp_field(reply)
             if pcp_s is not None:           # its CPU's lists, read before the unmap
+                # the run sync saw holds the next a step away only if the unmap ended within
+                # SYNC_SAFE_MS of the poll before it (a starved vCPU sees it late)
+                age = reply_field(reply, "sync_age_ms")
                 pre = dataclasses.replace(pre, pcp_at_release=pcp, read_at_s={**pre.read_at_s, "pcp": -pcp_s},
-                                          decay_synced=synced)
+                                          decay_synced=synced and age is not None and age <= SYNC_SAFE_MS)
             if "faults_after" in fields:    # the nodes its faults were bound to, its CPU's node
                 fnodes, cpu_node = fault_nodes_field(reply)
                 pre = dataclasses.replace(pre, fault_nodes=fnodes, cpu_node=cpu_node)
