@@ -172,6 +172,7 @@ def report(record_property):
                        end_s=(ph.get("end") or {}).get("waited_s"), end=ph.get("end"),
                        worker_wait_s=(ph.get("pre") or {}).get("worker_wait_s"),
                        decay_synced=(ph.get("pre") or {}).get("decay_synced", False),
+                       sync_age_ms=(ph.get("pre") or {}).get("sync_age_ms"),
                        pcp_at_release=(ph.get("pre") or {}).get("pcp_at_release"),
                        timings=result.get("timings") if ph is (result.get("phases") or [result])[-1] else None)
             record_property(f"phase:{ph.get('phase', 'main')}", json.dumps(row))

@@ -40,6 +40,9 @@ class PreRecord:
     # e2emem's `sync` (6.12) saw a decay step just before the release: the next is a second
     # away, so none falls inside it
     decay_synced: bool = False
+    # from the poll before the one where `sync` saw vmstat_update run to the unmap's end (ms;
+    # None: no sync seen): decay_synced needs it under SYNC_SAFE_MS
+    sync_age_ms: float | None = None
     # e2emem `free`/`punch`: the nodes its faults after the unmap were bound to (fnodes=, one
     # part of its area each; empty: unbound) and its CPU's node (node=)
     fault_nodes: tuple[int, ...] = ()
@@ -66,6 +69,8 @@ class PreRecord:
             d["pcp_at_release"] = [list(x) for x in self.pcp_at_release]
         if self.decay_synced:
             d["decay_synced"] = True
+        if self.sync_age_ms is not None:
+            d["sync_age_ms"] = self.sync_age_ms
         if self.fault_nodes:
             d["fault_nodes"] = list(self.fault_nodes)
         if self.cpu_node is not None:
@@ -94,7 +99,7 @@ class PreRecord:
                    page_tables=d.get("page_tables"),
                    pcp_at_release=tuple((int(a), str(z), int(c), int(h), int(b))
                                         for a, z, c, h, b in d.get("pcp_at_release", ())),
-                   decay_synced=bool(d.get("decay_synced")),
+                   decay_synced=bool(d.get("decay_synced")), sync_age_ms=d.get("sync_age_ms"),
                    fault_nodes=tuple(int(n) for n in d.get("fault_nodes", ())), cpu_node=d.get("cpu_node"),
                    ours_node=d.get("ours_node"), previous_unmapped=runs_of(d.get("previous_unmapped", [])),
                    unmap_chunk=int(d.get("unmap_chunk", 0)))

@@ -250,7 +250,8 @@ class Run:
                 # SYNC_SAFE_MS of the poll before it (a starved vCPU sees it late)
                 age = reply_field(reply, "sync_age_ms")
                 pre = dataclasses.replace(pre, pcp_at_release=pcp, read_at_s={**pre.read_at_s, "pcp": -pcp_s},
-                                          decay_synced=synced and age is not None and age <= SYNC_SAFE_MS)
+                                          decay_synced=synced and age is not None and age <= SYNC_SAFE_MS,
+                                          sync_age_ms=age)
             if "faults_after" in fields:    # the nodes its faults were bound to, its CPU's node
                 fnodes, cpu_node = fault_nodes_field(reply)
                 pre = dataclasses.replace(pre, fault_nodes=fnodes, cpu_node=cpu_node)

@@ -1326,3 +1326,14 @@ def test_a_punch_is_one_munmap_per_hole_each_halving_free_factor(monkeypatch):
     monkeypatch.setattr(prediction, "pre_release_input", one_munmap)
     fm = judged(r)["phases"][0]["free_memory"]
     assert fm["expected_mib"] - fm["measured_mib"] > 3.0, fm
+
+
+def test_the_sync_age_is_kept_in_the_record():
+    # e2emem's `free` says how long after the poll before the sync's detection its unmap ended
+    # (sync_age_ms); the record keeps it, so a run that read synced can be checked afterwards
+    r = load("touch_free_6.12_synced_on")
+    d = dict(r["phases"][-1]["pre"])
+    assert PreRecord.from_json(d).sync_age_ms is None          # recorded before the field
+    d["sync_age_ms"] = 75
+    rec = PreRecord.from_json(d)
+    assert rec.sync_age_ms == 75 and PreRecord.from_json(rec.to_json()).sync_age_ms == 75
