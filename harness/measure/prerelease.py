@@ -37,8 +37,9 @@ class PreRecord:
     # count, high, batch). zoneinfo in the capture is ~0.1-0.3 s older, and on 6.12 a
     # decay_pcp_high step (high lowered by 1/8, once a second) can fall in between.
     pcp_at_release: tuple[tuple[int, str, int, int, int], ...] = ()
-    # e2emem's `sync` (6.12) saw a decay step just before the release: the next is a second
-    # away, so none falls inside it
+    # e2emem's `sync` (6.12) saw vmstat_update (its decay step) run just before the release,
+    # and the unmap ended within SYNC_SAFE_MS of it: the next is further away, so none falls
+    # inside the release
     decay_synced: bool = False
     # from the poll before the one where `sync` saw vmstat_update run to the unmap's end (ms;
     # None: no sync seen): decay_synced needs it under SYNC_SAFE_MS

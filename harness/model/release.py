@@ -136,7 +136,7 @@ class PreRelease:
     # the unmapped runs' order; 0: one munmap
     unmap_chunk: int = 0
     pcp_read_at_release: bool = False       # the release CPU's zones' count/high read at the unmap
-    decay_synced: bool = False              # 6.12: a decay step just before that read (PreRecord.decay_synced)
+    decay_synced: bool = False              # 6.12: no decay step can fall inside the release (PreRecord.decay_synced)
     # the nodes the faults after the unmap were bound to, faults_after on each (e2emem binds one
     # part of its area per node on a guest of several); empty: the default policy, which takes
     # the release CPU's node first
@@ -278,8 +278,14 @@ def _chunk_unmaps(runs, chunk: int):
                 part, left = [], chunk
     if part:
         out.append(part)
-    return [(p, min(GATHER_BATCHES, max(0, -(-(sum(1 if r.huge else r.pages for r in p) - GATHER_LOCAL)
-                                              // GATHER_BATCH)))) for p in out]
+    return [(p, gather_batches(p)) for p in out]
+
+
+def gather_batches(runs) -> int:
+    """Pure: the batch pages one munmap's gather allocates for these runs (tlb_next_batch: one
+    per GATHER_BATCH entries after the first GATHER_LOCAL, a THP one entry, GFP_NOWAIT)."""
+    entries = sum(1 if r.huge else r.pages for r in runs)
+    return min(GATHER_BATCHES, max(0, -(-(entries - GATHER_LOCAL) // GATHER_BATCH)))
 
 
 def gather_pages(freed: FreedPages, version: tuple[int, int]) -> int:
@@ -288,10 +294,7 @@ def gather_pages(freed: FreedPages, version: tuple[int, int]) -> int:
     pte_free), less the gather's own batch pages it allocates (tlb_next_batch, one per
     GATHER_BATCH entries after the first GATHER_LOCAL, GFP_NOWAIT). Their positions are not
     known: they join the pages of unknown position. (6.1 and 6.12 alike.)"""
-    thps = sum(1 for r in freed.runs if r.huge)
-    entries = thps + sum(r.pages for r in freed.runs if not r.huge)
-    batches = min(GATHER_BATCHES, max(0, -(-(entries - GATHER_LOCAL) // GATHER_BATCH)))
-    return thps - batches
+    return sum(1 for r in freed.runs if r.huge) - gather_batches(freed.runs)
 
 
 class PcpList:
@@ -497,10 +500,7 @@ class PcpList:
         for _ in range(n):
             if not self.order0 and not refill and self.elsewhere > 0:
                 self.faults_took_unknown = True
-                self.elsewhere -= 1
-                self.count -= 1
-                self.free_factor >>= 1
-                self.free_count >>= 1
+                self.allocate_unknown(1)
                 continue
             if not self.order0 and not self.refill():
                 self.refilled = True                # the buddy lists had no page either
@@ -519,7 +519,8 @@ class PcpList:
 
     def allocate_unknown(self, n: int) -> None:
         """n order-0 allocations of pages of unknown list on this CPU (an unmap's gather batch
-        pages, GFP_NOWAIT): each halves free_factor (6.1) or free_count (6.12)."""
+        pages, GFP_NOWAIT; a fault where the model's order-0 list is empty): each halves
+        free_factor (6.1) or free_count (6.12)."""
         for _ in range(n):
             if self.elsewhere > 0:
                 self.elsewhere -= 1
@@ -1122,7 +1123,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # 6.12: vmstat's once-a-second decay step falling inside the release: at its start
         # (after the lists' read: the later frees flush at the lowered high) or before its last
         # order-0 free (PcpList.decay_inside)
-        # (none where the workload waited for a step before its read: the next is a second away)
+        # (none where e2emem's sync saw vmstat_update run and the unmap ended within 700 ms of
+        # it: the next run is at least 750 ms away, PreRecord.sync_age_ms)
         decay_inside = rel.spec.version >= (6, 2) and not pre.decay_synced
         if decay_inside:
             variants += [run_release(pre, decay_step_at="start"), run_release(pre, decay_step_at="end")]
