@@ -216,6 +216,9 @@ def _human(r: dict) -> str:
                          f"predicted {lay['predicted']}, same pfn and order {lay['matched']}"
                          + (f" (+{lay['unplaced_predicted']} THP from before it drained, position unknown)"
                             if lay.get("unplaced_predicted") else "")
+                         + ("" if "decay_ticks" not in lay else
+                            " (the model's after decay: the capture's highs are none of its ticks')"
+                            if lay["decay_ticks"] is None else f" (after {lay['decay_ticks']} decay tick(s))")
                          + (f"; reported once done: real {rep['real']}, predicted {rep['predicted']}, "
                             f"matched {rep['matched']}" if rep else ""))
         if (ph.get("judgement") or {}).get("free_memory"):

@@ -117,6 +117,9 @@ class Scan:
     pfns: int
     scan_us: float
     version: int = 2                        # 1: flagless pages are in A (no P class)
+    # (zone label, cpu, count, high) of every per-cpu list zoneinfo showed as the scan began:
+    # which of 6.12's decay steps the layout after a release had passed (ReleaseModel ticks)
+    pcps: tuple[tuple[str, int, int, int], ...] = ()
 
     def flagless_blocks(self, order: int) -> tuple[int, ...] | None:
         """Heads of the 2^order blocks of runs of flagless pages (P) that begin and end on a
@@ -141,8 +144,12 @@ class Scan:
 def parse_zones(zoneinfo: str) -> tuple[Zone, ...]:
     """/proc/zoneinfo -> populated zones, through the one zoneinfo parser (harness/measure/snapshot.py).
     mm/vmstat.c zoneinfo_show_print prints start_pfn only for populated zones."""
+    return _zones(parse_zoneinfo(zoneinfo))
+
+
+def _zones(infos) -> tuple[Zone, ...]:
     zones = [Zone(zone_label(z.node, z.zone), z.start_pfn, z.start_pfn + z.spanned, z.free, z.low)
-             for z in parse_zoneinfo(zoneinfo) if z.start_pfn is not None and z.spanned]
+             for z in infos if z.start_pfn is not None and z.spanned]
     if not zones:
         raise procfs.ProcParseError("zoneinfo: no populated zone with start_pfn and spanned")
     return tuple(zones)
@@ -179,9 +186,12 @@ def parse_scan(text: str) -> Scan:
         pfns, scan_us = int(end["pfns"]), float(end["scan_us"])
     except (ValueError, KeyError) as e:
         raise procfs.ProcParseError(f"e2epfn: malformed runs or end line ({e})") from None
+    infos = parse_zoneinfo("\n".join(sections[1][1]))
     return Scan(
         runs=tuple(runs),
-        zones=parse_zones("\n".join(sections[1][1])),
+        zones=_zones(infos),
+        pcps=tuple((zone_label(z.node, z.zone), p.cpu, p.count, p.high) for z in infos if z.start_pfn is not None
+                   for p in z.pagesets),
         buddy_before=tuple(procfs.parse_buddyinfo("\n".join(sections[0][1]))),
         buddy_after=tuple(procfs.parse_buddyinfo("\n".join(sections[3][1]))),
         pfns=pfns, scan_us=scan_us, version=int(text.split("\n", 1)[0].split()[1]))

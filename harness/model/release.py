@@ -558,15 +558,9 @@ class PcpList:
             self.high += self.batch
         return True
 
-    def decay(self) -> None:
-        """6.12 decay_pcp_high run until high reaches high_min: what is over it goes back."""
-        if self.version < (6, 2):
-            return
-        while self.high > self.high_min:
-            self.decay_step()
-
     def decay_step(self) -> None:
-        """One decay_pcp_high call (vmstat's, once a second)."""
+        """One decay_pcp_high call (vmstat's, once a second): run until high reaches high_min,
+        what is over it goes back (run_release)."""
         self.high = max(self.count - (self.batch << PCP_BATCH_SCALE_MAX), self.high - (self.high >> 3),
                         self.high_min)
         to_drain = self.count - self.high
@@ -634,6 +628,18 @@ class Released:
     # 6.12: free_count still >= batch on the release's CPU after it: two order 1-3 frees there
     # can drain up to batch << 5 (free_high), which the model cannot time
     free_count_high: bool = False
+    # 6.12: the release CPU's lists and the free blocks (of the reporting order and up) before
+    # vmstat's first decay tick after the release and after each (run_release's tick_layouts)
+    decay_ticks: tuple[DecayTick, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecayTick:
+    """The model guest after some of 6.12's decay ticks: each list's high and count (zone key ->
+    pages) and the free blocks (zone key -> [(pfn, order, mt)])."""
+    highs: dict
+    counts: dict
+    blocks: dict
 
 
 def zone_model(zs: ZoneState, spec: KernelSpec) -> Zone:
@@ -690,7 +696,8 @@ def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None,
 def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: int = 0,
                 thp_left: bool | None = None, free_high_whole: bool = False, remote_batch: bool = False,
                 decay_step_at: str = "", fault_refill: bool = False,
-                elsewhere_before_thp: bool = False, unknown_last: bool = False) -> Released:
+                elsewhere_before_thp: bool = False, unknown_last: bool = False,
+                tick_layouts: bool = False) -> Released:
     """Free the release's pages through the per-cpu lists of the CPU it runs on.
 
     residue: instead, leave exactly the newest `residue` pages of the release on the lists (a
@@ -714,7 +721,9 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     elsewhere_before_thp: a flush set off by an order-0 free drains the pages of unknown list
     before the THP list (PcpList._bulk).
     unknown_last: where the lists were not read whole (pcp_taken false), their pages of unknown
-    position are on lists the round robin reaches last, not the order-0 movable list's oldest."""
+    position are on lists the round robin reaches last, not the order-0 movable list's oldest.
+    tick_layouts: 6.12, keep the lists' highs and the free blocks after each of vmstat's decay
+    ticks (Released.decay_ticks)."""
     m, spec = machine_before(pre)
     freed = pages_freed_by_unmap(pre.mapped, pre.unmapped, spec.pageblock_order)
     seq = free_order(freed.runs, spec.version, pre.kind, pre.page_tables if pre.kind == "munmap" else 0)
@@ -790,8 +799,14 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                   key=lambda pl: pl.zone.start, default=None)
         if top is not None:
             top.allocate(pre.faults_after, refill=fault_refill)
-    for pl in lists.values():
-        pl.decay()
+    # 6.12: vmstat's decay, a tick at a time (each tick one decay_pcp_high per zone of that CPU)
+    ticks = [_tick(lists, m, pre.order)] if tick_layouts and spec.version >= (6, 2) else []
+    while spec.version >= (6, 2) and any(pl.high > pl.high_min for pl in lists.values()):
+        for pl in lists.values():
+            if pl.high > pl.high_min:
+                pl.decay_step()
+        if tick_layouts:
+            ticks.append(_tick(lists, m, pre.order))
     free_high_lists = tuple(k for k, pl in lists.items() if pl.free_factor) if spec.version < (6, 2) else ()
     remote_lists = tuple(k for k, pl in lists.items()
                          if pre.cpu_node is not None and pl.zone.node != pre.cpu_node and pl.high > 0)
@@ -833,7 +848,12 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     elsewhere_drained_late=any(pl.elsewhere_late for pl in lists.values()),
                     free_count_high=spec.version >= (6, 2) and any(pl.high > 0 and pl.free_count >= pl.batch
                                                                    for pl in lists.values()),
-                    drained_after=drained_after)
+                    drained_after=drained_after, decay_ticks=tuple(ticks))
+
+
+def _tick(lists: dict, m: Machine, order: int) -> DecayTick:
+    return DecayTick({k: pl.high for k, pl in lists.items()}, {k: pl.count for k, pl in lists.items()},
+                     {z.key: [(pfn, o, mt) for pfn, o, mt, _ in z.free_blocks() if o >= order] for z in m.zones})
 
 
 def _forced_residue(m: Machine, spec: KernelSpec, freed: FreedPages, seq, k: int, order: int) -> Released:
@@ -1020,7 +1040,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     params = params or ReportingParams()
     if noise_mib < 0 or own_growth_mib < 0:
         raise ModelError("noise_mib and own_growth_mib must be >= 0")
-    rel = run_release(pre)
+    rel = run_release(pre, tick_layouts=True)
     layout_free = {z.key: [(pfn, o, mt) for pfn, o, mt, _ in z.free_blocks()] for z in rel.machine.zones}
     events, passes = _drop_of(rel, pre, host, params, guest_reports)
     thr = params.order if params.order is not None else pre.order

@@ -104,17 +104,19 @@ def order_slack_mib(phase: dict) -> float:
 def pushed_mib(phase: dict) -> float:
     """MiB the model's last pass may leave to one more: every unreported free block >= the
     order, in a zone a pass visits, that the guest had right after the release and the model
-    did not predict (layout's unpredicted_pending) takes a report slot, and beyond the room
+    did not predict (layout's unpredicted_pending), and on 6.12 every block the model's decay
+    ticks form after the capture (decay_late_blocks), takes a report slot, and beyond the room
     the model's last pass had (release.spare_blocks) each pushes one block, of up to the
     largest order there, to the next pass 2 s later (a hint-migrate destination: 2 such
     order-9 blocks, no room, its first pass 6.1 MiB short of the model's one and 8 MiB at the
     next). The total is not moved, only the last plateau's low side."""
     passes = phase.get("model", {}).get("passes") or []
     lay = phase.get("layout") or {}
-    if not passes or passes[-1].get("spare_blocks", -1) < 0 or not lay.get("unpredicted_pending"):
+    late = lay.get("unpredicted_pending", 0) + lay.get("decay_late_blocks", 0)
+    if not passes or passes[-1].get("spare_blocks", -1) < 0 or not late:
         return 0.0
     top = max((int(k.rpartition("/")[2]) for k in lay.get("per_zone_order", {})), default=lay["min_order"])
-    return max(0, lay["unpredicted_pending"] - passes[-1]["spare_blocks"]) * (1 << top) / 256
+    return max(0, late - passes[-1]["spare_blocks"]) * (1 << top) / 256
 
 
 PCP_TERMS = ("pcp_pages", "pcp_placement", "pcp_cpu", "pcp_unknown_pages")
@@ -134,8 +136,11 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
     pcp = sum(t["hi_mib"] for t in phase.get("terms", []) if t["name"] in PCP_TERMS)
     # 6.12 gives the per-cpu residue back by decay, one step a second: which pass meets it is
     # not known, so it moves the intermediate plateaus either way
+    # (what the model's ticks after the capture form, where the capture's tick is known)
     inputs = phase.get("model", {}).get("inputs", {})
-    drains = inputs.get("residue_pages", 0) / 256 if inputs.get("residue_drains") else 0.0
+    lay = phase.get("layout") or {}
+    drains = lay["decay_late_mib"] if "decay_late_mib" in lay else \
+        inputs.get("residue_pages", 0) / 256 if inputs.get("residue_drains") else 0.0
     slack = order_slack_mib(phase) + pcp + drains
     lo = phase["predicted_mib"] - phase["predicted_lo_mib"]
     hi = phase["predicted_hi_mib"] - phase["predicted_mib"] + drains
@@ -502,8 +507,20 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
     after = Capture.from_json(phase.captures["freed"])
     zl = {zs.key: zs.label for zs in pre.zones}
     real = [(b.head, b.order, b.zone) for b in after.blocks]
-    lay = compare_layout_blocks(layout_free, zl, real, pre.order)
+    at_capture, ticks = layout_at_capture(rel, after.scan.pcps, pre.cpu, zl)
+    lay = compare_layout_blocks(at_capture if at_capture is not None else layout_free, zl, real, pre.order)
     fields["layout"] = lay.to_json()
+    if rel.decay_ticks:
+        # 6.12: after how many of vmstat's decay ticks the capture came (None: its highs are
+        # none of the model's, and the layout shown is the model's once decay is done)
+        fields["layout"]["decay_ticks"] = ticks
+        if at_capture is not None:
+            # the blocks the later ticks form (model's): they reach the buddy lists 1-4 s after
+            # the release, at ticks the pass schedule does not place (pushed_mib, curve_mismatches)
+            gated = {z.name for z in after.scan.zones if z.gated(pre.order)}
+            late = blocks_formed_after(at_capture, layout_free, zl, pre.order, gated)
+            fields["layout"]["decay_late_blocks"] = len(late)
+            fields["layout"]["decay_late_mib"] = sum(1 << o for _, o in late) / 256
     fields["layout"]["residue_pages"] = sum(n for _, n in rel.residue)
     # real blocks the model knows exist but cannot place: THPs from before the release it drained
     fields["layout"]["unplaced_predicted"] = rel.unknown_thps_drained
@@ -555,6 +572,26 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
     fields["judgement"] = jd.to_json()
     fields["verdict"] = jd.verdict
     return fields
+
+
+def layout_at_capture(rel, pcps, cpu: int | None, labels: dict) -> tuple[dict | None, int | None]:
+    """6.12: the model's free blocks as the capture right after the release saw them: after as
+    many of vmstat's decay ticks as its highs on the release's CPU show (zoneinfo is read as the
+    scan begins; a tick lowers each high until high_min, so each tick's highs are its own).
+    (None, None) where no tick of the model's has those highs, or on 6.1 (no decay)."""
+    seen = {label: high for label, c, _, high in pcps if c == cpu}
+    for k, t in enumerate(rel.decay_ticks):
+        if all(seen.get(labels[key]) == h for key, h in t.highs.items()):
+            return t.blocks, k
+    return None, None
+
+
+def blocks_formed_after(before: dict, after: dict, labels: dict, order: int, gated: set) -> list[tuple[int, int]]:
+    """Pure: (pfn, order) of the free blocks of `order` and up in `after` that `before` did not
+    have, in zones a pass visits (both: zone key -> [(pfn, order, mt)])."""
+    had = {(pfn, o) for bl in before.values() for pfn, o, _ in bl}
+    return sorted((pfn, o) for k, bl in after.items() if labels.get(k) not in gated
+                  for pfn, o, _ in bl if o >= order and (pfn, o) not in had)
 
 
 # The last few model runs, by what they read: a phase's end plan (Run.phase_end) runs the model
