@@ -994,6 +994,24 @@ def ours_frees_stay_on_lists(pre: PreRelease, version: tuple[int, int], pages: f
     return p is not None and p.high > 0 and p.count + pages < p.high
 
 
+def other_lists(pre: PreRelease, version: tuple[int, int], pageblock_order: int) -> tuple[tuple[int, int, int], ...]:
+    """(count, high, the most one flush frees) of each per-cpu list of a CPU other than the
+    release's, as read before it. A free that takes a list to high flushes nr_pcp_free's
+    count of its oldest pages: 6.12 free_count clamped to [batch, high - batch], free_count at
+    most batch << 5 plus a THP's pages less one (it grows by a page's size while under that);
+    6.1 batch << free_factor clamped the same, free_factor one more at each flush."""
+    out = []
+    for zs in pre.zones:
+        for p in zs.pcps:
+            if p.cpu == pre.cpu or p.high <= p.batch:
+                continue
+            most = p.high - p.batch
+            if version >= (6, 2):
+                most = min(most, (p.batch << PCP_BATCH_SCALE_MAX) + (1 << pageblock_order) - 1)
+            out.append((p.count, p.high, most))
+    return tuple(out)
+
+
 def ours_remote_batches(pre: PreRelease) -> int:
     """Pages vmstat may give back from our CPU's lists of other nodes' zones over a phase: one
     batch from each that holds pages (refresh_cpu_vm_stats: 3 s after the CPU last changed

@@ -16,7 +16,7 @@ from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
-                            predict_release)
+                            other_lists, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
@@ -453,7 +453,7 @@ class FreeMemoryCheck:
 def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: int, unknown_drained: int,
                       activity: Activity, captures: int, window_s: float, measured_mib: float,
                       at_s: float, residue_min_pages: int = 0, ours_frees_stay: bool = False,
-                      ours_remote_pages: int = 0) -> FreeMemoryCheck:
+                      ours_remote_pages: int = 0, other_lists: tuple = ()) -> FreeMemoryCheck:
     """Pure. free_pages: the model's buddy pages after the release (its per-cpu residue not
     counted, as NR_FREE_PAGES does not), those its drains gave back from before the release
     included; the residue is really residue_min_pages..residue_max_pages (the drop's pcp_residue
@@ -463,9 +463,16 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     window at its idle rates plus what each of our captures costs, all measured before the
     release. ours_frees_stay: our commands' frees stay on their CPU's lists (the drop's
     guest_frees term, release.ours_frees_stay_on_lists), outside NR_FREE_PAGES, but for
-    ours_remote_pages that vmstat may drain from their CPU's other nodes' lists."""
+    ours_remote_pages that vmstat may drain from their CPU's other nodes' lists.
+    other_lists: (count, high, most one flush frees) of the other CPUs' lists
+    (release.other_lists): where the window's frees can take one to high, its flush gives back
+    pages it held from before, beyond the frees that set it off (pcp_flush)."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
     freed = activity.free_pages_per_s * window_s + (ours_remote_pages if ours_frees_stay else activity.ours(captures))
+    # a flush of n pages, set off by the high - count frees that filled the list (counted in
+    # guest_frees); a second one needs n frees more, which the first's n beyond them covers
+    reach = [(c, h, n) for c, h, n in other_lists if c + freed >= h and not ours_frees_stay]
+    flush = sum(max(0, n - (h - c)) for c, h, n in reach)
     terms = (
         Term("pcp_residue", f"the release's pages left on per-cpu lists: {residue_min_pages} to "
              f"{residue_max_pages}, the model's {residue_pages}", min(0, residue_pages - residue_max_pages) / 256,
@@ -475,6 +482,8 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
         Term("guest_allocations", f"{alloc:.0f} pages allocated over {window_s:.1f} s at the idle rate and "
              f"{captures} capture(s)", -alloc / 256, 0.0),
         Term("guest_frees", f"{freed:.0f} pages freed over the same", 0.0, freed / 256),
+        Term("pcp_flush", f"another CPU's list within {min((h - c for c, h, _ in reach), default=0)} pages of "
+             f"its high: a flush of its oldest pages, {flush} beyond the frees", 0.0, flush / 256),
     )
     e = free_pages / 256
     return FreeMemoryCheck(e, e + sum(t.lo_mib for t in terms), e + sum(t.hi_mib for t in terms),
@@ -546,7 +555,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             max(0, j["inputs"]["unknown_drained"] - rel.unknown_drained), activity, 1 + phase.model_input.captures_after,
             window, st[2], st[0], residue_min_pages=j["inputs"]["residue_min_pages"],
             ours_frees_stay=j["inputs"]["ours_frees_stay"],
-            ours_remote_pages=j["inputs"]["ours_remote_pages"])
+            ours_remote_pages=j["inputs"]["ours_remote_pages"],
+            other_lists=other_lists(pre, rel.spec.version, rel.spec.pageblock_order))
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))

@@ -1374,3 +1374,21 @@ def test_6_12_blocks_decay_forms_after_the_capture_can_miss_the_passes_the_model
     out = judged(load("decay_late_blocks_6.12_on"))["phases"][-1]
     assert out["verdict"] == "outside" and any("491.9" in f for f in out["judgement"]["failures"]), \
         out["judgement"]["failures"]
+
+
+def test_6_12_another_cpus_list_near_its_high_can_flush_what_it_held(monkeypatch):
+    # 1 of 10 runs of the 6.12 x 10.0 case with one saved guest: CPU 0's lists ended as the
+    # model's (4 THPs, 2048 pages; 471/471/471 blocks), yet the guest's free memory read 7.7
+    # MiB over. CPU 1 (our commands') held 6559 pages of high 6985: 426 frees there reach high,
+    # and nr_pcp_free then flushes free_count, up to batch << 5 plus a THP's pages less one,
+    # of its oldest pages. In twelve traced runs CPU 1 held about 1885: no flush within reach.
+    ph = judged(load("other_cpu_flush_6.12_on"))["phases"][-1]
+    flush = next(t for t in ph["free_memory"]["terms"] if t["name"] == "pcp_flush")
+    assert "within 426 pages" in flush["explanation"] and flush["hi_mib"] == round(2101 / 256, 2)
+    assert ph["verdict"] == "within", ph["judgement"]["failures"]
+    quiet = judged(load("decay_late_blocks_6.12_on"))["phases"][-1]
+    assert next(t for t in quiet["free_memory"]["terms"] if t["name"] == "pcp_flush")["hi_mib"] == 0.0
+    # planted: no flush of another CPU's list: outside
+    monkeypatch.setattr(prediction, "other_lists", lambda *a: ())
+    out = judged(load("other_cpu_flush_6.12_on"))["phases"][-1]
+    assert out["free_memory"]["verdict"] == "outside", out["free_memory"]
