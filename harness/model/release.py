@@ -1012,6 +1012,15 @@ def other_lists(pre: PreRelease, version: tuple[int, int], pageblock_order: int)
     return tuple(out)
 
 
+def flush_beyond_frees(lists, freed: float) -> tuple[int, int | None]:
+    """Pure: pages the flushes of other CPUs' lists (other_lists) can give back beyond the
+    `freed` pages of frees that set them off, and the least margin to high among the lists
+    within reach (None: none). A flush of n pages follows the high - count frees that filled
+    the list; a second needs n frees more, which the first's n beyond them covers."""
+    reach = [(c, h, n) for c, h, n in lists if c + freed >= h]
+    return sum(max(0, n - (h - c)) for c, h, n in reach), min((h - c for c, h, _ in reach), default=None)
+
+
 def ours_remote_batches(pre: PreRelease) -> int:
     """Pages vmstat may give back from our CPU's lists of other nodes' zones over a phase: one
     batch from each that holds pages (refresh_cpu_vm_stats: 3 s after the CPU last changed
@@ -1344,8 +1353,13 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # 6.1, restored): 84 regions lacked 2 pages each at the capture, transient allocations of
     # the guest's and ours, and the kernel completed 64 of them during the release. The pages
     # left over can free whole blocks of their own (a block per 2^order pages).
-    completed, _, rest = fill(free_p, fills, used)
+    completed, done, rest = fill(free_p, fills, used)
     act_hi = (completed / 256 + blocks(rest)) if moves else 0.0
+    # another CPU's list that those frees can take to high flushes its oldest pages, from
+    # before the release, which can complete regions as a drain of the release CPU's does
+    flush, margin = (0, None) if ours_stay else \
+        flush_beyond_frees(other_lists(pre, rel.spec.version, rel.spec.pageblock_order), free_p)
+    flush_gain, _, _ = fill(flush, unknown_fills, used | done)
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
                       f"{activity.alloc_pages_per_s:.0f} pages/s, {activity.captures_in_window} capture(s) and "
                       f"{activity.commands_in_window} other command(s), "
@@ -1356,6 +1370,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                  if ours_stay else "and our commands'")
     terms.append(Term("guest_frees", f"guest frees over the window (idle rate {activity.free_pages_per_s:.0f} "
                       f"pages/s, {ours_what}): each can complete a resident block", 0.0, act_hi))
+    terms.append(Term("pcp_flush", "no other CPU's list within reach of its high" if margin is None else
+                      f"another CPU's list {margin} pages under its high: its flush gives back {flush} pages "
+                      f"from before the release beyond the frees, which complete the {block_mib:g} MiB "
+                      f"regions closest to whole{where}", 0.0, flush_gain / 256 if moves else 0.0))
     lo = total + sum(t.lo_mib for t in terms)
     hi = total + sum(t.hi_mib for t in terms)
     for v in per_zone.values():

@@ -16,7 +16,7 @@ from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
-                            other_lists, predict_release)
+                            flush_beyond_frees, other_lists, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
@@ -469,10 +469,7 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     pages it held from before, beyond the frees that set it off (pcp_flush)."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
     freed = activity.free_pages_per_s * window_s + (ours_remote_pages if ours_frees_stay else activity.ours(captures))
-    # a flush of n pages, set off by the high - count frees that filled the list (counted in
-    # guest_frees); a second one needs n frees more, which the first's n beyond them covers
-    reach = [(c, h, n) for c, h, n in other_lists if c + freed >= h and not ours_frees_stay]
-    flush = sum(max(0, n - (h - c)) for c, h, n in reach)
+    flush, margin = (0, None) if ours_frees_stay else flush_beyond_frees(other_lists, freed)
     terms = (
         Term("pcp_residue", f"the release's pages left on per-cpu lists: {residue_min_pages} to "
              f"{residue_max_pages}, the model's {residue_pages}", min(0, residue_pages - residue_max_pages) / 256,
@@ -482,8 +479,9 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
         Term("guest_allocations", f"{alloc:.0f} pages allocated over {window_s:.1f} s at the idle rate and "
              f"{captures} capture(s)", -alloc / 256, 0.0),
         Term("guest_frees", f"{freed:.0f} pages freed over the same", 0.0, freed / 256),
-        Term("pcp_flush", f"another CPU's list within {min((h - c for c, h, _ in reach), default=0)} pages of "
-             f"its high: a flush of its oldest pages, {flush} beyond the frees", 0.0, flush / 256),
+        Term("pcp_flush", "no other CPU's list within reach of its high" if margin is None else
+             f"another CPU's list {margin} pages under its high: a flush of its oldest pages, {flush} "
+             "beyond the frees", 0.0, flush / 256),
     )
     e = free_pages / 256
     return FreeMemoryCheck(e, e + sum(t.lo_mib for t in terms), e + sum(t.hi_mib for t in terms),
