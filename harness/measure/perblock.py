@@ -63,7 +63,7 @@ from functools import cached_property
 from harness.measure import pagemap, procfs
 from harness.model.reporting import ReportingParams, zone_gate_mark
 from harness.measure.pagemap import RamRange
-from harness.measure.snapshot import parse_zoneinfo
+from harness.measure.snapshot import ZoneInfo, parse_zoneinfo
 
 MAX_ORDER = 10  # largest buddy order on x86_64, 6.1 and 6.12
 PAGE_REPORTING_CAPACITY = 32  # mm/page_reporting.h
@@ -117,9 +117,14 @@ class Scan:
     pfns: int
     scan_us: float
     version: int = 2                        # 1: flagless pages are in A (no P class)
-    # (zone label, cpu, count, high) of every per-cpu list zoneinfo showed as the scan began:
-    # which of 6.12's decay steps the layout after a release had passed (ReleaseModel ticks)
-    pcps: tuple[tuple[str, int, int, int], ...] = ()
+    zoneinfo: tuple[ZoneInfo, ...] = ()    # /proc/zoneinfo as the scan began, parsed
+
+    @property
+    def pcps(self) -> tuple[tuple[str, int, int, int], ...]:
+        """(zone label, cpu, count, high) of every per-cpu list of a populated zone: which of
+        6.12's decay ticks the layout after a release had passed (prediction.layout_at_capture)."""
+        return tuple((zone_label(z.node, z.zone), p.cpu, p.count, p.high) for z in self.zoneinfo
+                     if z.start_pfn is not None for p in z.pagesets)
 
     def flagless_blocks(self, order: int) -> tuple[int, ...] | None:
         """Heads of the 2^order blocks of runs of flagless pages (P) that begin and end on a
@@ -190,8 +195,7 @@ def parse_scan(text: str) -> Scan:
     return Scan(
         runs=tuple(runs),
         zones=_zones(infos),
-        pcps=tuple((zone_label(z.node, z.zone), p.cpu, p.count, p.high) for z in infos if z.start_pfn is not None
-                   for p in z.pagesets),
+        zoneinfo=tuple(infos),
         buddy_before=tuple(procfs.parse_buddyinfo("\n".join(sections[0][1]))),
         buddy_after=tuple(procfs.parse_buddyinfo("\n".join(sections[3][1]))),
         pfns=pfns, scan_us=scan_us, version=int(text.split("\n", 1)[0].split()[1]))

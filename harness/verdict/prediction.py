@@ -21,7 +21,7 @@ from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
 from harness.measure.perblock import Capture, asked, pending
-from harness.measure.snapshot import parse_vmstat, parse_zoneinfo, snapshot_from_capture
+from harness.measure.snapshot import parse_vmstat, snapshot_from_capture
 
 # The figures are recorded rounded, and a prediction can sit exactly on an interval's end (a
 # settled release with no high-side term): each comparison allows half the recorded unit of
@@ -185,12 +185,6 @@ def _curve_misses(samples, curve, col, peak, lo, hi, slack, jitter_s, release_s,
 SAMPLE_PERIOD_S = 0.1
 
 
-def _zoneinfo_section(e2epfn_text: str) -> str:
-    """The /proc/zoneinfo that e2epfn printed with its scan (read in the same guest command)."""
-    _, _, rest = e2epfn_text.partition("== zoneinfo")
-    return rest.partition("\n")[2].partition("\n== ")[0]
-
-
 def _vm_delta(pair: list, keys) -> int:
     a, b = (parse_vmstat(t) for t in pair)
     return sum(b.get(k, 0) - a.get(k, 0) for k in keys)
@@ -234,7 +228,7 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
     facts = RunFacts.of(facts)
     pre = mi.pre
     cap = Capture.from_json(pre.capture)
-    zinfo = parse_zoneinfo(_zoneinfo_section(cap.text))
+    zinfo = cap.scan.zoneinfo               # e2epfn's, read in the same guest command as its scan
     # the release CPU's lists as the workload read them just before its unmap, where it did
     at_release = {(n, zn, pre.cpu): (c, h, b) for n, zn, c, h, b in pre.pcp_at_release}
     zones = tuple(ZoneState(node=z.node, name=z.zone, start=z.start_pfn, end=z.start_pfn + z.spanned,

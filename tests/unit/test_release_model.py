@@ -19,7 +19,6 @@ from harness.model import ModelError, ReportingParams
 from harness.model import release as R
 from harness.model import reporting
 from harness.measure.perblock import Capture
-from harness.measure.snapshot import parse_zoneinfo
 from harness.measure.prerelease import PreRecord
 
 DATA = Path(__file__).parent.parent / "data" / "release"
@@ -245,9 +244,8 @@ def _with_stat(result: dict, free_mib=None, at_s=None) -> dict:
 def _pcp_count(phase: dict, cpu: int) -> int:
     """Pages on one CPU's per-cpu lists, all zones, in the capture before the release."""
     from harness.measure.perblock import Capture
-    from harness.measure.snapshot import parse_zoneinfo
-    text = prediction._zoneinfo_section(Capture.from_json(phase["pre"]["capture"]).text)
-    return sum(p.count for z in parse_zoneinfo(text) for p in z.pagesets if p.cpu == cpu)
+    return sum(p.count for z in Capture.from_json(phase["pre"]["capture"]).scan.zoneinfo for p in z.pagesets
+               if p.cpu == cpu)
 
 
 def test_the_guest_free_memory_is_predicted_from_before_the_release():
@@ -1006,7 +1004,7 @@ def test_our_frees_stay_on_our_cpus_own_node_and_vmstat_drains_a_batch_from_the_
     # node-1 count unchanged (zoneinfo in the captures before the release and once settled)
     counts = {}
     for name, cap in (("pre", ph["pre"]["capture"]), ("settled", ph["captures"]["settled"])):
-        zi = parse_zoneinfo(prediction._zoneinfo_section(Capture.from_json(cap).text))
+        zi = Capture.from_json(cap).scan.zoneinfo
         counts[name] = {(z.node, z.zone): next(p.count for p in z.pagesets if p.cpu == 1) for z in zi
                         if z.populated and z.zone == "DMA32"}
     assert counts["pre"][(0, "DMA32")] - counts["settled"][(0, "DMA32")] == 63
