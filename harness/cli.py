@@ -218,7 +218,8 @@ def _human(r: dict) -> str:
                             if lay.get("unplaced_predicted") else "")
                          + ("" if "decay_ticks" not in lay else
                             " (the model's after decay: the capture's highs are none of its ticks')"
-                            if lay["decay_ticks"] is None else f" (after {lay['decay_ticks']} decay tick(s))")
+                            if lay["decay_ticks"] is None else " (before any of vmstat's decay ticks)"
+                            if lay["decay_ticks"] == 0 else f" (the model's after {lay['decay_ticks']} decay tick(s))")
                          + (f"; reported once done: real {rep['real']}, predicted {rep['predicted']}, "
                             f"matched {rep['matched']}" if rep else ""))
         if (ph.get("judgement") or {}).get("free_memory"):
