@@ -6,6 +6,7 @@ usage: ci/results_table.py results.xml [more.xml ...]
 import json
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 
 def rows(paths):
@@ -23,11 +24,21 @@ def _free(fm: dict | None) -> str:
     return f"{fm['measured_mib']} / {fm['expected_mib']} [{fm['lo_mib']}, {fm['hi_mib']}]"
 
 
+def _terms(terms: dict | None) -> str:
+    """The interval's terms that are not nought: name [lo, hi] MiB."""
+    return ", ".join(f"{k} [{lo:+g}, {hi:+g}]" for k, (lo, hi) in (terms or {}).items() if lo or hi) or "-"
+
+
 def main(paths):
+    if not paths or paths[0] in ("-h", "--help"):
+        sys.exit(__doc__.strip().splitlines()[-1])
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        sys.exit(f"results_table: no such file: {missing[0]}")
     print("| test | phase | kernel | QEMU | freed | measured drop | predicted [lo, hi] | width | verdict "
           "| t90 measured / predicted (s) | blocks >= order: real / predicted / matched "
-          "| guest free MiB (balloon stats): measured / predicted [lo, hi] | phase end (s) | test |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| guest free MiB (balloon stats): measured / predicted [lo, hi] | terms (MiB) | phase end (s) | test |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, phase, r, failed in rows(paths):
         width = r["predicted_hi_mib"] - r["predicted_lo_mib"]
         # the figure the verdict is on: the guest RAM mapping for hugetlbfs (outside the process Rss)
@@ -36,7 +47,7 @@ def main(paths):
               f"{r['predicted_mib']} [{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] | {width:.1f} | {r['verdict']} | "
               f"{r.get('measured_t90_s', r['seconds_to_90pct'])} / {r['predicted_seconds_to_90pct']} | "
               f"{r.get('layout_real')} / {r.get('layout_predicted')} / {r.get('layout_matched')} | "
-              f"{_free(r.get('free_memory'))} | {r.get('end_s', '-')} | "
+              f"{_free(r.get('free_memory'))} | {_terms(r.get('terms'))} | {r.get('end_s', '-')} | "
               f"{'FAILED' if failed else 'passed'} |")
 
 
