@@ -1015,8 +1015,9 @@ def other_lists(pre: PreRelease, version: tuple[int, int], pageblock_order: int)
 def flush_beyond_frees(lists, freed: float) -> tuple[int, int | None]:
     """Pure: pages the flushes of other CPUs' lists (other_lists) can give back beyond the
     `freed` pages of frees that set them off, and the least margin to high among the lists
-    within reach whose flush gives back more than that margin (None: none). A flush of n pages follows the high - count frees that filled
-    the list; a second needs n frees more, which the first's n beyond them covers."""
+    within reach whose flush gives back more than that margin (None: none). A flush of n
+    pages follows the high - count frees that filled the list; a second needs n frees more,
+    which the first's n beyond them covers."""
     reach = [(c, h, n) for c, h, n in lists if c + freed >= h and n > h - c]
     return sum(n - (h - c) for c, h, n in reach), min((h - c for c, h, _ in reach), default=None)
 

@@ -134,9 +134,9 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
     # Pages on per-cpu lists at the snapshot reach the buddy lists at a time the model does
     # not know (6.12 decays pcp->high over time), so they may miss the early passes too.
     pcp = sum(t["hi_mib"] for t in phase.get("terms", []) if t["name"] in PCP_TERMS)
-    # 6.12 gives the per-cpu residue back by decay, one step a second: which pass meets it is
-    # not known, so it moves the intermediate plateaus either way
-    # (what the model's ticks after the capture form, where the capture's tick is known)
+    # 6.12 gives per-cpu pages back by decay, a tick a second: which pass meets what a tick
+    # frees is not known, so it moves the intermediate plateaus either way. Where the capture's
+    # tick is known, that is the blocks the model's later ticks form; else the residue.
     inputs = phase.get("model", {}).get("inputs", {})
     lay = phase.get("layout") or {}
     drains = lay["decay_late_mib"] if "decay_late_mib" in lay else \
