@@ -59,7 +59,7 @@ class Prediction:
             "hi_mib": round(self.hi_mib, 2), "metric": self.metric,
             "total_mib": round(self.total_mib, 2), "rss_mib": round(self.rss_mib, 2),
             "mapping_mib": round(self.mapping_mib, 2),
-            "seconds_to_90pct": self.seconds_to_fraction(0.9),
+            "seconds_to_90pct": _rounded(self.seconds_to_fraction(0.9), 3),
             "terms": [t.to_json() for t in self.terms],
             "curve": [[round(t, 3), round(c, 2)] for t, c in self.curve],
             "reported_curve": [[round(t, 3), round(c, 2)] for t, c in self.reported_curve],
@@ -70,3 +70,7 @@ class Prediction:
 
 def verdict(measured_mib: float, prediction: Prediction) -> str:
     return "within" if prediction.lo_mib <= measured_mib <= prediction.hi_mib else "outside"
+
+
+def _rounded(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
