@@ -25,6 +25,8 @@ What this leaves on the per-cpu lists (the newest pages freed) is the predicted 
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 from harness.model.buddy import MOVABLE, Machine, Zone
@@ -631,6 +633,8 @@ class Released:
     # 6.12: the release CPU's lists and the free blocks (of the reporting order and up) before
     # vmstat's first decay tick after the release and after each (run_release's tick_layouts)
     decay_ticks: tuple[DecayTick, ...] = ()
+    # ... and the model guest before the first of those ticks, where a list had still to decay
+    before_decay: Machine | None = None
 
 
 @dataclass(frozen=True)
@@ -801,6 +805,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
             top.allocate(pre.faults_after, refill=fault_refill)
     # 6.12: vmstat's decay, a tick at a time (each tick one decay_pcp_high per zone of that CPU)
     ticks = [_tick(lists, m, pre.order)] if tick_layouts and spec.version >= (6, 2) else []
+    decays = spec.version >= (6, 2) and any(pl.high > pl.high_min for pl in lists.values())
+    before_decay = copy.deepcopy(m) if ticks and decays else None
     while spec.version >= (6, 2) and any(pl.high > pl.high_min for pl in lists.values()):
         for pl in lists.values():
             if pl.high > pl.high_min:
@@ -848,7 +854,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     elsewhere_drained_late=any(pl.elsewhere_late for pl in lists.values()),
                     free_count_high=spec.version >= (6, 2) and any(pl.high > 0 and pl.free_count >= pl.batch
                                                                    for pl in lists.values()),
-                    drained_after=drained_after, decay_ticks=tuple(ticks))
+                    drained_after=drained_after, decay_ticks=tuple(ticks), before_decay=before_decay)
 
 
 def _tick(lists: dict, m: Machine, order: int) -> DecayTick:
@@ -1093,6 +1099,16 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     moves = not host.discard_inhibited and host.poison_val == 0 and not (
         host.backend == "hugetlbfs" and host.metric == "rss")
     block_mib = (1 << thr) / 256
+    # 6.12: the passes with none of the blocks the decay ticks form after the release (they come
+    # 1-4 s after it, at ticks the passes' schedule does not place): each plateau lies between
+    # this curve and the one with them all at the release
+    curve_before_decay = None
+    if rel.before_decay is not None:
+        ev2, _ = _drop_of(dataclasses.replace(rel, machine=rel.before_decay), pre, host, params, guest_reports)
+        curve_before_decay, cum2 = [(0.0, 0.0)], 0.0
+        for t, m, _ in ev2:
+            cum2 += m
+            curve_before_decay.append((t, cum2))
 
     variant_t90: list[float] = []
 
@@ -1395,6 +1411,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
               "residue_min_pages": k_lo, "ours_frees_stay": ours_stay, "ours_remote_pages": remote,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
+              "curve_before_decay": None if curve_before_decay is None else
+              [[round(t, 3), round(c, 2)] for t, c in curve_before_decay],
               "noise_mib": noise_mib, "own_growth_mib": own_growth_mib, "backend": host.backend, "metric": host.metric,
               "params": {"capacity": params.capacity, "delay_s": params.delay_s,
                          "budget_divisor": params.budget_divisor, "zone_gate": params.zone_gate,

@@ -135,12 +135,12 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
     # not know (6.12 decays pcp->high over time), so they may miss the early passes too.
     pcp = sum(t["hi_mib"] for t in phase.get("terms", []) if t["name"] in PCP_TERMS)
     # 6.12 gives per-cpu pages back by decay, a tick a second: which pass meets what a tick
-    # frees is not known, so it moves the intermediate plateaus either way. Where the capture's
-    # tick is known, that is the blocks the model's later ticks form; else the residue.
+    # frees is not known. Where the model ran its passes without what the ticks form
+    # (curve_before_decay), each plateau before the last lies between that and the predicted
+    # curve (that with all of it at the release); else the residue moves them either way.
     inputs = phase.get("model", {}).get("inputs", {})
-    lay = phase.get("layout") or {}
-    drains = lay["decay_late_mib"] if "decay_late_mib" in lay else \
-        inputs.get("residue_pages", 0) / 256 if inputs.get("residue_drains") else 0.0
+    floor = inputs.get("curve_before_decay")
+    drains = 0.0 if floor or not inputs.get("residue_drains") else inputs.get("residue_pages", 0) / 256
     slack = order_slack_mib(phase) + pcp + drains
     lo = phase["predicted_mib"] - phase["predicted_lo_mib"]
     hi = phase["predicted_hi_mib"] - phase["predicted_mib"] + drains
@@ -152,8 +152,9 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
     for k in range(int(round(early / SAMPLE_PERIOD_S)) + 1):
         shift = k * SAMPLE_PERIOD_S
         curve = [(max(0.0, t - shift) if t > 0 else t, c) for t, c in phase["predicted_curve"]]
+        low_curve = [(max(0.0, t - shift) if t > 0 else t, c) for t, c in floor] if floor else None
         bad = _curve_misses(phase["samples"], curve, col, peak, lo, hi, slack, jitter_s, phase.get("release_s", 0.0),
-                            pushed_mib(phase))
+                            pushed_mib(phase), low_curve)
         if shift:
             bad = [f"{m} (passes {shift:.1f} s early: a worker due at the release)" for m in bad]
         if best is None or len(bad) < len(best):
@@ -163,12 +164,17 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
     return best
 
 
-def _curve_misses(samples, curve, col, peak, lo, hi, slack, jitter_s, release_s, pushed=0.0) -> list[str]:
+def _curve_misses(samples, curve, col, peak, lo, hi, slack, jitter_s, release_s, pushed=0.0,
+                  low_curve=None) -> list[str]:
+    """low_curve: the lowest the plateaus before the last can be (6.12's passes without what its
+    decay ticks form), as a step curve like `curve`."""
     bad = []
     # the first point of the curve is (0, 0): "pass" 0, before any report
     windows = plateaus(curve, jitter_s, lead_s=release_s, per_pass_s=PASS_LATENCY_S, sample_s=SAMPLE_PERIOD_S)
     for i, (t0, t1, c) in enumerate(windows):
-        low = c - lo - (slack if i < len(windows) - 1 else pushed)
+        last = i == len(windows) - 1        # its low side: pushed_mib, the late blocks' slots included
+        floor = max((v for t, v in low_curve if t <= t0), default=0.0) if low_curve and not last else c
+        low = min(c, floor) - lo - (pushed if last else slack)
         for sample in samples:
             t = sample[0]
             if t0 <= t <= t1:
