@@ -1359,7 +1359,7 @@ def test_6_12_capture_right_after_the_release_is_the_model_before_the_decay_tick
     assert lay["decay_ticks"] is None and not lay["exact"], lay
 
 
-def test_6_12_blocks_decay_forms_after_the_capture_can_miss_the_passes_the_model_gives_them(monkeypatch):
+def test_6_12_blocks_decay_forms_after_the_capture_can_miss_the_passes_the_model_gives_them():
     # Restored 6.12 x 10.0, 1 GiB, traced (kprobes with a stack on free_pcppages_bulk slow
     # the guest; scratch): CPU 0's decay ticks 1.1, 2.9 and 3.9 s after the release drained
     # order-0 pages, then THPs. The model's ticks form 9 blocks (36 MiB) after the capture; its
@@ -1385,7 +1385,10 @@ def test_6_12_another_cpus_list_near_its_high_can_flush_what_it_held(monkeypatch
     # model's (4 THPs, 2048 pages; 471/471/471 blocks), yet the guest's free memory read 7.7
     # MiB over. CPU 1 (our commands') held 6559 pages of high 6985: 426 frees there reach high,
     # and nr_pcp_free then flushes free_count, up to batch << 5 plus a THP's pages less one,
-    # of its oldest pages. In twelve traced runs CPU 1 held about 1885: no flush within reach.
+    # of its oldest pages. The settled capture's own zoneinfo summed to the model's free pages
+    # (1908.91 MiB) with CPU 1 still at 6557; the statistic 0.6 s later read 7.7 MiB more: the
+    # capture's own frees there (inferred). In twelve traced runs CPU 1 held about 1885: no
+    # flush within reach.
     # The same pages can complete blocks (the drop's pcp_flush: the regions closest to whole
     # whose missing pages were flagless, 2 MiB ones, 8 MiB here; that run's drop was within
     # without it, 1019.1 against 1016.0).
