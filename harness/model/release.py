@@ -804,10 +804,12 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
         if top is not None:
             top.allocate(pre.faults_after, refill=fault_refill)
     # 6.12: vmstat's decay, a tick at a time (each tick one decay_pcp_high per zone of that CPU)
+    def decays() -> bool:
+        return spec.version >= (6, 2) and any(pl.high > pl.high_min for pl in lists.values())
+
     ticks = [_tick(lists, m, pre.order)] if tick_layouts and spec.version >= (6, 2) else []
-    decays = spec.version >= (6, 2) and any(pl.high > pl.high_min for pl in lists.values())
-    before_decay = copy.deepcopy(m) if ticks and decays else None
-    while spec.version >= (6, 2) and any(pl.high > pl.high_min for pl in lists.values()):
+    before_decay = copy.deepcopy(m) if ticks and decays() else None
+    while decays():
         for pl in lists.values():
             if pl.high > pl.high_min:
                 pl.decay_step()
@@ -1079,14 +1081,12 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     events, passes = _drop_of(rel, pre, host, params, guest_reports)
     thr = params.order if params.order is not None else pre.order
     total = sum(m for _, m, _ in events)
-    curve, cum = [(0.0, 0.0)], 0.0
+    curve = _cumulative(events)
     rcurve, rcum = [(0.0, 0.0)], 0.0
     per_zone: dict = {}
     per_order: dict = {}
     for t, m, r in events:
-        cum += m
         rcum += r.pages / 256
-        curve.append((t, cum))
         rcurve.append((t, rcum))
         pz = per_zone.setdefault(r.zone, {"reported_mib": 0.0, "dropped_mib": 0.0, "reports": 0})
         pz["reported_mib"] += r.pages / 256
@@ -1105,10 +1105,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     curve_before_decay = None
     if rel.before_decay is not None:
         ev2, _ = _drop_of(dataclasses.replace(rel, machine=rel.before_decay), pre, host, params, guest_reports)
-        curve_before_decay, cum2 = [(0.0, 0.0)], 0.0
-        for t, m, _ in ev2:
-            cum2 += m
-            curve_before_decay.append((t, cum2))
+        curve_before_decay = _cumulative(ev2)
 
     variant_t90: list[float] = []
 
@@ -1422,6 +1419,15 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                    mapping_mib=total, per_zone=per_zone, per_order=dict(sorted(per_order.items())),
                    passes=tuple(pass_json), why=tuple(why), inputs=inputs)
     return p, rel, layout_free
+
+
+def _cumulative(events) -> list[tuple[float, float]]:
+    """The drop's step curve from _drop_of's reports: (0, 0), then (t, MiB so far) at each."""
+    out, cum = [(0.0, 0.0)], 0.0
+    for t, m, _ in events:
+        cum += m
+        out.append((t, cum))
+    return out
 
 
 def compare_layout_blocks(predicted: dict, zone_labels: dict, real, min_order: int) -> LayoutCheck:

@@ -523,7 +523,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
         fields["layout"]["decay_ticks"] = ticks
         if at_capture is not None:
             # the blocks the later ticks form (model's): they reach the buddy lists 1-4 s after
-            # the release, at ticks the pass schedule does not place (pushed_mib, curve_mismatches)
+            # the release, at ticks the pass schedule does not place: report slots on the last
+            # plateau (pushed_mib); the plateaus before it hold to curve_before_decay
             gated = {z.name for z in after.scan.zones if z.gated(pre.order)}
             late = blocks_formed_after(at_capture, layout_free, zl, pre.order, gated)
             fields["layout"]["decay_late_blocks"] = len(late)
