@@ -266,19 +266,28 @@ static uint64_t kpf_get(struct kpf_cache *c, unsigned long long pfn)
 
 #define PMD (2UL << 20)
 
-/* This CPU's per-cpu list state per zone, read from /proc/zoneinfo just before an unmap:
- * " pcp=NODE.ZONE:COUNT/HIGH/BATCH,..." into out. zoneinfo read earlier can be a 6.12
- * decay_pcp_high step old (high lowered by 1/8 once a second). */
-static void pcp_now(char *out, size_t cap)
+/* /proc/zoneinfo whole, NUL-terminated, in a static buffer (empty if unreadable); each call
+ * reads it again. */
+static char *zoneinfo_read(void)
 {
 	static char buf[1 << 16];
-	int fd = open("/proc/zoneinfo", O_RDONLY), cpu = sched_getcpu(), node = -1, in_cpu = 0;
+	int fd = open("/proc/zoneinfo", O_RDONLY);
 	ssize_t n = 0, got;
 	while (fd >= 0 && n < (ssize_t)sizeof(buf) - 1 && (got = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
 		n += got;
 	if (fd >= 0)
 		close(fd);
 	buf[n > 0 ? n : 0] = 0;
+	return buf;
+}
+
+/* This CPU's per-cpu list state per zone, read from /proc/zoneinfo just before an unmap:
+ * " pcp=NODE.ZONE:COUNT/HIGH/BATCH,..." into out. zoneinfo read earlier can be a 6.12
+ * decay_pcp_high step old (high lowered by 1/8 once a second). */
+static void pcp_now(char *out, size_t cap)
+{
+	char *buf = zoneinfo_read();
+	int cpu = sched_getcpu(), node = -1, in_cpu = 0;
 	size_t used = (size_t)snprintf(out, cap, " pcp=");
 	char zone[32] = "", *save = NULL;
 	long count = -1, high = -1;
@@ -305,17 +314,10 @@ static void pcp_now(char *out, size_t cap)
  * the zones' nr_mlock (*mlocked), each -1 where absent. */
 static void zoneinfo_now(long *highs, long *mlocked)
 {
-	static char buf[1 << 16];
-	int fd = open("/proc/zoneinfo", O_RDONLY), cpu = sched_getcpu(), in_cpu = 0, k;
-	ssize_t n = 0, got;
+	char *buf = zoneinfo_read(), *save = NULL;
+	int cpu = sched_getcpu(), in_cpu = 0, k;
 	long v;
 	*highs = *mlocked = -1;
-	while (fd >= 0 && n < (ssize_t)sizeof(buf) - 1 && (got = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
-		n += got;
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = 0;
-	char *save = NULL;
 	for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
 		if (sscanf(l, " cpu: %d", &k) == 1)
 			in_cpu = k == cpu;
@@ -330,6 +332,12 @@ static void zoneinfo_now(long *highs, long *mlocked)
  * by 1/8 while they are over high_min; a release it falls inside flushes otherwise. */
 #define SYNC_MS 1300
 
+/* The last poll before the one that saw vmstat_update run (guest ms; -1: none): the run fell
+ * after it, so the next one on this CPU is at least 750 ms after it (round_jiffies_relative
+ * rounds a second's delay down by at most a quarter). `free` says how long after it its unmap
+ * ended (sync_age_ms): a starved vCPU can see the run late and release into the next. */
+static double sync_before_ms = -1;
+
 /* Wait until vmstat_update runs on this CPU, at most SYNC_MS: 1 if it was seen, with how
  * (*via). Two signs: its decay step lowers this CPU's highs, or it folds this CPU's NR_MLOCK
  * diff, which a page mapped MAP_LOCKED here just made, into the zone's nr_mlock (nothing else
@@ -339,12 +347,6 @@ static void zoneinfo_now(long *highs, long *mlocked)
  * is one order-0 allocation from this CPU's list, before the release's read of the lists.
  * It polls without sleeping: a CPU going idle while vmstat_update is queued folds its diffs
  * there without a decay step (quiet_vmstat), which read as a step after ~20 ms every time. */
-/* The last poll before the one that saw vmstat_update run (guest ms; -1: none): the run fell
- * after it, so the next one on this CPU is at least 750 ms after it (round_jiffies_relative
- * rounds a second's delay down by at most a quarter). `free` says how long after it its unmap
- * ended (sync_age_ms): a starved vCPU can see the run late and release into the next. */
-static double sync_before_ms = -1;
-
 static int decay_sync(double *waited_ms, const char **via)
 {
 	double t0 = now_ms(), before = t0;

@@ -3,7 +3,7 @@
  * join with the host's page residency (harness/perblock.py parses it).
  *
  * Prints, in this order:
- *   e2epfn 2               (1: before the P class)
+ *   e2epfn 3               (1: before the P class; 2: before the T class)
  *   == buddyinfo            /proc/buddyinfo just before the scan (a cross-check of the inferred blocks)
  *   == zoneinfo             /proc/zoneinfo (zone ranges: start_pfn, spanned)
  *   == runs                 /proc/kpageflags, run-length encoded: "C START COUNT" per run of one class
@@ -20,6 +20,9 @@
  *   F  KPF_BUDDY: a free page (every page of a free block: stable_page_flags
  *      marks tails through is_free_buddy_page)
  *   R  KPF_RESERVED, not free
+ *   T  KPF_PGTABLE: a page table (pagetable_pte_ctor and the like mark it). An unmap frees its
+ *      PTE tables onto the per-cpu lists by count, not by place: where they are tells which
+ *      regions their drain can complete (harness/model/release.py, pcp_unknown_pages)
  *   P  no flag at all: a free page on a per-cpu list (free_pages_prepare cleared its flags),
  *      or a kernel page that carries none; a whole aligned 2 MiB of them is most likely a
  *      THP on a per-cpu THP list (harness/verdict/prediction.py pcp_thp_heads)
@@ -58,6 +61,7 @@
 #define KPF_RESERVED 32
 #define KPF_THP 22
 #define KPF_ZERO_PAGE 24
+#define KPF_PGTABLE 26
 #define PM_PRESENT (1ULL << 63)
 #define PM_FILE (1ULL << 61)
 #define PM_EXCLUSIVE (1ULL << 56)
@@ -89,6 +93,8 @@ static char class_of(uint64_t f)
 		return (f & (1ULL << KPF_UPTODATE)) ? 'H' : 'F';
 	if (f & (1ULL << KPF_RESERVED))
 		return 'R';
+	if (f & (1ULL << KPF_PGTABLE))
+		return 'T';
 	return f ? 'A' : 'P';
 }
 
@@ -241,7 +247,7 @@ int main(int argc, char **argv)
 	memset(out, 0, sizeof(out));
 	memset(buf, 0, sizeof(buf));
 	setvbuf(stdout, out, _IOFBF, sizeof(out));
-	printf("e2epfn 2\n");
+	printf("e2epfn 3\n");
 	cat("buddyinfo", "/proc/buddyinfo");
 	cat("zoneinfo", "/proc/zoneinfo");
 	fflush(stdout);

@@ -110,13 +110,13 @@ class Block:
 @dataclass(frozen=True)
 class Scan:
     """The guest's side of a capture, parsed from e2epfn's output."""
-    runs: tuple[tuple[str, int, int], ...]  # (class, start pfn, pages): N, H, F, R, A, P (see e2epfn.c)
+    runs: tuple[tuple[str, int, int], ...]  # (class, start pfn, pages): N, H, F, R, T, A, P (see e2epfn.c)
     zones: tuple[Zone, ...]
     buddy_before: tuple[procfs.BuddyZone, ...]
     buddy_after: tuple[procfs.BuddyZone, ...]
     pfns: int
     scan_us: float
-    version: int = 2                        # 1: flagless pages are in A (no P class)
+    version: int = 3                        # 1: flagless pages are in A (no P class); 2: page tables too (no T)
     zoneinfo: tuple[ZoneInfo, ...] = ()    # /proc/zoneinfo as the scan began, parsed
 
     @property
@@ -167,7 +167,7 @@ def zone_label(node: int, zone: str) -> str:
 
 def parse_scan(text: str) -> Scan:
     """Pure: e2epfn's output -> Scan. Raises ProcParseError on a truncated or foreign text."""
-    if not (text.startswith("e2epfn 1\n") or text.startswith("e2epfn 2\n")):
+    if not text.startswith(("e2epfn 1\n", "e2epfn 2\n", "e2epfn 3\n")):
         raise procfs.ProcParseError(f"e2epfn: unexpected header {text[:40]!r}")
     sections: list[tuple[str, list[str]]] = []
     for line in text.splitlines()[1:]:
@@ -185,7 +185,7 @@ def parse_scan(text: str) -> Scan:
         runs = []
         for line in sections[2][1]:
             c, start, n = line.split()
-            if c not in "NHFRAP" or len(c) != 1:
+            if c not in "NHFRTAP" or len(c) != 1:
                 raise ValueError(c)
             runs.append((c, int(start), int(n)))
         pfns, scan_us = int(end["pfns"]), float(end["scan_us"])

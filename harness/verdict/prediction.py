@@ -266,6 +266,7 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
         blocks.append(FreeBlock(b.head, b.order, b.reported, mt))
     runs = lambda xs: tuple(Run(p, n, h) for p, n, h in xs)  # noqa: E731
     flagless = tuple((st, n) for c, st, n in cap.scan.runs if c == "P") if cap.scan.version >= 2 else None
+    tables = tuple((st, n) for c, st, n in cap.scan.runs if c == "T") if cap.scan.version >= 3 else None
     p = PreRelease(kernel=facts.kernel, order=mi.reportable_order, zones=zones, blocks=tuple(blocks),
                    held=bytes(cap.held), mapped=runs(pre.mapped), unmapped=runs(pre.unmapped), kept=runs(pre.kept),
                    cpu=pre.cpu, pcp_taken=pre.pcp_taken, kind=pre.kind, read_at_s=dict(pre.read_at_s),
@@ -275,7 +276,7 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
                    fault_nodes=pre.fault_nodes, cpu_node=pre.cpu_node,
                    ours_node=pre.ours_node,
                    pcp_known=() if pre.pcp_taken else previous_on_lists(pre.previous_unmapped, flagless),
-                   flagless_thps=cap.scan.flagless_blocks(THP_ORDER), flagless=flagless)
+                   flagless_thps=cap.scan.flagless_blocks(THP_ORDER), flagless=flagless, page_table_runs=tables)
     act = pre.activity
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])
