@@ -1276,11 +1276,12 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # pages from before the release can complete only a region whose every missing page was
     # flagless before it (the workload's own pages there are the release's business, others
     # stay allocated); guest frees can complete any (the guest_frees term). The unmap's PTE
-    # tables join those drains (free_unknown): where it frees some, a page table (class T) can
-    # be a missing page too. Traced (6.12 x 10.0, kmem/mm_page_pcpu_drain): a region of 442
-    # such pages and 70 flagless ones drained whole at the second decay tick.
+    # tables join those drains (free_unknown), so a page table (class T) can be a missing page
+    # too. Traced (6.12 x 10.0, kmem/mm_page_pcpu_drain): a region of 442 such pages and 70
+    # flagless ones drained whole at the second decay tick.
     unknown_fills = fills
-    tables = (pre.page_table_runs or ()) if pre.kind == "munmap" and pre.page_tables else ()
+    # (an unmap frees page tables: its PTE tables, pt_freed, and each THP's deposited one)
+    tables = (pre.page_table_runs or ()) if pre.kind == "munmap" else ()
     if pre.flagless is not None:
         mask = bytearray(rel.machine.end_pfn)
         for start, n in (*pre.flagless, *tables):
