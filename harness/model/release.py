@@ -1067,6 +1067,12 @@ def spare_blocks(p, capacity: int) -> int:
     return min(room, default=-1)
 
 
+
+def closest_first(fill: tuple[int, int, int]) -> tuple[int, int]:
+    """Sort key of (missing pages, held pages, region) for an upper bound: the regions closest
+    to whole first and, of those equally close, the one the host holds most of."""
+    return fill[0], -fill[1]
+
 def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
                     activity: Activity = Activity(), sample_period_s: float = 0.1, guest_reports: bool = True,
                     own_growth_mib: float = 0.0):
@@ -1269,8 +1275,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     size = 1 << thr
     end_pfn = rel.machine.end_pfn
     held_in = lambda reg: res.count(reg * size, min(size, end_pfn - reg * size))  # noqa: E731
-    fills = [(size - r[0], held_in(reg), reg)
-             for reg, r in sorted(open_regions, key=lambda x: size - x[1][0]) if r[0] < size]
+    fills = sorted(((size - r[0], held_in(reg), reg) for reg, r in open_regions if r[0] < size), key=closest_first)
     # whole yet not merged regions are merge barriers, not missing pages: left out above
     # A page on a per-cpu list carries no kpageflags flag (e2epfn's class P), so a drain of
     # pages from before the release can complete only a region whose every missing page was
@@ -1297,7 +1302,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         unknown_fills += [(size, held_in(reg), reg) for reg in range(len(mask) // size)
                           if reg not in regions and reg not in known
                           and mask[reg * size:(reg + 1) * size].count(1) == size]
-        unknown_fills.sort(key=lambda f: f[0])
+        unknown_fills.sort(key=closest_first)
         # Where the drains are not the model's own (not settled), a region can also lack both:
         # flagless pages and the release's residue the kernel drained where the model did not
         # (fragment's free-rest: the punch's pages still on the lists beside the release's own,
@@ -1307,7 +1312,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                  if reg in residue_in and reg not in kept_known and r[0] < size
                  and size - r[0] == mask[reg * size:(reg + 1) * size].count(1) - in_free.get(reg, 0)
                  + residue_in[reg]]
-        unknown_fills_mixed = sorted(unknown_fills + mixed, key=lambda f: f[0])
+        unknown_fills_mixed = sorted(unknown_fills + mixed, key=closest_first)
     else:
         unknown_fills_mixed = unknown_fills
 
@@ -1339,6 +1344,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
             if g + thp_pages > best[0]:
                 best = (g + thp_pages, u, v.unknown_drained, thp_pages)
         gain, used, unk, thp_pages = best
+        # the free memory's bound: the most any run drained, whichever completes most blocks
+        drained_most = max(v.unknown_drained for v in (rel, *variants, *unknown_runs))
         what = (f"up to {unk} per-cpu pages from before the release (position unknown) go back to the buddy lists "
                 f"during it in the model's runs ({thp_pages} of them whole THPs: a block each, held or not) and "
                 f"complete the {block_mib:g} MiB regions closest to whole{where}")
@@ -1346,6 +1353,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # a free_high drain (Released.free_high_drain) gives every one of them back
         unk = on_lists if rel.free_high_drain or rel.drained_after else min(rel.unknown_drained + max_drain, on_lists)
         gain, used, _ = fill(unk, unknown_fills_mixed)
+        drained_most = unk
         what = (f"up to {unk} per-cpu pages from before the release (position "
                 f"unknown) can go back to the buddy lists "
                 f"{'(all: a free_high drain, 6.1) ' if rel.free_high_drain else 'during it '}"
@@ -1412,7 +1420,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               "deferred_thp": rel.freed.deferred_thp, "residue_pages": sum(n for _, n in rel.residue),
               "residue_drains": rel.residue_drains, "free_high_drain": rel.free_high_drain,
               # the free-memory check's: the most pages from before any run gives back
-              "unknown_drained": max([unk] + [v.unknown_drained for v in unknown_runs]),
+              "unknown_drained": drained_most,
               "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
               "residue_min_pages": k_lo, "ours_frees_stay": ours_stay, "ours_remote_pages": remote,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,

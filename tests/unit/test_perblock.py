@@ -299,3 +299,16 @@ def test_flagless_blocks_are_whole_aligned_runs_of_pages_without_flags():
     assert s.flagless_blocks(9) == (512, 1024, 1536, 3584)
     # a version 1 scan put those pages in A: it cannot tell
     assert Scan(runs=runs, zones=(), buddy_before=(), buddy_after=(), pfns=0, scan_us=0.0, version=1).flagless_blocks(9) is None
+
+
+def test_a_version_3_scan_tells_page_tables_apart():
+    # e2epfn 3's T class (KPF_PGTABLE): parsed as its own class, never free, and a page table
+    # breaks a flagless run as any flagged page does
+    text = scan_text([("A", 1, 511), ("T", 512, 100), ("P", 612, 412), ("F", 1024, 1024)]).replace(
+        "e2epfn 1\n", "e2epfn 3\n")
+    s = perblock.parse_scan(text)
+    assert s.version == 3 and ("T", 512, 100) in s.runs
+    assert s.flagless_blocks(9) == ()
+    assert [(b.head, b.order) for b in perblock.infer_blocks(s.runs, s.zones)] == [(1024, 10)]
+    with pytest.raises(perblock.procfs.ProcParseError):
+        perblock.parse_scan(text.replace("T 512 100", "Q 512 100"))
