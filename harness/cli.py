@@ -220,6 +220,9 @@ def _human(r: dict) -> str:
                             " (the model's after decay: the capture's highs are none of its ticks')"
                             if lay["decay_ticks"] is None else " (before any of vmstat's decay ticks)"
                             if lay["decay_ticks"] == 0 else f" (the model's after {lay['decay_ticks']} decay tick(s))")
+                         + ("; blocks one side only, by term: "
+                            + ", ".join(f"{k} {v}" for k, v in lay["differences"].items())
+                            if lay.get("differences") else "")
                          + (f"; reported once done: real {rep['real']}, predicted {rep['predicted']}, "
                             f"matched {rep['matched']}" if rep else ""))
         if (ph.get("judgement") or {}).get("free_memory"):

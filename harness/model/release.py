@@ -25,6 +25,7 @@ What this leaves on the per-cpu lists (the newest pages freed) is the predicted 
 """
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 from dataclasses import dataclass, field
@@ -643,7 +644,7 @@ class Released:
 @dataclass(frozen=True)
 class DecayTick:
     """The model guest after some of 6.12's decay ticks: each list's high and count (zone key ->
-    pages) and the free blocks (zone key -> [(pfn, order, mt)])."""
+    pages) and the free blocks of every order (zone key -> [(pfn, order, mt)])."""
     highs: dict
     counts: dict
     blocks: dict
@@ -810,14 +811,14 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     def decays() -> bool:
         return spec.version >= (6, 2) and any(pl.high > pl.high_min for pl in lists.values())
 
-    ticks = [_tick(lists, m, pre.order)] if tick_layouts and spec.version >= (6, 2) else []
+    ticks = [_tick(lists, m)] if tick_layouts and spec.version >= (6, 2) else []
     before_decay = copy.deepcopy(m) if ticks and decays() else None
     while decays():
         for pl in lists.values():
             if pl.high > pl.high_min:
                 pl.decay_step()
         if tick_layouts:
-            ticks.append(_tick(lists, m, pre.order))
+            ticks.append(_tick(lists, m))
     free_high_lists = tuple(k for k, pl in lists.items() if pl.free_factor) if spec.version < (6, 2) else ()
     remote_lists = tuple(k for k, pl in lists.items()
                          if pre.cpu_node is not None and pl.zone.node != pre.cpu_node and pl.high > 0)
@@ -862,9 +863,9 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                     drained_after=drained_after, decay_ticks=tuple(ticks), before_decay=before_decay)
 
 
-def _tick(lists: dict, m: Machine, order: int) -> DecayTick:
+def _tick(lists: dict, m: Machine) -> DecayTick:
     return DecayTick({k: pl.high for k, pl in lists.items()}, {k: pl.count for k, pl in lists.items()},
-                     {z.key: [(pfn, o, mt) for pfn, o, mt, _ in z.free_blocks() if o >= order] for z in m.zones})
+                     {z.key: [(pfn, o, mt) for pfn, o, mt, _ in z.free_blocks()] for z in m.zones})
 
 
 def _forced_residue(m: Machine, spec: KernelSpec, freed: FreedPages, seq, k: int, order: int) -> Released:
@@ -1462,3 +1463,70 @@ def compare_layout_blocks(predicted: dict, zone_labels: dict, real, min_order: i
             t[2] += 1
     return LayoutCheck(min_order, len(pred), len(got), len(both), dict(sorted(table.items())),
                        tuple(sorted(pred.keys() - both)), tuple(sorted(got.keys() - both)))
+
+
+def layout_differences(lay: LayoutCheck, predicted: dict, pre: PreRelease, residue_min: int, residue_max: int,
+                       settled: bool = True) -> tuple[dict, tuple[tuple[int, int], ...]]:
+    """Pure: each block only one side has, put down to the term that allows it, and the blocks
+    none does. predicted: zone key -> [(pfn, order, mt)], every free block of the model's layout
+    compared. A real block the model lacks is made of the model's free pages and missing ones:
+    the release's own pages the model kept on the lists (pcp_residue), pages flagless (or page
+    tables an unmap frees) before it (pcp_unknown_pages), others (guest_frees). A predicted block
+    the guest lacks holds pages of the release still on a list (pcp_residue) or was split by an
+    allocation (guest_allocations). The release's pages not free in the layout (the model's
+    residue at that point), less those completing real blocks, must leave the real residue
+    within pcp_residue's [residue_min, residue_max], which bounds it once the drains are over;
+    where the layout is not (settled false: a 6.12 decay tick before the last) the residue can
+    still fall, and only the lower end holds. Where they do not, the blocks that lean on it are
+    not explained."""
+    if not lay.only_real and not lay.only_predicted:
+        return {}, ()
+    free = sorted((pfn, pfn + (1 << o)) for bl in predicted.values() for pfn, o, _ in bl)
+    starts = [a for a, _ in free]
+
+    def model_free(lo: int, hi: int) -> set:
+        i = max(0, bisect.bisect_right(starts, lo) - 1)
+        out: set = set()
+        while i < len(free) and free[i][0] < hi:
+            a, b = free[i]
+            out.update(range(max(a, lo), min(b, hi)))
+            i += 1
+        return out
+
+    def pages_in(runs, lo: int, hi: int) -> set:
+        return {p for st, n in runs if st < hi and st + n > lo for p in range(max(st, lo), min(st + n, hi))}
+    release = [(r.pfn, r.pages) for r in pre.unmapped]
+    mask = bytearray(max([b for _, b in free] + [r.pfn + r.pages for r in pre.unmapped] + [0]))
+    for st, n in release:
+        mask[st:st + n] = b"\x01" * n
+    for a, b in free:
+        mask[a:b] = bytes(b - a)
+    residue = mask.count(1)                 # the release's pages not free in the model's layout
+    before = list(pre.flagless or ()) + list((pre.page_table_runs or ()) if pre.kind == "munmap" else ())
+    terms: dict = {}
+    leaning: list = []                      # blocks whose explanation needs the residue's range
+    unexplained: list = []
+    residue_lo = residue_hi = residue
+    for h, o in lay.only_real:
+        missing = set(range(h, h + (1 << o))) - model_free(h, h + (1 << o))
+        mine = missing & pages_in(release, h, h + (1 << o))
+        flagless = (missing - mine) & pages_in(before, h, h + (1 << o))
+        names = [n for n, s in (("pcp_residue", mine), ("pcp_unknown_pages", flagless),
+                                ("guest_frees", missing - mine - flagless)) if s]
+        residue_lo -= len(mine)
+        residue_hi -= len(mine)
+        for n in names:
+            terms[n] = terms.get(n, 0) + 1
+        if mine:
+            leaning.append((h, o))
+    for h, o in lay.only_predicted:
+        mine = pages_in(release, h, h + (1 << o))
+        name = "pcp_residue" if mine else "guest_allocations"
+        terms[name] = terms.get(name, 0) + 1
+        if mine:                            # at least one of them still on a list
+            residue_lo += 1
+            residue_hi += len(mine)
+            leaning.append((h, o))
+    if residue_hi < residue_min or (settled and residue_lo > residue_max):
+        unexplained = leaning
+    return dict(sorted(terms.items())), tuple(sorted(unexplained))

@@ -15,7 +15,7 @@ from harness.report import timings
 from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
-from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
+from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks, layout_differences,
                             flush_beyond_frees, other_lists, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
@@ -348,6 +348,9 @@ class Judgement:
         out = [self.total] if self.total.startswith("outside") else []
         out += list(self.curve)
         out += [x for x in (self.t90, self.free_memory) if x and x.startswith("outside")]
+        if self.layout.get("unexplained"):
+            out.append(f"outside: free blocks (pfn, order) {self.layout['unexplained'][:4]} differ from the model's "
+                       "layout right after the release and no term explains them (pcp_residue's range)")
         return out
 
     def to_json(self) -> dict:
@@ -531,6 +534,13 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             fields["layout"]["decay_late_blocks"] = len(late)
             fields["layout"]["decay_late_mib"] = sum(1 << o for _, o in late) / 256
     fields["layout"]["residue_pages"] = sum(n for _, n in rel.residue)
+    # each block only one side has, put down to the term that allows it
+    last_tick = not rel.decay_ticks or at_capture is None or ticks == len(rel.decay_ticks) - 1
+    diff, unexplained = layout_differences(lay, at_capture if at_capture is not None else layout_free, pre,
+                                           j["inputs"]["residue_min_pages"], j["inputs"]["residue_max_pages"],
+                                           settled=last_tick)
+    fields["layout"]["differences"] = diff
+    fields["layout"]["unexplained"] = [list(b) for b in unexplained]
     # real blocks the model knows exist but cannot place: THPs from before the release it drained
     fields["layout"]["unplaced_predicted"] = rel.unknown_thps_drained
     # real blocks the model did not predict that a pass will visit: each takes a report slot

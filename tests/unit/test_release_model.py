@@ -1080,12 +1080,18 @@ def test_the_thp_parity_run_is_what_keeps_this_booted_release_within(monkeypatch
     r = load("boot_frees_6.1_on")
     pre, _ = prediction.pre_release_input(r["phases"][-1], r)
     assert pre.flagless_thps == (110080,)
-    assert judged(r)["phases"][-1]["verdict"] == "within"
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within" and ph["layout"]["differences"] == {"pcp_residue": 1}
     real = R.run_release
-    for drop in (("thp_left",), ("elsewhere_before_thp",)):
-        monkeypatch.setattr(R, "run_release",
-                            lambda p, drop=drop, **kw: real(p, **{k: v for k, v in kw.items() if k not in drop}))
-        assert judged(r)["phases"][-1]["verdict"] == "within", drop
+    monkeypatch.setattr(R, "run_release",
+                        lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "elsewhere_before_thp"}))
+    assert judged(r)["phases"][-1]["verdict"] == "within"
+    # The layout: one real block more, 47104/9, a THP of the release's own the model kept on
+    # the list; the real residue is then the model's 3875 less its 512 pages, 3363, which only
+    # the parity run's end of the range (2851) holds. Without that run, outside on the layout.
+    monkeypatch.setattr(R, "run_release", lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "thp_left"}))
+    out = judged(r)["phases"][-1]
+    assert out["verdict"] == "outside" and "[[47104, 9]]" in out["judgement"]["failures"][0], out["judgement"]
     both = ("thp_left", "elsewhere_before_thp")
     monkeypatch.setattr(R, "run_release", lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k not in both}))
     out = judged(r)["phases"][-1]
@@ -1439,3 +1445,35 @@ def test_of_regions_equally_close_to_whole_the_bound_takes_the_held_one(monkeypa
     # under the run's 3.7 MiB excess
     monkeypatch.setattr(R, "closest_first", lambda f: f[0])
     assert unknown_hi() == 2.0
+
+
+def test_a_version_3_capture_shows_the_page_tables_the_unmap_frees():
+    # The README's run on e2epfn 3 (6.1): 561 page-table pages (class T) before the release, of
+    # which the unmap frees its 511 THPs' deposited tables and one PTE table (pt=1)
+    r = load("readme_tables_6.1_on")
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    thps = sum(u.pages for u in pre.unmapped if u.huge) >> 9
+    assert (thps, pre.page_tables) == (511, 1)
+    assert sum(n for _, n in pre.page_table_runs) == 561 >= thps + pre.page_tables
+
+
+def test_every_block_only_one_side_has_is_put_down_to_a_term():
+    # The same run: one real block more right after the release (476/475/475), 257024/9, one of
+    # the release's own THPs the model kept on CPU 0's list. The real residue is then the
+    # model's 3878 less 512, inside pcp_residue's runs (2854-4004).
+    r = load("readme_tables_6.1_on")
+    ph = judged(r)["phases"][-1]
+    lay = ph["layout"]
+    assert (lay["real"], lay["predicted"], lay["matched"]) == (476, 475, 475)
+    assert lay["first_only_real"] == [[257024, 9]] and lay["differences"] == {"pcp_residue": 1}
+    assert lay["unexplained"] == [] and ph["verdict"] == "within"
+    # planted: the term's range without its runs (the model's residue alone): not explained
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    layout = R.predict_release(pre, noise_mib=0.0)[2]
+    check = R.LayoutCheck(9, 475, 476, 475, {}, (), ((257024, 9),))
+    assert R.layout_differences(check, layout, pre, 2854, 4004) == ({"pcp_residue": 1}, ())
+    assert R.layout_differences(check, layout, pre, 3878, 3878) == ({"pcp_residue": 1}, ((257024, 9),))
+    # a block of flagless pages would be pcp_unknown_pages', of others' pages guest_frees'
+    flagless = dataclasses.replace(pre, unmapped=(), flagless=((257024, 512),))
+    assert R.layout_differences(check, layout, flagless, 0, 0)[0] == {"pcp_unknown_pages": 1}
+    assert R.layout_differences(check, layout, dataclasses.replace(pre, unmapped=()), 0, 0)[0] == {"guest_frees": 1}
