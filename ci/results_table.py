@@ -29,6 +29,11 @@ def _terms(terms: dict | None) -> str:
     return ", ".join(f"{k} [{lo:+g}, {hi:+g}]" for k, (lo, hi) in (terms or {}).items() if lo or hi) or "-"
 
 
+def _differences(d: dict | None) -> str:
+    """The blocks only one side has, by the term each is put down to (the layout's `differences`)."""
+    return f" ({', '.join(f'{k} {v}' for k, v in d.items())})" if d else ""
+
+
 def main(paths):
     if not paths or paths[0] in ("-h", "--help"):
         sys.exit(__doc__.strip().splitlines()[-1])
@@ -46,7 +51,8 @@ def main(paths):
         print(f"| {name} | {phase} | {r['kernel']} | {r['qemu']} | {r['freed_mib']} | {drop} | "
               f"{r['predicted_mib']} [{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] | {width:.1f} | {r['verdict']} | "
               f"{r.get('measured_t90_s', r['seconds_to_90pct'])} / {r['predicted_seconds_to_90pct']} | "
-              f"{r.get('layout_real')} / {r.get('layout_predicted')} / {r.get('layout_matched')} | "
+              f"{r.get('layout_real')} / {r.get('layout_predicted')} / {r.get('layout_matched')}"
+              f"{_differences(r.get('layout_differences'))} | "
               f"{_free(r.get('free_memory'))} | {_terms(r.get('terms'))} | {r.get('end_s', '-')} | "
               f"{'FAILED' if failed else 'passed'} |")
 
