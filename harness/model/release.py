@@ -1204,12 +1204,14 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         if rel.faults_took_unknown:
             variants.append(run_release(pre, fault_refill=True))
         # the pages of unknown list drained before the THP list by the flushes an order-0 free
-        # sets off (PcpList._bulk): how many pages from before can go back, and what they can
-        # complete (pcp_unknown_pages and the free-memory check), not which THPs stay: in the
-        # traced run those were the model's, while this run, taking every page of unknown list
-        # for the lists before the THPs (259 of 2130 were), keeps 4 more
+        # sets off (PcpList._bulk): how many pages from before can go back, what they can
+        # complete (pcp_unknown_pages and the free-memory check), and which THPs stay. In a
+        # traced integrity run those were the model's (259 of 2130 such pages came before the
+        # THPs; this run, taking all, keeps 4 more); a hinted migration's destination release
+        # kept 2 THPs more than the model's run (its layout right after: 124416 and 124928 on
+        # the list, the real residue ~3015 pages against 1986), this run 3 (3522)
         if rel.elsewhere_drained_late:
-            unknown_runs.append(run_release(pre, elsewhere_before_thp=True))
+            variants.append(run_release(pre, elsewhere_before_thp=True))
         # where the lists were not read whole, their pages of unknown position on the lists
         # drained last instead of first (the unmovable order-0 list's, from the order-0 movable
         # one on: traced after a punch, 783 of them stayed while the release's pages went)
