@@ -1068,11 +1068,11 @@ def spare_blocks(p, capacity: int) -> int:
     return min(room, default=-1)
 
 
-
 def closest_first(fill: tuple[int, int, int]) -> tuple[int, int]:
     """Sort key of (missing pages, held pages, region) for an upper bound: the regions closest
     to whole first and, of those equally close, the one the host holds most of."""
     return fill[0], -fill[1]
+
 
 def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_mib: float,
                     activity: Activity = Activity(), sample_period_s: float = 0.1, guest_reports: bool = True,
@@ -1165,7 +1165,6 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     k_hi = sum(h + (1 << rel.spec.pageblock_order) - 1 for h in highs if h > 0) \
         - max(0, rel.elsewhere_left - max_drain)
     variants: list[Released] = []
-    unknown_runs: list[Released] = []       # runs for what goes back from before, not for the residue
     k_lo = 0                                # fewest of the release's pages left on the lists
     if settled_release(pre, rel):
         # Every drain the model's own: free_factor 0 at the start (the workload's allocations
@@ -1341,14 +1340,14 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # each (its pages, if the host holds them), and order-0 pages that can only fill holes
         pb = rel.spec.pageblock_order
         best = (-1, set(), 0, 0)
-        for v in (rel, *variants, *unknown_runs):
+        for v in (rel, *variants):
             thp_pages = v.unknown_thps_drained << pb
             g, u, _ = fill(v.unknown_drained - thp_pages, unknown_fills)
             if g + thp_pages > best[0]:
                 best = (g + thp_pages, u, v.unknown_drained, thp_pages)
         gain, used, unk, thp_pages = best
         # the free memory's bound: the most any run drained, whichever completes most blocks
-        drained_most = max(v.unknown_drained for v in (rel, *variants, *unknown_runs))
+        drained_most = max(v.unknown_drained for v in (rel, *variants))
         what = (f"up to {unk} per-cpu pages from before the release (position unknown) go back to the buddy lists "
                 f"during it in the model's runs ({thp_pages} of them whole THPs: a block each, held or not) and "
                 f"complete the {block_mib:g} MiB regions closest to whole{where}")
