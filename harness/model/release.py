@@ -1473,8 +1473,8 @@ def layout_differences(lay: LayoutCheck, predicted: dict, pre: PreRelease, resid
     compared. A real block the model lacks is made of the model's free pages and missing ones:
     the release's own pages the model kept on the lists (pcp_residue), pages flagless (or page
     tables an unmap frees) before it (pcp_unknown_pages), others (guest_frees). A predicted block
-    the guest lacks holds pages of the release still on a list (pcp_residue) or was split by an
-    allocation (guest_allocations). The release's pages not free in the layout (the model's
+    the guest lacks (not merged into a larger real one) holds pages of the release still on a
+    list (pcp_residue) or was split by an allocation (guest_allocations). The release's pages not free in the layout (the model's
     residue at that point), less those completing real blocks, must leave the real residue
     within pcp_residue's [residue_min, residue_max], which bounds it once the drains are over;
     where the layout is not (settled false: a 6.12 decay tick before the last) the residue can
@@ -1521,6 +1521,8 @@ def layout_differences(lay: LayoutCheck, predicted: dict, pre: PreRelease, resid
         if mine:
             leaning.append((h, o))
     for h, o in lay.only_predicted:
+        if any(rh <= h and h + (1 << o) <= rh + (1 << ro) for rh, ro in lay.only_real):
+            continue                        # free in the guest too, merged into a larger block
         mine = pages_in(release, h, h + (1 << o))
         name = "pcp_residue" if mine else "guest_allocations"
         terms[name] = terms.get(name, 0) + 1

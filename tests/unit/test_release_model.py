@@ -1506,3 +1506,21 @@ def test_a_destination_release_kept_thps_only_the_run_with_unknown_pages_first_a
                         lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "elsewhere_before_thp"}))
     out = judged(r)["phases"][-1]
     assert out["verdict"] == "outside" and out["layout"]["unexplained"] == [[123904, 10], [124928, 9]], out["layout"]
+
+
+def test_a_predicted_block_inside_a_larger_real_one_is_not_a_difference_of_its_own():
+    # A suite's drop_caches release (6.1): the model predicted 42496/9, the guest had it merged
+    # with 41984/9 (pages flagless before the release, drained) into 41984/10. The drop_caches
+    # release leaves none of its pages on the lists (free_high drains them whole): counting the
+    # predicted block as the release's pages still on a list read the phase outside.
+    r = load("page_cache_merged_6.1_on")
+    ph = judged(r)["phases"][-1]
+    lay = ph["layout"]
+    assert lay["first_only_predicted"] == [[42496, 9]] and [41984, 10] in lay["first_only_real"]
+    assert lay["differences"] == {"pcp_unknown_pages": 3} and ph["verdict"] == "within", ph["judgement"]
+    # the same predicted block with no real block around it: the release's pages on a list,
+    # which the drain leaves none of: not explained
+    pre, _ = prediction.pre_release_input(r["phases"][-1], r)
+    layout = R.predict_release(pre, noise_mib=0.0)[2]
+    alone = R.LayoutCheck(9, 478, 480, 477, {}, ((42496, 9),), ((522240, 10), (523264, 9)))
+    assert R.layout_differences(alone, layout, pre, 0, 0)[1] == ((42496, 9),)
