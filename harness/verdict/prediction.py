@@ -16,8 +16,8 @@ from harness.report import timings
 from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
-from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks, layout_differences,
-                            flush_beyond_frees, other_lists, predict_release)
+from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
+                                   flush_beyond_frees, layout_differences, other_lists, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
@@ -151,8 +151,8 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
     drop at t is peak - RSS(t), of the metric the prediction is for.
     """
     col, peak = (2, phase["ram_rss_peak_mib"]) if phase.get("metric") == "mapping" else (1, phase["rss_peak_mib"])
-    # Blocks formed after the capture (per-cpu pages from before the release drained) reach the buddy lists
-    # at times the model does not know, and take report slots of the early passes
+    # Blocks formed after the capture (per-cpu pages from before the release drained) reach
+    # the buddy lists at times the model does not know, and take report slots of early passes
     formed = formed_blocks_mib(phase)
     # 6.12 gives per-cpu pages back by decay, a tick a second: which pass meets what a tick
     # frees is not known. Where the model ran its passes without what the ticks form
