@@ -1223,6 +1223,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                            f", a batch from {'/'.join(rel.remote_lists)} (vmstat)" if rel.remote_lists else "",
                            ", a decay step inside it" if decay_inside else "",
                            ", the faults' refill" if rel.faults_took_unknown else "",
+                           ", the pages of unknown list drained ahead of the THPs" if rel.elsewhere_drained_late else "",
                            ", the pages of unknown position drained last" if not pre.pcp_taken else ""])
         parity = ", the other THP parity" if other_parity else ", no THP left on the list (none seen)"
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
