@@ -223,6 +223,8 @@ def _human(r: dict) -> str:
                          + ("; blocks one side only, by term: "
                             + ", ".join(f"{k} {v}" for k, v in lay["differences"].items())
                             if lay.get("differences") else "")
+                         + (f" (not explained by pcp_residue's runs: {lay['unexplained'][:3]})"
+                            if lay.get("unexplained") else "")
                          + (f"; reported once done: real {rep['real']}, predicted {rep['predicted']}, "
                             f"matched {rep['matched']}" if rep else ""))
         if (ph.get("judgement") or {}).get("free_memory"):

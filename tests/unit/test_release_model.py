@@ -1095,10 +1095,10 @@ def test_the_thp_parity_run_is_what_keeps_this_booted_release_within(monkeypatch
     assert judged(r)["phases"][-1]["verdict"] == "within"
     # The layout: one real block more, 47104/9, a THP of the release's own the model kept on
     # the list; the real residue is then the model's 3875 less its 512 pages, 3363, which only
-    # the parity run's end of the range (2851) holds. Without that run, outside on the layout.
+    # the parity run's end of the range (2851) holds. Without that run, not explained.
     monkeypatch.setattr(R, "run_release", lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "thp_left"}))
     out = judged(r)["phases"][-1]
-    assert out["verdict"] == "outside" and "[[47104, 9]]" in out["judgement"]["failures"][0], out["judgement"]
+    assert out["layout"]["unexplained"] == [[47104, 9]], out["layout"]
     both = ("thp_left", "elsewhere_before_thp")
     monkeypatch.setattr(R, "run_release", lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k not in both}))
     out = judged(r)["phases"][-1]
@@ -1505,12 +1505,12 @@ def test_a_destination_release_kept_thps_only_the_run_with_unknown_pages_first_a
     ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "within" and ph["layout"]["unexplained"] == [], ph["judgement"]
     assert "962-3522 pages" in next(t for t in ph["terms"] if t["name"] == "pcp_residue")["explanation"]
-    # planted: that run left out of the term, as before: outside, on the layout
+    # planted: that run left out of the term, as before: the layout not explained
     real = R.run_release
     monkeypatch.setattr(R, "run_release",
                         lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "elsewhere_before_thp"}))
     out = judged(r)["phases"][-1]
-    assert out["verdict"] == "outside" and out["layout"]["unexplained"] == [[123904, 10], [124928, 9]], out["layout"]
+    assert out["layout"]["unexplained"] == [[123904, 10], [124928, 9]], out["layout"]
 
 
 def test_a_predicted_block_inside_a_larger_real_one_is_not_a_difference_of_its_own():
@@ -1545,3 +1545,15 @@ def test_blocks_the_per_cpu_drains_form_can_each_take_a_slot_of_a_top_order_bloc
     monkeypatch.setattr(prediction, "formed_blocks_mib", lambda phase: 4.0)
     bad = prediction.curve_mismatches(ph)
     assert any("751.7" in f and "754.1" in f for f in bad), bad
+
+
+def test_the_layouts_unexplained_blocks_are_reported_not_judged():
+    # A suite's 3 GiB release (6.1, DMA32 and Normal): the model predicted 1058304/9 free, the
+    # guest kept that THP on the Normal zone's list: its residue over every run of pcp_residue
+    # (172-3571; the count swept from -126 to +126 in steps of 14 gives 3399-3571). The drop was
+    # within (1519.9 in [1516.1, 1544.0]). The runs are samples, not a bound: the block is named,
+    # the verdict is not moved by it.
+    r = load("normal_zone_kept_thp_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["layout"]["unexplained"] == [[1058304, 9]] and ph["layout"]["differences"] == {"pcp_residue": 1}
+    assert ph["verdict"] == "within", ph["judgement"]
