@@ -52,7 +52,8 @@ def main(paths):
               f"{r['predicted_mib']} [{r['predicted_lo_mib']}, {r['predicted_hi_mib']}] | {width:.1f} | {r['verdict']} | "
               f"{r.get('measured_t90_s', r['seconds_to_90pct'])} / {r['predicted_seconds_to_90pct']} | "
               f"{r.get('layout_real')} / {r.get('layout_predicted')} / {r.get('layout_matched')}"
-              f"{_differences(r.get('layout_differences'))} | "
+              f"{_differences(r.get('layout_differences'))}"
+              f"{f' ({len(u)} unexplained)' if (u := r.get('layout_unexplained')) else ''} | "
               f"{_free(r.get('free_memory'))} | {_terms(r.get('terms'))} | {r.get('end_s', '-')} | "
               f"{'FAILED' if failed else 'passed'} |")
 

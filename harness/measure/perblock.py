@@ -401,7 +401,7 @@ def join(cap: Capture) -> dict[str, dict[str, int]]:
         c["pages"] += b.pages
         c["held"] += cap.held_in(b.head, b.end)
     for kind, start, n in cap.scan.runs:
-        if kind in "ARP":                  # P: flagless, on a per-cpu list or the kernel's
+        if kind in "ARTP":                 # T: page tables; P: flagless, on a per-cpu list or the kernel's
             c = out["reserved" if kind == "R" else "allocated"]
             for r in cap.ranges:
                 lo, hi = max(start, r.pfn), min(start + n, r.end)

@@ -1347,6 +1347,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
             if g + thp_pages > best[0]:
                 best = (g + thp_pages, u, v.unknown_drained, thp_pages)
         gain, used, unk, thp_pages = best
+        thp_blocks = thp_pages >> pb
         # the free memory's bound: the most any run drained, whichever completes most blocks
         drained_most = max(v.unknown_drained for v in (rel, *variants))
         what = (f"up to {unk} per-cpu pages from before the release (position unknown) go back to the buddy lists "
@@ -1357,6 +1358,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         unk = on_lists if rel.free_high_drain or rel.drained_after else min(rel.unknown_drained + max_drain, on_lists)
         gain, used, _ = fill(unk, unknown_fills_mixed)
         drained_most = unk
+        thp_blocks = 0
         what = (f"up to {unk} per-cpu pages from before the release (position "
                 f"unknown) can go back to the buddy lists "
                 f"{'(all: a free_high drain, 6.1) ' if rel.free_high_drain else 'during it '}"
@@ -1392,7 +1394,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # before the release, which can complete regions as a drain of the release CPU's does
     flush, margin = (0, None) if ours_stay else \
         flush_beyond_frees(other_lists(pre, rel.spec.version, rel.spec.pageblock_order), free_p)
-    flush_gain, _, _ = fill(flush, unknown_fills, used | done)
+    flush_gain, flushed, _ = fill(flush, unknown_fills, used | done)
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
                       f"{activity.alloc_pages_per_s:.0f} pages/s, {activity.captures_in_window} capture(s) and "
                       f"{activity.commands_in_window} other command(s), "
@@ -1424,6 +1426,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               "residue_drains": rel.residue_drains, "free_high_drain": rel.free_high_drain,
               # the free-memory check's: the most pages from before any run gives back
               "unknown_drained": drained_most,
+              # blocks the per-cpu terms can form (pcp_unknown_pages, pcp_flush), held or not
+              "formed_blocks": (len(used) + thp_blocks + len(flushed)) if moves else 0,
               "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
               "residue_min_pages": k_lo, "ours_frees_stay": ours_stay, "ours_remote_pages": remote,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
@@ -1467,70 +1471,82 @@ def compare_layout_blocks(predicted: dict, zone_labels: dict, real, min_order: i
                        tuple(sorted(pred.keys() - both)), tuple(sorted(got.keys() - both)))
 
 
-def layout_differences(lay: LayoutCheck, predicted: dict, pre: PreRelease, residue_min: int, residue_max: int,
-                       settled: bool = True) -> tuple[dict, tuple[tuple[int, int], ...]]:
+def layout_differences(lay: LayoutCheck, predicted: dict, real: list, pre: PreRelease, residue_min: int,
+                       residue_max: int, settled: bool = True) -> tuple[dict, tuple[tuple[int, int], ...]]:
     """Pure: each block only one side has, put down to the term that allows it, and the blocks
     none does. predicted: zone key -> [(pfn, order, mt)], every free block of the model's layout
-    compared. A real block the model lacks is made of the model's free pages and missing ones:
-    the release's own pages the model kept on the lists (pcp_residue), pages flagless (or page
-    tables an unmap frees) before it (pcp_unknown_pages), others (guest_frees). A predicted block
-    the guest lacks (not merged into a larger real one) holds pages of the release still on a
-    list (pcp_residue) or was split by an allocation (guest_allocations). The release's pages not free in the layout (the model's
-    residue at that point), less those completing real blocks, must leave the real residue
-    within pcp_residue's [residue_min, residue_max], which bounds it once the drains are over;
-    where the layout is not (settled false: a 6.12 decay tick before the last) the residue can
-    still fall, and only the lower end holds. Where they do not, the blocks that lean on it are
-    not explained."""
+    compared; real: (head, order) of every free block the guest had. A real block the model
+    lacks is made of the model's free pages and missing ones: the release's own pages the model
+    kept on the lists (pcp_residue), pages flagless (or page tables an unmap frees) before it
+    (pcp_unknown_pages), others (guest_frees); one whose pages the model has free in a larger
+    block has nothing missing and no term. A predicted block the guest lacks, not merged into a
+    larger real one: the release's pages there the guest does not have free are still on a
+    list (pcp_residue) or were taken by an allocation (the faults after the release, a refill
+    of a batch: `taken`), else it was split by an allocation (guest_allocations). The
+    release's pages not free in the layout (the model's residue there, less the workload's
+    faults after it), less those completing real blocks and plus those kept, must lie within pcp_residue's [residue_min, residue_max], which bounds it once the
+    drains are over; where the layout is not (settled false: 6.12 before its last decay tick)
+    the residue can still fall, and only the lower end holds. Where it does not, the blocks
+    that moved it that way are not explained."""
     if not lay.only_real and not lay.only_predicted:
         return {}, ()
-    free = sorted((pfn, pfn + (1 << o)) for bl in predicted.values() for pfn, o, _ in bl)
-    starts = [a for a, _ in free]
 
-    def model_free(lo: int, hi: int) -> set:
+    def spans(blocks):
+        out = sorted((h, h + (1 << o)) for h, o in blocks)
+        return out, [a for a, _ in out]
+
+    def free_in(sp, lo: int, hi: int) -> set:
+        blocks, starts = sp
         i = max(0, bisect.bisect_right(starts, lo) - 1)
         out: set = set()
-        while i < len(free) and free[i][0] < hi:
-            a, b = free[i]
+        while i < len(blocks) and blocks[i][0] < hi:
+            a, b = blocks[i]
             out.update(range(max(a, lo), min(b, hi)))
             i += 1
         return out
 
     def pages_in(runs, lo: int, hi: int) -> set:
         return {p for st, n in runs if st < hi and st + n > lo for p in range(max(st, lo), min(st + n, hi))}
+    model = spans((pfn, o) for bl in predicted.values() for pfn, o, _ in bl)
+    guest = spans(real)
     release = [(r.pfn, r.pages) for r in pre.unmapped]
-    mask = bytearray(max([b for _, b in free] + [r.pfn + r.pages for r in pre.unmapped] + [0]))
+    mask = bytearray(max([b for _, b in model[0]] + [r.pfn + r.pages for r in pre.unmapped] + [0]))
     for st, n in release:
         mask[st:st + n] = b"\x01" * n
-    for a, b in free:
+    for a, b in model[0]:
         mask[a:b] = bytes(b - a)
-    residue = mask.count(1)                 # the release's pages not free in the model's layout
+    # the release's pages not free in the model's layout, less what its faults after took
+    residue = max(0, mask.count(1) - pre.faults_after)
+    # what an allocation can have taken of a block instead: the faults after the release and
+    # one refill of the release CPU's list (rmqueue_bulk: a batch)
+    taken = pre.faults_after + max((zs.pcp(pre.cpu).batch for zs in pre.zones if zs.pcp(pre.cpu)), default=0)
     before = list(pre.flagless or ()) + list((pre.page_table_runs or ()) if pre.kind == "munmap" else ())
     terms: dict = {}
-    leaning: list = []                      # blocks whose explanation needs the residue's range
-    unexplained: list = []
+    lowered: list = []                      # real blocks of the release's pages: the residue lower
+    raised: list = []                       # predicted blocks kept whole on a list: higher
     residue_lo = residue_hi = residue
     for h, o in lay.only_real:
-        missing = set(range(h, h + (1 << o))) - model_free(h, h + (1 << o))
+        missing = set(range(h, h + (1 << o))) - free_in(model, h, h + (1 << o))
         mine = missing & pages_in(release, h, h + (1 << o))
         flagless = (missing - mine) & pages_in(before, h, h + (1 << o))
-        names = [n for n, s in (("pcp_residue", mine), ("pcp_unknown_pages", flagless),
-                                ("guest_frees", missing - mine - flagless)) if s]
+        for n, got in (("pcp_residue", mine), ("pcp_unknown_pages", flagless), ("guest_frees", missing - mine - flagless)):
+            if got:
+                terms[n] = terms.get(n, 0) + 1
         residue_lo -= len(mine)
         residue_hi -= len(mine)
-        for n in names:
-            terms[n] = terms.get(n, 0) + 1
         if mine:
-            leaning.append((h, o))
+            lowered.append((h, o))
     for h, o in lay.only_predicted:
         if any(rh <= h and h + (1 << o) <= rh + (1 << ro) for rh, ro in lay.only_real):
             continue                        # free in the guest too, merged into a larger block
-        mine = pages_in(release, h, h + (1 << o))
-        name = "pcp_residue" if mine else "guest_allocations"
-        terms[name] = terms.get(name, 0) + 1
-        if mine:                            # at least one of them still on a list
-            residue_lo += 1
-            residue_hi += len(mine)
-            leaning.append((h, o))
-    if residue_hi < residue_min or (settled and residue_lo > residue_max):
-        unexplained = leaning
+        kept = pages_in(release, h, h + (1 << o)) - free_in(guest, h, h + (1 << o))
+        if not kept:
+            terms["guest_allocations"] = terms.get("guest_allocations", 0) + 1
+            continue
+        terms["pcp_residue"] = terms.get("pcp_residue", 0) + 1
+        residue_lo += max(0, len(kept) - taken)
+        residue_hi += len(kept)
+        if len(kept) > taken:
+            raised.append((h, o))
+    unexplained = lowered if residue_hi < residue_min else raised if settled and residue_lo > residue_max else []
     return dict(sorted(terms.items())), tuple(sorted(unexplained))
