@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
 import time
 from dataclasses import dataclass
 
@@ -116,15 +115,7 @@ def pushed_mib(phase: dict) -> float:
     late = lay.get("unpredicted_pending", 0) + lay.get("decay_late_blocks", 0)
     if not passes or passes[-1].get("spare_blocks", -1) < 0 or not late:
         return 0.0
-    top = max((int(k.rpartition("/")[2]) for k in lay.get("per_zone_order", {})), default=lay["min_order"])
-    return max(0, late - passes[-1]["spare_blocks"]) * (1 << top) / 256
-
-
-# the terms whose high side is blocks the per-cpu lists' drains form after the capture, at
-# times the model does not know (6.12: at decay ticks). guest_frees' blocks are left out: on
-# 6.12 its high side is mostly our commands' frees counted for a free_high drain that twelve
-# traced runs never showed, and no plateau has read under by them.
-BLOCK_TERMS = ("pcp_unknown_pages", "pcp_flush")
+    return max(0, late - passes[-1]["spare_blocks"]) * (1 << _top_order(phase)) / 256
 
 
 def formed_blocks_mib(phase: dict) -> float:
@@ -134,14 +125,15 @@ def formed_blocks_mib(phase: dict) -> float:
     which then waits for the next pass. A restored 6.12 x 10.0 run's second and third passes gave
     back 6 MiB less each, its last 16 more (the total 3.7 over the model's, pcp_unknown_pages
     +4): where the slack counted those blocks' own MiB (4), its third plateau read 2.4 under."""
+    blocks = phase.get("model", {}).get("inputs", {}).get("formed_blocks", 0)
+    return blocks * (1 << _top_order(phase)) / 256
+
+
+def _top_order(phase: dict) -> int:
+    """The largest order of a free block in the layout right after the release."""
     lay = phase.get("layout") or {}
-    order = lay.get("min_order", phase.get("reportable_order", 9))
-    top = max((int(k.rpartition("/")[2]) for k in lay.get("per_zone_order", {})), default=order)
-    blocks = phase.get("model", {}).get("inputs", {}).get("formed_blocks")
-    if blocks is None:                      # a judgement from before the count was kept
-        blocks = sum(math.ceil(t["hi_mib"] / ((1 << order) / 256)) for t in phase.get("terms", [])
-                     if t["name"] in BLOCK_TERMS and t["hi_mib"] > 0)
-    return blocks * (1 << top) / 256
+    return max((int(k.rpartition("/")[2]) for k in lay.get("per_zone_order", {})),
+               default=lay.get("min_order", phase.get("reportable_order", 9)))
 
 
 def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
@@ -543,7 +535,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
     zl = {zs.key: zs.label for zs in pre.zones}
     real = [(b.head, b.order, b.zone) for b in after.blocks]
     at_capture, ticks = layout_at_capture(rel, after.scan.pcps, pre.cpu, zl)
-    lay = compare_layout_blocks(at_capture if at_capture is not None else layout_free, zl, real, pre.order)
+    compared = at_capture if at_capture is not None else layout_free
+    lay = compare_layout_blocks(compared, zl, real, pre.order)
     fields["layout"] = lay.to_json()
     if rel.decay_ticks:
         # 6.12: after how many of vmstat's decay ticks the capture came (None: its highs are
@@ -560,8 +553,7 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
     fields["layout"]["residue_pages"] = sum(n for _, n in rel.residue)
     # each block only one side has, put down to the term that allows it
     last_tick = not rel.decay_ticks or (at_capture is not None and ticks == len(rel.decay_ticks) - 1)
-    diff, unexplained = layout_differences(lay, at_capture if at_capture is not None else layout_free,
-                                           [(b.head, b.order) for b in after.blocks], pre,
+    diff, unexplained = layout_differences(lay, compared, [(h, o) for h, o, _ in real], pre,
                                            j["inputs"]["residue_min_pages"], j["inputs"]["residue_max_pages"],
                                            settled=last_tick)
     fields["layout"]["differences"] = diff

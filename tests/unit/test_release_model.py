@@ -22,6 +22,7 @@ from harness.measure.perblock import Capture
 from harness.measure.prerelease import PreRecord
 
 DATA = Path(__file__).parent.parent / "data" / "release"
+_RUN_RELEASE = R.run_release  # the unplanted one, for _without_runs
 
 
 def load(name: str) -> dict:
@@ -32,6 +33,13 @@ def judged(result: dict, params: ReportingParams | None = None) -> dict:
     r = copy.deepcopy(result)
     prediction.predict(r, params)
     return r
+
+
+def _without_runs(monkeypatch, *names: str) -> None:
+    """Plant: the model's run_release ignoring those keyword arguments (the term's runs that
+    use them become the model's own run)."""
+    monkeypatch.setattr(R, "run_release", lambda p, **kw: _RUN_RELEASE(p, **{k: v for k, v in kw.items()
+                                                                            if k not in names}))
 
 
 # the README scenario stored twice: before the workload settled its CPU (the wide pcp_residue
@@ -827,8 +835,7 @@ def test_a_decay_step_inside_a_6_12_release_is_in_the_settled_term(monkeypatch):
     assert "a decay step inside it" in res and "no THP left on the list (none seen)" in res
     assert ph["layout"]["first_only_real"] == [[6656, 9], [260096, 10]]
     # planted: the term without that run: the free memory outside
-    real = R.run_release
-    monkeypatch.setattr(R, "run_release", lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "decay_step_at"}))
+    _without_runs(monkeypatch, "decay_step_at")
     out = judged(r)["phases"][-1]
     assert out["free_memory"]["verdict"] == "outside", out["free_memory"]
 
@@ -1028,9 +1035,7 @@ def test_blocks_the_model_did_not_predict_can_push_its_last_pass_to_one_more(mon
     # pcp_residue's run with the pages of unknown list drained ahead of the THPs (4 THPs more
     # on the list: -6 MiB) now also holds that plateau; at the residue of the term's other runs
     # it is pushed_mib that does. Planted: neither, outside.
-    real = R.run_release
-    monkeypatch.setattr(R, "run_release",
-                        lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "elsewhere_before_thp"}))
+    _without_runs(monkeypatch, "elsewhere_before_thp")
     assert judged(r)["phases"][-1]["verdict"] == "within"
     monkeypatch.setattr(prediction, "pushed_mib", lambda phase: 0.0)
     out = judged(r)["phases"][-1]
@@ -1089,18 +1094,16 @@ def test_the_thp_parity_run_is_what_keeps_this_booted_release_within(monkeypatch
     assert pre.flagless_thps == (110080,)
     ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "within" and ph["layout"]["differences"] == {"pcp_residue": 1}
-    real = R.run_release
-    monkeypatch.setattr(R, "run_release",
-                        lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "elsewhere_before_thp"}))
+    _without_runs(monkeypatch, "elsewhere_before_thp")
     assert judged(r)["phases"][-1]["verdict"] == "within"
     # The layout: one real block more, 47104/9, a THP of the release's own the model kept on
     # the list; the real residue is then the model's 3875 less its 512 pages, 3363, which only
     # the parity run's end of the range (2851) holds. Without that run, not explained.
-    monkeypatch.setattr(R, "run_release", lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "thp_left"}))
+    _without_runs(monkeypatch, "thp_left")
     out = judged(r)["phases"][-1]
     assert out["layout"]["unexplained"] == [[47104, 9]], out["layout"]
     both = ("thp_left", "elsewhere_before_thp")
-    monkeypatch.setattr(R, "run_release", lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k not in both}))
+    _without_runs(monkeypatch, *both)
     out = judged(r)["phases"][-1]
     assert out["free_memory"]["verdict"] == "outside", out["free_memory"]
 
@@ -1282,9 +1285,7 @@ def test_pages_of_unknown_list_drained_ahead_of_the_thps_keep_the_free_memory_wi
     res = next(t for t in ph["terms"] if t["name"] == "pcp_residue")
     assert (res["lo_mib"], res["hi_mib"]) == (-8.0, 0.0), res
     # planted: without that run (the model before), outside
-    real = R.run_release
-    monkeypatch.setattr(R, "run_release",
-                        lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "elsewhere_before_thp"}))
+    _without_runs(monkeypatch, "elsewhere_before_thp")
     out = judged(r)["phases"][0]
     assert out["free_memory"]["verdict"] == "outside", out["free_memory"]
 
@@ -1305,8 +1306,7 @@ def test_a_release_after_a_punch_can_drain_the_pages_of_unknown_position_last(mo
     last = R.run_release(pre, unknown_last=True)
     assert sum(1 for z in last.machine.zones for _, o, _, _ in z.free_blocks() if o >= 9) == 472
     # planted: without that run (the model before), outside
-    real = R.run_release
-    monkeypatch.setattr(R, "run_release", lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "unknown_last"}))
+    _without_runs(monkeypatch, "unknown_last")
     assert judged(r)["phases"][1]["verdict"] == "outside"
 
 
@@ -1509,9 +1509,7 @@ def test_a_destination_release_kept_thps_only_the_run_with_unknown_pages_first_a
     assert ph["verdict"] == "within" and ph["layout"]["unexplained"] == [], ph["judgement"]
     assert "962-3522 pages" in next(t for t in ph["terms"] if t["name"] == "pcp_residue")["explanation"]
     # planted: that run left out of the term, as before: the layout not explained
-    real = R.run_release
-    monkeypatch.setattr(R, "run_release",
-                        lambda p, **kw: real(p, **{k: v for k, v in kw.items() if k != "elsewhere_before_thp"}))
+    _without_runs(monkeypatch, "elsewhere_before_thp")
     out = judged(r)["phases"][-1]
     assert out["layout"]["unexplained"] == [[123904, 10], [124928, 9]], out["layout"]
 
