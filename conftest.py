@@ -165,6 +165,7 @@ def report(record_property):
             row.update(layout_real=lay.get("real"), layout_matched=lay.get("matched"),
                        layout_predicted=lay.get("predicted"), layout_decay_ticks=lay.get("decay_ticks"),
                        layout_differences=lay.get("differences"), layout_unexplained=lay.get("unexplained"),
+                       layout_beyond=lay.get("beyond"),
                        decay_late_blocks=lay.get("decay_late_blocks"), measured_t90_s=ph.get("measured_t90_s"),
                        t90_interval_s=ph.get("predicted_t90_interval_s"),
                        terms={t["name"]: [t["lo_mib"], t["hi_mib"]] for t in ph.get("terms", [])},

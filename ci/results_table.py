@@ -53,7 +53,8 @@ def main(paths):
               f"{r.get('measured_t90_s', r['seconds_to_90pct'])} / {r['predicted_seconds_to_90pct']} | "
               f"{r.get('layout_real')} / {r.get('layout_predicted')} / {r.get('layout_matched')}"
               f"{_differences(r.get('layout_differences'))}"
-              f"{f' ({len(u)} unexplained)' if (u := r.get('layout_unexplained')) else ''} | "
+              f"{f' ({len(u)} unexplained)' if (u := r.get('layout_unexplained')) else ''}"
+              f"{f' (beyond: {len(b)})' if (b := r.get('layout_beyond')) else ''} | "
               f"{_free(r.get('free_memory'))} | {_terms(r.get('terms'))} | {r.get('end_s', '-')} | "
               f"{'FAILED' if failed else 'passed'} |")
 

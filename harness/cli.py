@@ -225,6 +225,7 @@ def _human(r: dict) -> str:
                             if lay.get("differences") else "")
                          + (f" (not explained by pcp_residue's runs: {lay['unexplained'][:3]})"
                             if lay.get("unexplained") else "")
+                         + (f" (beyond their terms: {'; '.join(lay['beyond'])})" if lay.get("beyond") else "")
                          + (f"; reported once done: real {rep['real']}, predicted {rep['predicted']}, "
                             f"matched {rep['matched']}" if rep else ""))
         if (ph.get("judgement") or {}).get("free_memory"):

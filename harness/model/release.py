@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import copy
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 
 from harness.model.buddy import MOVABLE, Machine, Zone
@@ -351,12 +352,15 @@ class PcpList:
             mine = [h for h in thp_heads or () if zone.start <= h < zone.end]
             if thp_left is None:
                 thp_left = self.version < (6, 2) if thp_heads is None else bool(mine)
-            if thp_left and self.elsewhere >= 1 << zone.pb_order:
+            # one the capture saw here is on the list whatever the order-0 list holds: that
+            # takes what the THP leaves (two nodes: node 1's list held 515 pages, one THP)
+            pb = 1 << zone.pb_order
+            if thp_left and (self.elsewhere >= pb or (mine and pcp.count >= pb)):
                 head = mine[0] if len(mine) == 1 else -1
                 self.thp.append(head)
                 self.before.add(head)
-                self.elsewhere -= 1 << zone.pb_order
-        left = pcp.count - self.elsewhere
+                self.elsewhere = max(0, self.elsewhere - pb)
+        left = pcp.count - self.elsewhere - (len(self.thp) << zone.pb_order)
         for r in known:                     # [pfn, pages, descending, from before the release]
             k = min(r.pages, max(0, left))
             if k:
@@ -1196,14 +1200,14 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # 767). (A restored 6.12 release that only the run with one kept within was a decay step
         # inside the release: decay_step_at below, to the page.)
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
-        variants = [run_release(pre, count_offset=-2 * b), run_release(pre, count_offset=2 * b)]
+        axes: list[list[dict]] = [[{}, {"count_offset": -2 * b}, {"count_offset": 2 * b}]]
         other_parity = bool(rel.thps_before) or pre.flagless_thps != ()
         if other_parity:
-            variants.append(run_release(pre, thp_left=not rel.thps_before))
+            axes.append([{}, {"thp_left": not rel.thps_before}])
         # and what the model cannot time: a free_high on a list the faults did not reach, and
         # vmstat's batch from other nodes' lists
         if rel.free_high_lists or rel.remote_lists:
-            variants.append(run_release(pre, free_high_whole=True, remote_batch=True))
+            axes.append([{}, {"free_high_whole": True, "remote_batch": True}])
         # 6.12: vmstat's once-a-second decay step falling inside the release: at its start
         # (after the lists' read: the later frees flush at the lowered high) or before its last
         # order-0 free (PcpList.decay_inside)
@@ -1211,11 +1215,11 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # it: the next run is at least 750 ms away, PreRecord.sync_age_ms)
         decay_inside = rel.spec.version >= (6, 2) and not pre.decay_synced
         if decay_inside:
-            variants += [run_release(pre, decay_step_at="start"), run_release(pre, decay_step_at="end")]
+            axes.append([{}, {"decay_step_at": "start"}, {"decay_step_at": "end"}])
         # the faults after it where the model's order-0 list is empty: pages of unknown list
         # (the model's run) or a refill from the buddy lists, which can split a block
         if rel.faults_took_unknown:
-            variants.append(run_release(pre, fault_refill=True))
+            axes.append([{}, {"fault_refill": True}])
         # the pages of unknown list drained before the THP list by the flushes an order-0 free
         # sets off (PcpList._bulk): how many pages from before can go back, what they can
         # complete (pcp_unknown_pages and the free-memory check), and which THPs stay. In a
@@ -1224,12 +1228,18 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # kept 2 THPs more than the model's run (its layout right after: 124416 and 124928 on
         # the list, the real residue ~3015 pages against 1986), this run 3 (3522)
         if rel.elsewhere_drained_late:
-            variants.append(run_release(pre, elsewhere_before_thp=True))
+            axes.append([{}, {"elsewhere_before_thp": True}])
         # where the lists were not read whole, their pages of unknown position on the lists
         # drained last instead of first (the unmovable order-0 list's, from the order-0 movable
         # one on: traced after a punch, 783 of them stayed while the release's pages went)
         if not pre.pcp_taken:
-            variants.append(run_release(pre, unknown_last=True))
+            axes.append([{}, {"unknown_last": True}])
+        # Each is open on its own, so the term runs every combination of the choices above, not
+        # one at a time: their parts add up (a 3 GiB release: the other THP parity +2 MiB, its
+        # DMA32 list drained whole +20, both +22; a restored 6.12 one: its count's high end
+        # -4, the faults' refill -2, both -6).
+        variants = [run_release(pre, **{k: v for d in combo for k, v in d.items()})
+                    for combo in itertools.product(*axes) if any(combo)]
         ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
         res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
         k_lo, k_hi = res_pages[0], res_pages[-1]
@@ -1355,9 +1365,11 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # each (its pages, if the host holds them), and order-0 pages that can only fill holes
         pb = rel.spec.pageblock_order
         best = (-1, set(), 0, 0)
+        unknown_blocks = 0                  # the most blocks any run's drains can form
         for v in (rel, *variants):
             thp_pages = v.unknown_thps_drained << pb
             g, u, _ = fill(v.unknown_drained - thp_pages, unknown_fills)
+            unknown_blocks = max(unknown_blocks, len(u) + v.unknown_thps_drained)
             if g + thp_pages > best[0]:
                 best = (g + thp_pages, u, v.unknown_drained, thp_pages)
         gain, used, unk, thp_pages = best
@@ -1373,6 +1385,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         gain, used, _ = fill(unk, unknown_fills_mixed)
         drained_most = unk
         thp_blocks = 0
+        unknown_blocks = len(used)
         what = (f"up to {unk} per-cpu pages from before the release (position "
                 f"unknown) can go back to the buddy lists "
                 f"{'(all: a free_high drain, 6.1) ' if rel.free_high_drain else 'during it '}"
@@ -1390,8 +1403,11 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     remote = ours_remote_batches(pre) if ours_stay else 0
     free_p = activity.free_pages_per_s * window + (remote if ours_stay else activity.ours())
 
+    def count(pages: float) -> int:
+        return -(-int(pages) // (1 << thr)) if pages > 0 else 0
+
     def blocks(pages: float) -> float:
-        return -(-int(pages) // (1 << thr)) * block_mib if pages > 0 else 0.0
+        return count(pages) * block_mib
 
     # an allocation can also fault unbacked guest memory back in on the host, a host THP
     # (2 MiB) at a time, whether or not anything is reported
@@ -1445,6 +1461,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               # 6.12 its high side is mostly our commands' frees counted for a free_high drain
               # twelve traced runs never showed, and no plateau has read under by them.
               "formed_blocks": (len(used) + thp_blocks + len(flushed)) if moves else 0,
+              # how many blocks >= the order each term can add to or take from the layout, held
+              # or not (layout_differences): what its pages can complete, or split
+              "layout_blocks": {"pcp_unknown_pages": unknown_blocks, "pcp_flush": len(flushed),
+                                "guest_frees": len(done) + count(rest), "guest_allocations": count(alloc_p)},
               "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
               "residue_min_pages": k_lo, "ours_frees_stay": ours_stay, "ours_remote_pages": remote,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
@@ -1567,3 +1587,30 @@ def layout_differences(lay: LayoutCheck, predicted: dict, real: list, pre: PreRe
             raised.append((h, o))
     unexplained = lowered if residue_hi < residue_min else raised if settled and residue_lo > residue_max else []
     return dict(sorted(terms.items())), tuple(sorted(unexplained))
+
+
+def layout_beyond(differences: dict, allowed: dict, flagless_known: bool = True) -> tuple[str, ...]:
+    """Pure: the terms that put down more blocks (layout_differences) than the model's inputs
+    let them form or split (Prediction.inputs["layout_blocks"]). A block of pages flagless
+    before the release can come back by a drain (pcp_unknown_pages, pcp_flush) or a guest
+    free (a flagless page in use, freed): what the frees have left covers it. Without the
+    flagless pages (captures before e2epfn 2) such a block is put down to guest_frees: the
+    two are then counted together."""
+    def got(name: str) -> int:
+        return differences.get(name, 0)
+
+    def can(name: str) -> int:
+        return allowed.get(name, 0)
+    out = []
+    if flagless_known and got("guest_frees") > can("guest_frees"):
+        out.append(f"guest_frees {got('guest_frees')} blocks, its frees complete at most {can('guest_frees')}")
+    frees = got("guest_frees") if flagless_known else 0
+    flagless = got("pcp_unknown_pages") + got("guest_frees") - frees
+    most = can("pcp_unknown_pages") + can("pcp_flush") + max(0, can("guest_frees") - frees)
+    if flagless > most:
+        out.append(f"pcp_unknown_pages {flagless} blocks, drains and frees of pages flagless before the release "
+                   f"complete at most {most}")
+    if got("guest_allocations") > can("guest_allocations"):
+        out.append(f"guest_allocations {got('guest_allocations')} blocks, its allocations split at most "
+                   f"{can('guest_allocations')}")
+    return tuple(out)

@@ -16,7 +16,7 @@ from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
-                                   flush_beyond_frees, layout_differences, other_lists, predict_release)
+                                   flush_beyond_frees, layout_beyond, layout_differences, other_lists, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
@@ -362,11 +362,15 @@ class Judgement:
         out = [self.total] if self.total.startswith("outside") else []
         out += list(self.curve)
         out += [x for x in (self.t90, self.free_memory) if x and x.startswith("outside")]
-        # The layout's unexplained blocks (layout_differences) are reported, not judged:
-        # pcp_residue's runs are samples, not a bound on the residue (a hinted migration's
-        # destination kept 2 THPs more than all its runs of the time), and the check, judged,
-        # failed one suite on a block it had misread (fixed); it has not had the runs yet
-        # that would show it holds.
+        # the layout right after the release: every block only one side has is put down to a
+        # term (layout_differences), no term more blocks than its inputs let it form or split
+        # (layout_beyond), and the release's pages those blocks show on the lists lie within
+        # pcp_residue's runs, every combination of its open choices (unexplained)
+        out += [f"outside: layout: {b}" for b in self.layout.get("beyond", ())]
+        bad = self.layout.get("unexplained")
+        if bad:
+            out.append(f"outside: layout: {len(bad)} block(s) put the release's pages left on the lists outside "
+                       f"pcp_residue's runs: {', '.join(f'{h}/{o}' for h, o in bad[:4])}")
         return out
 
     def to_json(self) -> dict:
@@ -558,6 +562,9 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
                                            settled=last_tick)
     fields["layout"]["differences"] = diff
     fields["layout"]["unexplained"] = [list(b) for b in unexplained]
+    fields["layout"]["allowed"] = j["inputs"]["layout_blocks"]
+    fields["layout"]["beyond"] = list(layout_beyond(diff, j["inputs"]["layout_blocks"],
+                                                            pre.unknown_piece_runs is not None))
     # real blocks the model knows exist but cannot place: THPs from before the release it drained
     fields["layout"]["unplaced_predicted"] = rel.unknown_thps_drained
     # real blocks the model did not predict that a pass will visit: each takes a report slot

@@ -18,7 +18,7 @@ from harness.verdict import prediction
 from harness.model import ModelError, ReportingParams
 from harness.model import release as R
 from harness.model import reporting
-from harness.measure.perblock import Capture
+from harness.measure.perblock import Capture, Scan
 from harness.measure.prerelease import PreRecord
 
 DATA = Path(__file__).parent.parent / "data" / "release"
@@ -40,6 +40,19 @@ def _without_runs(monkeypatch, *names: str) -> None:
     use them become the model's own run)."""
     monkeypatch.setattr(R, "run_release", lambda p, **kw: _RUN_RELEASE(p, **{k: v for k, v in kw.items()
                                                                             if k not in names}))
+
+
+def _thp_pages_twice(monkeypatch) -> None:
+    """Plant: the model's lists as they were set up before 2026-12-07, a THP from before the
+    release counted on the THP list and again among the order-0 list's pages of unknown
+    position (512 pages more on the lists than their count)."""
+    init = R.PcpList.__init__
+
+    def twice(self, *a, **k):
+        init(self, *a, **k)
+        if self.before:
+            self.order0.append([-1, len(self.before) << self.zone.pb_order, False])
+    monkeypatch.setattr(R.PcpList, "__init__", twice)
 
 
 # the README scenario stored twice: before the workload settled its CPU (the wide pcp_residue
@@ -890,7 +903,7 @@ def test_a_thp_the_capture_did_not_see_is_not_in_the_settled_term(monkeypatch):
 
 # --- faults on every node, and the drains the faults cannot rule out -----------------------
 
-def test_faults_bound_to_each_node_settle_that_cpus_lists_on_both_nodes():
+def test_faults_bound_to_each_node_settle_that_cpus_lists_on_both_nodes(monkeypatch):
     # e2emem binds one part of its fault area per node: CPU 0's node-1 list gets its faults
     # too, so only the DMA list (no fault reaches it) can still drain whole, and vmstat's one
     # batch from the remote list: both in the pcp_residue term's runs
@@ -905,9 +918,20 @@ def test_faults_bound_to_each_node_settle_that_cpus_lists_on_both_nodes():
     res = next(t for t in ph["terms"] if t["name"] == "pcp_residue")
     # With the unmap's page tables on node 0's DMA32 (release_tables_split) this run's count
     # ends 32 pages over a flush: the run with 2 batches fewer makes one flush less (4 THPs,
-    # 8 MiB), which is what the guest did (941.7 against 950.0; its DMA list held 66 pages more
+    # 8 MiB), which is what the guest did (941.7 against 948.0; its DMA list held 66 pages more
     # than the model's: tables there)
-    assert res["lo_mib"] >= -8.0 and res["hi_mib"] <= 2.0, res
+    assert res["lo_mib"] >= -8.0 and res["hi_mib"] <= 4.0, res
+    # CPU 0's node-1 list held 515 pages, and the capture saw a flagless THP there (333824):
+    # the model puts it on that list (it had taken a batch of the 515 for the order-0 list and
+    # found too few left for a THP), the first THP a flush takes, so the release's 278528 stays,
+    # as in the guest. The layout is then put down to pcp_residue's runs (459/461/458).
+    assert pre.flagless_thps == (217600, 333824) and pre.zones[-1].pcp(0).count == 515
+    assert ph["layout"]["differences"] == {"pcp_residue": 3} and ph["layout"]["unexplained"] == []
+    # planted: that THP not seen: the layout outside pcp_residue's runs
+    seen = Scan.flagless_blocks
+    monkeypatch.setattr(Scan, "flagless_blocks", lambda self, order: tuple(h for h in seen(self, order) if h != 333824))
+    out = judged(r)["phases"][-1]
+    assert out["verdict"] == "outside" and out["layout"]["unexplained"], out["layout"]
     # planted: the faults taken as unbound (all on CPU 0's node): node 1's list keeps
     # free_factor 5 and the term must cover it drained whole
     unbound = dataclasses.replace(pre, fault_nodes=())
@@ -1027,7 +1051,12 @@ def test_blocks_the_model_did_not_predict_can_push_its_last_pass_to_one_more(mon
     # a hint-migrate destination: the total within, but 2 order-9 blocks the model did not
     # predict took report slots of its one pass, whose budget ran out: 2 order-10 blocks (8 MiB)
     # came 2 s later, the first plateau 0.6 MiB under the low side
+    # (the model before 2026-12-07, planted: a THP from before counted on both lists; counted
+    # once, one of the two blocks is the model's, 205/204/204, and nothing is pushed)
     r = load("hint_destination_pushed_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert (ph["layout"]["real"], ph["layout"]["matched"]) == (205, 204) and prediction.pushed_mib(ph) == 0.0
+    _thp_pages_twice(monkeypatch)
     ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "within", ph["judgement"]["failures"]
     assert (ph["layout"]["real"], ph["layout"]["matched"]) == (205, 203)
@@ -1093,12 +1122,17 @@ def test_the_thp_parity_run_is_what_keeps_this_booted_release_within(monkeypatch
     pre, _ = prediction.pre_release_input(r["phases"][-1], r)
     assert pre.flagless_thps == (110080,)
     ph = judged(r)["phases"][-1]
+    # with the THP counted once on the lists its layout is exact and its drop 241.9 against 242.0
+    assert ph["verdict"] == "within" and ph["layout"]["exact"] and ph["predicted_mib"] == 242.0
+    # The model before 2026-12-07 (planted: that THP's pages counted on both lists) read 240.0,
+    # one real block more, 47104/9, a THP of the release's own it kept on the list; the real
+    # residue then its 3875 less 512, 3363, which only the parity run's end of the range (2851)
+    # held. Without that run, not explained.
+    _thp_pages_twice(monkeypatch)
+    ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "within" and ph["layout"]["differences"] == {"pcp_residue": 1}
     _without_runs(monkeypatch, "elsewhere_before_thp")
     assert judged(r)["phases"][-1]["verdict"] == "within"
-    # The layout: one real block more, 47104/9, a THP of the release's own the model kept on
-    # the list; the real residue is then the model's 3875 less its 512 pages, 3363, which only
-    # the parity run's end of the range (2851) holds. Without that run, not explained.
     _without_runs(monkeypatch, "thp_left")
     out = judged(r)["phases"][-1]
     assert out["layout"]["unexplained"] == [[47104, 9]], out["layout"]
@@ -1256,7 +1290,8 @@ def test_faults_after_a_release_at_high_min_take_pages_the_lists_held(monkeypatc
     lay = ph["layout"]
     assert ph["verdict"] == "within" and ph["predicted_mib"] == 252.0 and lay["exact"], lay
     res = next(t for t in ph["terms"] if t["name"] == "pcp_residue")
-    assert "the faults' refill" in res["explanation"] and res["hi_mib"] - res["lo_mib"] <= 6.0, res
+    # the count's high end (-4 MiB) and the refill (-2) together: -6, the low end alone +2
+    assert "the faults' refill" in res["explanation"] and (res["lo_mib"], res["hi_mib"]) == (-6.0, 2.0), res
     # planted: the faults refill from the buddy lists instead: the refill splits the order-9
     # block at 12800, which the capture after the release shows free: one block short
     allocate = R.PcpList.allocate
@@ -1472,14 +1507,21 @@ def test_a_version_3_capture_shows_the_page_tables_the_unmap_frees():
     assert sum(n for _, n in pre.page_table_runs) == 561 >= thps + pre.page_tables
 
 
-def test_every_block_only_one_side_has_is_put_down_to_a_term():
-    # The same run: one real block more right after the release (476/475/475), 257024/9, one of
-    # the release's own THPs the model kept on CPU 0's list. The real residue is then the
-    # model's 3878 less 512, inside pcp_residue's runs (2854-4004).
+def test_every_block_only_one_side_has_is_put_down_to_a_term(monkeypatch):
+    # The same run. With a THP from before the release counted twice (the model before
+    # 2026-12-07, planted) one real block more right after the release (476/475/475), 257024/9,
+    # one of the release's own THPs that model kept on CPU 0's list: the real residue is then its
+    # 3878 less 512, inside pcp_residue's runs (2854-4004). Counted once, the layout is exact
+    # and the drop's prediction the measured one to 0.3 MiB.
     r = load("readme_tables_6.1_on")
     ph = judged(r)["phases"][-1]
     lay = ph["layout"]
-    assert (lay["real"], lay["predicted"], lay["matched"]) == (476, 475, 475)
+    assert (lay["real"], lay["predicted"], lay["matched"]) == (476, 476, 476) and ph["verdict"] == "within"
+    assert (ph["drop_mib"], ph["predicted_mib"]) == (1009.7, 1010.0)
+    _thp_pages_twice(monkeypatch)
+    ph = judged(r)["phases"][-1]
+    lay = ph["layout"]
+    assert (lay["real"], lay["predicted"], lay["matched"]) == (476, 475, 475) and ph["predicted_mib"] == 1008.0
     assert lay["first_only_real"] == [[257024, 9]] and lay["differences"] == {"pcp_residue": 1}
     assert lay["unexplained"] == [] and ph["verdict"] == "within"
     # planted: the term's range without its runs (the model's residue alone): not explained
@@ -1507,11 +1549,12 @@ def test_a_destination_release_kept_thps_only_the_run_with_unknown_pages_first_a
     r = load("hint_destination_residue_6.1_on")
     ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "within" and ph["layout"]["unexplained"] == [], ph["judgement"]
-    assert "962-3522 pages" in next(t for t in ph["terms"] if t["name"] == "pcp_residue")["explanation"]
+    # (836 at the low end: the count's low end with the other parity, run together)
+    assert "836-3522 pages" in next(t for t in ph["terms"] if t["name"] == "pcp_residue")["explanation"]
     # planted: that run left out of the term, as before: the layout not explained
     _without_runs(monkeypatch, "elsewhere_before_thp")
     out = judged(r)["phases"][-1]
-    assert out["layout"]["unexplained"] == [[123904, 10], [124928, 9]], out["layout"]
+    assert out["layout"]["unexplained"] == [[123904, 10], [124928, 10]], out["layout"]
 
 
 def test_a_predicted_block_inside_a_larger_real_one_is_not_a_difference_of_its_own():
@@ -1570,3 +1613,38 @@ def test_a_predicted_block_partly_taken_by_an_allocation_is_not_a_kept_thp():
     assert R.layout_differences(check, layout, real, pre, 172, 3571) == ({"pcp_residue": 1}, ())
     hidden = [(h, o) for h, o in real if not 1058304 <= h < 1058816]
     assert R.layout_differences(check, layout, hidden, pre, 172, 3571) == ({"pcp_residue": 1}, ((1058304, 9),))
+
+
+# --- the layout judged: each term's blocks within what its inputs allow ---------------------
+
+def test_no_term_puts_down_more_blocks_than_its_inputs_let_it_form_or_split():
+    allowed = {"pcp_unknown_pages": 1, "pcp_flush": 0, "guest_frees": 2, "guest_allocations": 2}
+    assert R.layout_beyond({"guest_frees": 2, "pcp_unknown_pages": 1, "guest_allocations": 2}, allowed) == ()
+    assert R.layout_beyond({"guest_frees": 3}, allowed) == ("guest_frees 3 blocks, its frees complete at most 2",)
+    assert R.layout_beyond({"guest_allocations": 3}, allowed)[0].startswith("guest_allocations 3 blocks")
+    # a flagless block can be a drain's or a free's: what the frees leave covers it
+    assert R.layout_beyond({"guest_frees": 1, "pcp_unknown_pages": 2}, allowed) == ()
+    assert R.layout_beyond({"guest_frees": 2, "pcp_unknown_pages": 2}, allowed)[0].startswith("pcp_unknown_pages 2")
+    # captures without flagless pages put such a block down to guest_frees: counted together
+    assert R.layout_beyond({"guest_frees": 3}, allowed, flagless_known=False) == ()
+    assert R.layout_beyond({"guest_frees": 4}, allowed, flagless_known=False)[0].startswith("pcp_unknown_pages 4")
+
+
+def test_the_layout_is_in_the_verdict_and_catches_a_release_the_model_miscounts():
+    # The README's run (6.1, e2epfn 3), exact block for block (476/476/476). Planted: the
+    # release taken as two THPs short (the last two the workload mapped): the drop still reads
+    # within (1009.7 in [988.1, 1012.0]) and the guest's free memory too, but the guest freed
+    # blocks of those THPs that the model's runs all keep on the list: the layout reads outside.
+    r = load("readme_tables_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within" and ph["layout"]["exact"] and ph["layout"]["beyond"] == []
+    short = copy.deepcopy(r)
+    pre = short["phases"][-1]["pre"]
+    gone = {tuple(u) for u in [u for u in pre["unmapped"] if u[2]][-2:]}
+    pre["unmapped"] = [u for u in pre["unmapped"] if tuple(u) not in gone]
+    pre["mapped"] = [u for u in pre["mapped"] if tuple(u) not in gone]
+    out = judged(short)["phases"][-1]
+    assert out["judgement"]["total"].startswith("within") and out["free_memory"]["verdict"] == "within"
+    assert out["verdict"] == "outside" and out["judgement"]["failures"] == [
+        ("outside: layout: 3 block(s) put the release's pages left on the lists outside pcp_residue's runs: "
+         "257024/9, 258048/10, 259072/10")]
