@@ -1042,6 +1042,32 @@ def other_lists(pre: PreRelease, version: tuple[int, int], pageblock_order: int)
     return tuple(out)
 
 
+def ours_flush_612(pre: PreRelease, version: tuple[int, int], pageblock_order: int, ours: float) -> int | None:
+    """6.12, our commands on a CPU of their own, the capture showing page tables (e2epfn 3):
+    what our commands free goes onto that CPU's per-cpu lists and reaches the buddy lists only
+    through a flush, which takes the oldest pages: those the lists held before the release,
+    flagless then, which complete only regions of such pages (pcp_flush). The most one flush of
+    the list their pages come from (the top zone of the CPU's node) gives back: free_high (a
+    run of order 1-3 frees while free_count >= batch: min(count, batch << 5), nr_pcp_free) or
+    at high (count + their pages >= high: nr_pcp_free's most, as other_lists), no more than the
+    list held. None where this does not apply: 6.1 (ours_frees_stay_on_lists), our CPU unknown
+    or the release's, an older capture, whose page tables read as pages in use (the unmap's
+    tables freed look like frees of ours there: a stored run's region of 442 of them)."""
+    if version < (6, 2) or pre.ours_cpu is None or pre.ours_cpu == pre.cpu or not pre.page_table_runs:
+        return None
+    nodes = {zs.node for zs in pre.zones}
+    node = next(iter(nodes)) if len(nodes) == 1 else pre.ours_node
+    top = max((zs for zs in pre.zones if zs.end > zs.start and zs.node == node and zs.pcp(pre.ours_cpu)),
+              key=lambda zs: zs.start, default=None)
+    p = top.pcp(pre.ours_cpu) if top is not None else None
+    if p is None or p.high <= 0:
+        return None
+    free_high = min(p.count, p.batch << PCP_BATCH_SCALE_MAX)
+    at_high = min(p.high - p.batch, (p.batch << PCP_BATCH_SCALE_MAX) + (1 << pageblock_order) - 1) \
+        if p.count + ours >= p.high else 0
+    return min(p.count, max(free_high, at_high))
+
+
 def flush_beyond_frees(lists, freed: float) -> tuple[int, int | None]:
     """Pure: pages the flushes of other CPUs' lists (other_lists) can give back beyond the
     `freed` pages of frees that set them off, and the least margin to high among the lists
@@ -1401,7 +1427,14 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # drop_caches run's guest free memory read 1.0 MiB over the high side without our frees.
     ours_stay = bool(variants) and ours_frees_stay_on_lists(pre, rel.spec.version, activity.ours())
     remote = ours_remote_batches(pre) if ours_stay else 0
-    free_p = activity.free_pages_per_s * window + (remote if ours_stay else activity.ours())
+    # 6.12: our commands' frees stay on their CPU's lists but for one flush of its oldest pages
+    # (ours_flush_612), which complete regions as pcp_flush's do. Seven of eight stored 6.12
+    # runs had older captures, where the unmap's page tables read as pages in use and a region
+    # of them completed by the decay's drains was inside only through our frees counted here.
+    ours_flush = None if ours_stay or not variants else \
+        ours_flush_612(pre, rel.spec.version, rel.spec.pageblock_order, activity.ours())
+    free_p = activity.free_pages_per_s * window + (remote if ours_stay else 0 if ours_flush is not None
+                                                   else activity.ours())
 
     def count(pages: float) -> int:
         return -(-int(pages) // (1 << thr)) if pages > 0 else 0
@@ -1419,11 +1452,12 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # the guest's and ours, and the kernel completed 64 of them during the release. The pages
     # left over can free whole blocks of their own (a block per 2^order pages).
     completed, done, rest = fill(free_p, fills, used)
-    act_hi = (completed / 256 + blocks(rest)) if moves else 0.0
+    act_hi = (completed / 256 + (int(rest) >> thr) * block_mib) if moves else 0.0
     # another CPU's list that those frees can take to high flushes its oldest pages, from
     # before the release, which can complete regions as a drain of the release CPU's does
     flush, margin = (0, None) if ours_stay else \
         flush_beyond_frees(other_lists(pre, rel.spec.version, rel.spec.pageblock_order), free_p)
+    flush += ours_flush or 0
     flush_gain, flushed, _ = fill(flush, unknown_fills, used | done)
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
                       f"{activity.alloc_pages_per_s:.0f} pages/s, {activity.captures_in_window} capture(s) and "
@@ -1432,13 +1466,21 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                       f"memory in on the host", -act_lo, 0.0))
     ours_what = (f"not our commands': their {activity.ours():.0f} pages stay on CPU {pre.ours_cpu}'s lists, "
                  "under its high" + (f"; {remote} from its other nodes' lists (vmstat)" if remote else "")
-                 if ours_stay else "and our commands'")
+                 if ours_stay else f"not our commands': their {activity.ours():.0f} pages stay on CPU "
+                 f"{pre.ours_cpu}'s lists, one flush of its oldest aside (pcp_flush)" if ours_flush is not None
+                 else "and our commands'")
     terms.append(Term("guest_frees", f"guest frees over the window (idle rate {activity.free_pages_per_s:.0f} "
                       f"pages/s, {ours_what}): each can complete a resident block", 0.0, act_hi))
-    terms.append(Term("pcp_flush", "no other CPU's list within reach of its high" if margin is None else
-                      f"another CPU's list {margin} pages under its high: its flush gives back {flush} pages "
-                      f"from before the release beyond the frees, which complete the {block_mib:g} MiB "
-                      f"regions closest to whole{where}", 0.0, flush_gain / 256 if moves else 0.0))
+    flush_what = "no other CPU's list within reach of its high" if margin is None else \
+        (f"another CPU's list {margin} pages under its high: its flush gives back pages from before the "
+         "release beyond the frees")
+    if ours_flush is not None:
+        flush_what = (f"one flush of CPU {pre.ours_cpu}'s list, where our commands free (free_high or at high, "
+                      f"6.12): {ours_flush} of its oldest pages, from before the release; "
+                      + ("no other list within reach of its high" if margin is None else flush_what))
+    terms.append(Term("pcp_flush", f"{flush_what}" + (f": {flush} pages, which complete the {block_mib:g} MiB "
+                                                      f"regions closest to whole{where}" if flush else ""),
+                      0.0, flush_gain / 256 if moves else 0.0))
     lo = total + sum(t.lo_mib for t in terms)
     hi = total + sum(t.hi_mib for t in terms)
     for v in per_zone.values():
@@ -1464,9 +1506,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               # how many blocks >= the order each term can add to or take from the layout, held
               # or not (layout_differences): what its pages can complete, or split
               "layout_blocks": {"pcp_unknown_pages": unknown_blocks, "pcp_flush": len(flushed),
-                                "guest_frees": len(done) + count(rest), "guest_allocations": count(alloc_p)},
+                                "guest_frees": len(done) + (int(rest) >> thr), "guest_allocations": count(alloc_p)},
               "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
               "residue_min_pages": k_lo, "ours_frees_stay": ours_stay, "ours_remote_pages": remote,
+              "ours_flush_pages": ours_flush,
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
               "curve_before_decay": None if curve_before_decay is None else
               [[round(t, 3), round(c, 2)] for t, c in curve_before_decay],

@@ -477,7 +477,8 @@ class FreeMemoryCheck:
 def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: int, unknown_drained: int,
                       activity: Activity, captures: int, window_s: float, measured_mib: float,
                       at_s: float, residue_min_pages: int = 0, ours_frees_stay: bool = False,
-                      ours_remote_pages: int = 0, other_lists: tuple = ()) -> FreeMemoryCheck:
+                      ours_remote_pages: int = 0, other_lists: tuple = (),
+                      ours_flush_pages: int | None = None) -> FreeMemoryCheck:
     """Pure. free_pages: the model's buddy pages after the release (its per-cpu residue not
     counted, as NR_FREE_PAGES does not), those its drains gave back from before the release
     included; the residue is really residue_min_pages..residue_max_pages (the drop's pcp_residue
@@ -490,10 +491,14 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     ours_remote_pages that vmstat may drain from their CPU's other nodes' lists.
     other_lists: (count, high, most one flush frees) of the other CPUs' lists
     (release.other_lists): where the window's frees can take one to high, its flush gives back
-    pages it held from before, beyond the frees that set it off (pcp_flush)."""
+    pages it held from before, beyond the frees that set it off (pcp_flush).
+    ours_flush_pages: 6.12, our commands' frees stay on their CPU's lists but for one flush of
+    that many of its oldest pages (release.ours_flush_612), counted with the other lists'."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
-    freed = activity.free_pages_per_s * window_s + (ours_remote_pages if ours_frees_stay else activity.ours(captures))
+    ours = ours_remote_pages if ours_frees_stay else 0 if ours_flush_pages is not None else activity.ours(captures)
+    freed = activity.free_pages_per_s * window_s + ours
     flush, margin = (0, None) if ours_frees_stay else flush_beyond_frees(other_lists, freed)
+    flush += ours_flush_pages or 0
     terms = (
         Term("pcp_residue", f"the release's pages left on per-cpu lists: {residue_min_pages} to "
              f"{residue_max_pages}, the model's {residue_pages}", min(0, residue_pages - residue_max_pages) / 256,
@@ -503,9 +508,11 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
         Term("guest_allocations", f"{alloc:.0f} pages allocated over {window_s:.1f} s at the idle rate and "
              f"{captures} capture(s)", -alloc / 256, 0.0),
         Term("guest_frees", f"{freed:.0f} pages freed over the same", 0.0, freed / 256),
-        Term("pcp_flush", "no other CPU's list within reach of its high" if margin is None else
-             f"another CPU's list {margin} pages under its high: a flush of its oldest pages, {flush} "
-             "beyond the frees", 0.0, flush / 256),
+        Term("pcp_flush", ("no other CPU's list within reach of its high" if margin is None else
+                           f"another CPU's list {margin} pages under its high: a flush of its oldest pages")
+             + (f"; one flush of our commands' CPU's list: {ours_flush_pages} of its oldest"
+                if ours_flush_pages is not None else "") + (f": {flush} pages in all" if flush else ""),
+             0.0, flush / 256),
     )
     e = free_pages / 256
     return FreeMemoryCheck(e, e + sum(t.lo_mib for t in terms), e + sum(t.hi_mib for t in terms),
@@ -589,7 +596,7 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             max(0, j["inputs"]["unknown_drained"] - rel.unknown_drained), activity, 1 + phase.model_input.captures_after,
             window, st[2], st[0], residue_min_pages=j["inputs"]["residue_min_pages"],
             ours_frees_stay=j["inputs"]["ours_frees_stay"],
-            ours_remote_pages=j["inputs"]["ours_remote_pages"],
+            ours_remote_pages=j["inputs"]["ours_remote_pages"], ours_flush_pages=j["inputs"]["ours_flush_pages"],
             other_lists=other_lists(pre, rel.spec.version, rel.spec.pageblock_order))
         fields["free_memory"] = free.to_json()
     t90 = None
