@@ -1053,7 +1053,7 @@ def ours_flush_612(pre: PreRelease, version: tuple[int, int], pageblock_order: i
     list held. None where this does not apply: 6.1 (ours_frees_stay_on_lists), our CPU unknown
     or the release's, an older capture, whose page tables read as pages in use (the unmap's
     tables freed look like frees of ours there: a stored run's region of 442 of them)."""
-    if version < (6, 2) or pre.ours_cpu is None or pre.ours_cpu == pre.cpu or not pre.page_table_runs:
+    if version < (6, 2) or pre.ours_cpu is None or pre.ours_cpu == pre.cpu or pre.page_table_runs is None:
         return None
     nodes = {zs.node for zs in pre.zones}
     node = next(iter(nodes)) if len(nodes) == 1 else pre.ours_node
@@ -1500,8 +1500,9 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               "unknown_drained": drained_most,
               # blocks the per-cpu terms can form (pcp_unknown_pages, pcp_flush), held or not, at
               # times the model does not know (the curve's slack). guest_frees' are left out: on
-              # 6.12 its high side is mostly our commands' frees counted for a free_high drain
-              # twelve traced runs never showed, and no plateau has read under by them.
+              # 6.12 captures before e2epfn 3 its high side is mostly our commands' frees, counted
+              # for a free_high drain twelve traced runs never showed, and no plateau has read
+              # under by them (from e2epfn 3 that flush is pcp_flush's, and counted here).
               "formed_blocks": (len(used) + thp_blocks + len(flushed)) if moves else 0,
               # how many blocks >= the order each term can add to or take from the layout, held
               # or not (layout_differences): what its pages can complete, or split
