@@ -322,7 +322,8 @@ class PcpList:
     def __init__(self, zone: Zone, pcp: Pcp, version: tuple[int, int], unknown_elsewhere: bool = False,
                  high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None,
                  thp_heads: tuple[int, ...] | None = None, batched_decay: bool = False, free_count: int = 0,
-                 known: tuple[Run, ...] = (), elsewhere_before_thp: bool = False, unknown_last: bool = False):
+                 known: tuple[Run, ...] = (), elsewhere_before_thp: bool = False, unknown_last: bool = False,
+                 thps_seen_all: bool = False):
         self.zone, self.batch, self.version = zone, max(1, pcp.batch), version
         self.elsewhere_before_thp = elsewhere_before_thp   # see _bulk
         self.batched_decay = batched_decay
@@ -353,13 +354,19 @@ class PcpList:
             if thp_left is None:
                 thp_left = self.version < (6, 2) if thp_heads is None else bool(mine)
             # one the capture saw here is on the list whatever the order-0 list holds: that
-            # takes what the THP leaves (two nodes: node 1's list held 515 pages, one THP)
+            # takes what the THP leaves (two nodes: node 1's list held 515 pages, one THP).
+            # thps_seen_all (the pcp_residue term's runs): as many as it saw there, as far as
+            # the count holds them, positions unknown where it saw more (a flagless THP-sized
+            # block need not be on a list: two hinted destinations' were not, a 6 GiB guest's
+            # Normal list held 1322 pages and two of the three seen, drained first)
             pb = 1 << zone.pb_order
             if thp_left and (self.elsewhere >= pb or (mine and pcp.count >= pb)):
-                head = mine[0] if len(mine) == 1 else -1
-                self.thp.append(head)
-                self.before.add(head)
-                self.elsewhere = max(0, self.elsewhere - pb)
+                n = max(1, min(len(mine), pcp.count // pb)) if thps_seen_all else 1
+                for i in range(n):
+                    head = mine[i] if len(mine) == n else -1
+                    self.thp.append(head)
+                    self.before.add(head)
+                    self.elsewhere = max(0, self.elsewhere - pb)
         left = pcp.count - self.elsewhere - (len(self.thp) << zone.pb_order)
         for r in known:                     # [pfn, pages, descending, from before the release]
             k = min(r.pages, max(0, left))
@@ -719,7 +726,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                 thp_left: bool | None = None, free_high_whole: bool = False, remote_batch: bool = False,
                 decay_step_at: str = "", fault_refill: bool = False,
                 elsewhere_before_thp: bool = False, unknown_last: bool = False,
-                tick_layouts: bool = False) -> Released:
+                thps_seen_all: bool = False, tick_layouts: bool = False) -> Released:
     """Free the release's pages through the per-cpu lists of the CPU it runs on.
 
     residue: instead, leave exactly the newest `residue` pages of the release on the lists (a
@@ -744,6 +751,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     before the THP list (PcpList._bulk).
     unknown_last: where the lists were not read whole (pcp_taken false), their pages of unknown
     position are on lists the round robin reaches last, not the order-0 movable list's oldest.
+    thps_seen_all: every flagless THP-sized block the capture saw in a zone on that CPU's list,
+    as far as its count holds them, not one (PcpList).
     tick_layouts: 6.12, keep the lists' highs and the free blocks after each of vmstat's decay
     ticks (Released.decay_ticks)."""
     m, spec = machine_before(pre)
@@ -779,7 +788,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                                 order0_unknown=min(p.count, p.batch) if pre.pcp_taken else None,
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
                                 free_count=fc, known=tuple(r for r in pre.pcp_known if zs.start <= r.pfn < zs.end),
-                                elsewhere_before_thp=elsewhere_before_thp, unknown_last=unknown_last)
+                                elsewhere_before_thp=elsewhere_before_thp, unknown_last=unknown_last,
+                                thps_seen_all=thps_seen_all)
     if decay_step_at == "start":
         for pl in lists.values():
             pl.decay_inside("start")
@@ -1230,6 +1240,13 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         other_parity = bool(rel.thps_before) or pre.flagless_thps != ()
         if other_parity:
             axes.append([{}, {"thp_left": not rel.thps_before}])
+        # more THPs from before on a list than the one the model puts there: every one the
+        # capture saw in the zone, as far as the list's count holds them (PcpList)
+        seen_more = any(sum(1 for h in pre.flagless_thps or () if zs.start <= h < zs.end) > 1
+                        and zs.pcp(cpu) and zs.pcp(cpu).count >= 2 << rel.spec.pageblock_order
+                        for zs in pre.zones)
+        if seen_more:
+            axes.append([{}, {"thps_seen_all": True}])
         # and what the model cannot time: a free_high on a list the faults did not reach, and
         # vmstat's batch from other nodes' lists
         if rel.free_high_lists or rel.remote_lists:
@@ -1274,7 +1291,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                            ", a decay step inside it" if decay_inside else "",
                            ", the faults' refill" if rel.faults_took_unknown else "",
                            ", the pages of unknown list drained ahead of the THPs" if rel.elsewhere_drained_late else "",
-                           ", the pages of unknown position drained last" if not pre.pcp_taken else ""])
+                           ", the pages of unknown position drained last" if not pre.pcp_taken else "",
+                           ", every THP-sized flagless block seen on the lists" if seen_more else ""])
         parity = ", the other THP parity" if other_parity else ", no THP left on the list (none seen)"
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
                           f"count {2 * b} pages either way{parity}{untimed}: {res_pages[0]}-{k_hi} "

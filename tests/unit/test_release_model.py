@@ -1053,7 +1053,13 @@ def test_blocks_the_model_did_not_predict_can_push_its_last_pass_to_one_more(mon
     # came 2 s later, the first plateau 0.6 MiB under the low side
     # (the model before 2026-12-07, planted: a THP from before counted on both lists; counted
     # once, one of the two blocks is the model's, 205/204/204, and nothing is pushed)
+    # (The term's runs with every THP-sized flagless block seen on the list are left out: this
+    # destination saw ten, of which the drop says one was there, and with them the plateau's low
+    # side is 14 MiB lower, so the planted error below is no longer caught on this run.)
     r = load("hint_destination_pushed_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within" and ph["predicted_lo_mib"] == 230.5
+    _without_runs(monkeypatch, "thps_seen_all")
     ph = judged(r)["phases"][-1]
     assert (ph["layout"]["real"], ph["layout"]["matched"]) == (205, 204) and prediction.pushed_mib(ph) == 0.0
     _thp_pages_twice(monkeypatch)
@@ -1064,7 +1070,7 @@ def test_blocks_the_model_did_not_predict_can_push_its_last_pass_to_one_more(mon
     # pcp_residue's run with the pages of unknown list drained ahead of the THPs (4 THPs more
     # on the list: -6 MiB) now also holds that plateau; at the residue of the term's other runs
     # it is pushed_mib that does. Planted: neither, outside.
-    _without_runs(monkeypatch, "elsewhere_before_thp")
+    _without_runs(monkeypatch, "elsewhere_before_thp", "thps_seen_all")
     assert judged(r)["phases"][-1]["verdict"] == "within"
     monkeypatch.setattr(prediction, "pushed_mib", lambda phase: 0.0)
     out = judged(r)["phases"][-1]
@@ -1552,10 +1558,14 @@ def test_a_destination_release_kept_thps_only_the_run_with_unknown_pages_first_a
     r = load("hint_destination_residue_6.1_on")
     ph = judged(r)["phases"][-1]
     assert ph["verdict"] == "within" and ph["layout"]["unexplained"] == [], ph["judgement"]
-    # (836 at the low end: the count's low end with the other parity, run together)
-    assert "836-3522 pages" in next(t for t in ph["terms"] if t["name"] == "pcp_residue")["explanation"]
+    # (836 at the low end: the count's low end with the other parity, run together; 5114 at the
+    # high: every THP-sized flagless block seen, nine, on the list as far as its count holds)
+    assert "836-5114 pages" in next(t for t in ph["terms"] if t["name"] == "pcp_residue")["explanation"]
+    _without_runs(monkeypatch, "thps_seen_all")
+    assert "836-3522 pages" in next(t for t in judged(r)["phases"][-1]["terms"]
+                                    if t["name"] == "pcp_residue")["explanation"]
     # planted: that run left out of the term, as before: the layout not explained
-    _without_runs(monkeypatch, "elsewhere_before_thp")
+    _without_runs(monkeypatch, "elsewhere_before_thp", "thps_seen_all")
     out = judged(r)["phases"][-1]
     assert out["layout"]["unexplained"] == [[123904, 10], [124928, 10]], out["layout"]
 
@@ -1683,3 +1693,22 @@ def test_on_6_12_our_frees_come_back_only_through_one_flush_of_their_cpus_oldest
     assert out["predicted_mib"] == 996.0 and out["judgement"]["total"].startswith("outside"), out["judgement"]
     monkeypatch.setattr(R, "ours_flush_612", lambda *a: None)
     assert judged(short)["phases"][-1]["judgement"]["total"].startswith("within")
+
+
+def test_every_thp_sized_flagless_block_seen_can_be_on_the_list(monkeypatch):
+    # The 6 GiB guest (booted, 4 GiB freed, 6.1): CPU 0's Normal list held 1322 pages and the
+    # capture saw three flagless THP-sized blocks in that zone. The model puts one THP from
+    # before on the list; the guest had two, drained them first (1055744 and 2055680 free right
+    # after the release) and kept three of the release's THPs more than any run with one
+    # (40960/10, 2059264/9). The drop read within (4073.9 in [4069.2, 4094.0]), the layout not.
+    # The term's runs with every seen block on the list, as far as the count holds them, keep it
+    # within: positions unknown (three seen, two fit), a block each among pcp_unknown_pages'.
+    r = load("six_gib_seen_thps_6.1_on")
+    ph = judged(r)["phases"][-1]
+    assert ph["verdict"] == "within" and ph["layout"]["unexplained"] == [], ph["judgement"]
+    res = next(t for t in ph["terms"] if t["name"] == "pcp_residue")
+    assert "every THP-sized flagless block seen" in res["explanation"] and res["lo_mib"] == -12.0, res
+    _without_runs(monkeypatch, "thps_seen_all")
+    out = judged(r)["phases"][-1]
+    assert out["verdict"] == "outside" and out["judgement"]["total"].startswith("within")
+    assert out["layout"]["unexplained"] == [[40960, 10], [2059264, 9]], out["layout"]
