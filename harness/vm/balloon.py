@@ -131,6 +131,7 @@ class StatCheck:
     after: int
     counter: bool
     slack: int  # allowed beyond [min(a,b), max(a,b)], in the statistic's unit
+    slack_below: int | None = None  # below min(a,b), where it differs from slack
 
     @property
     def skew(self) -> int:
@@ -142,25 +143,31 @@ class StatCheck:
     def ok(self) -> bool:
         if self.counter:  # a counter read between a and b lies between them, exactly
             return self.before <= self.value <= self.after
-        return self.skew <= self.slack
+        lo, hi = sorted((self.before, self.after))
+        below = self.slack if self.slack_below is None else self.slack_below
+        return lo - below <= self.value <= hi + self.slack
 
     def to_json(self) -> dict:
         return {"name": self.name, "value": self.value, "before": self.before, "after": self.after,
-                "counter": self.counter, "slack": self.slack, "skew": self.skew, "ok": self.ok}
+                "counter": self.counter, "slack": self.slack, "slack_below": self.slack_below,
+                "skew": self.skew, "ok": self.ok}
 
 
 def check_stats(stats: GuestStats, before: tuple[dict, dict], after: tuple[dict, dict],
-                gauge_slack: dict[str, int] | None = None) -> list[StatCheck]:
+                gauge_slack: dict[str, int] | None = None,
+                gauge_slack_below: dict[str, int] | None = None) -> list[StatCheck]:
     """Every statistic the guest set against /proc read before and after it was gathered.
     before/after: (vmstat, meminfo) parsed. gauge_slack: bytes a gauge may lie outside the
-    bracket (default 0)."""
+    bracket (default 0); gauge_slack_below: below it, where that differs."""
     out = []
     for name in stats.set_names():
         a, b = expected_stat(name, *before), expected_stat(name, *after)
         if a is None:
             continue
-        out.append(StatCheck(name, stats.values[name], a, b, name in COUNTERS,
-                             0 if name in COUNTERS else (gauge_slack or {}).get(name, 0)))
+        gauge = name not in COUNTERS
+        out.append(StatCheck(name, stats.values[name], a, b, not gauge,
+                             (gauge_slack or {}).get(name, 0) if gauge else 0,
+                             (gauge_slack_below or {}).get(name) if gauge else None))
     return out
 
 
@@ -241,9 +248,16 @@ def held_in_runs(held: bytes | bytearray, runs) -> int:
 
 def read_proc(guest) -> tuple[dict, dict]:
     """(vmstat, meminfo) of the guest, read in one command."""
-    out = guest.run("cat /proc/vmstat; echo ----; cat /proc/meminfo").stdout
-    vm, _, mem = out.partition("----\n")
-    return parse_vmstat(vm), parse_meminfo(mem)
+    vm, mem, _ = read_proc_zoneinfo(guest)
+    return vm, mem
+
+
+def read_proc_zoneinfo(guest) -> tuple[dict, dict, str]:
+    """(vmstat, meminfo, /proc/zoneinfo's text) of the guest, read in one command."""
+    out = guest.run("cat /proc/vmstat; echo ----; cat /proc/meminfo; echo ----; cat /proc/zoneinfo").stdout
+    vm, _, rest = out.partition("----\n")
+    mem, _, zi = rest.partition("----\n")
+    return parse_vmstat(vm), parse_meminfo(mem), zi
 
 
 def run_bytes(guest, cmd: str, timeout: float = 60) -> bytes:

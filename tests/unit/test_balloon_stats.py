@@ -137,3 +137,34 @@ def test_stored_real_runs_are_within():
     d["vmstat_after"]["oom_kill"] += 1
     deflate_on_oom.judge(d)
     assert d["verdict"] == "outside"
+
+
+def test_free_and_available_memory_may_lie_outside_a_bracket_by_what_the_per_cpu_lists_move():
+    # A fresh clone's suite (6.12 x QEMU 10.0, booted): bracket 1, right after a 64 MiB touch,
+    # read free memory 4042 pages under both of its reads, which rose 16.8 MB from a to b:
+    # pages moving between the per-cpu lists and the buddy lists with no allocation. That run
+    # did not read the lists: the old slack alone, outside.
+    old = json.loads((DATA / "stats_refill_6.12_10.0.json").read_text())
+    stats.judge(old)
+    assert old["verdict"] == "outside" and old["stats_skew"]["stat-free-memory"] == 4042 * 4096
+    assert {k for k, ok in old["stats_checks"].items() if not ok} == {"b1:stat-free-memory",
+                                                                      "b1:stat-available-memory"}
+    # A run that reads them (count and high summed over every CPU and zone, at a and at b):
+    # after the touch the lists held 12905 pages at a and 9160 at b, high 20013 and 15758.
+    r = json.loads((DATA / "stats_pcp_6.12_10.0.json").read_text())
+    br = r["brackets"][1]
+    assert (br["a"]["pcp"], br["b"]["pcp"]) == ({"count": 12905, "high": 20013}, {"count": 9160, "high": 15758})
+    up, down = stats.gauge_slack(br)
+    assert up["stat-free-memory"] == (1 << 20) + 12905 * 4096           # the larger count
+    assert down["stat-free-memory"] == (1 << 20) + (20013 - 9160) * 4096  # the room: larger high, smaller count
+    assert up["stat-disk-caches"] == stats.GAUGE_SLACK["stat-disk-caches"]
+    stats.judge(r)
+    assert r["verdict"] == "within", {k for k, ok in r["stats_checks"].items() if not ok}
+    # planted: free memory in KiB, or reported as available memory (72 MB apart before the
+    # touch, when the lists held 6265 pages): outside
+    for wrong in (lambda s: s["stat-free-memory"] // 1024, lambda s: s["stat-available-memory"]):
+        p = copy.deepcopy(r)
+        for b in p["brackets"]:
+            b["stats"]["stat-free-memory"] = wrong(b["stats"])
+        stats.judge(p)
+        assert p["verdict"] == "outside" and not p["stats_checks"]["b0:stat-free-memory"]
