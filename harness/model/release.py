@@ -1017,6 +1017,18 @@ def settled_release(pre: PreRelease, rel: Released) -> bool:
             and (rel.spec.version < (6, 2) or (pre.pcp_read_at_release and not rel.free_count_high)))
 
 
+def ours_list(pre: PreRelease) -> Pcp | None:
+    """Our commands' CPU's list of the zone their pages come from: the highest populated zone
+    of that CPU's node (GFP_KERNEL and user pages take it first). None: that CPU, or its node
+    where there are several, unknown."""
+    nodes = {zs.node for zs in pre.zones}
+    node = next(iter(nodes)) if len(nodes) == 1 else pre.ours_node
+    if node is None or pre.ours_cpu is None:
+        return None
+    top = max((zs for zs in pre.zones if zs.end > zs.start and zs.node == node), key=lambda zs: zs.start, default=None)
+    return top.pcp(pre.ours_cpu) if top is not None else None
+
+
 def ours_frees_stay_on_lists(pre: PreRelease, version: tuple[int, int], pages: float) -> bool:
     """6.1: what our commands free on their CPU stays on its per-cpu lists when they cannot
     reach high there (count + pages < high on the list of the zone their pages come from, the
@@ -1025,25 +1037,24 @@ def ours_frees_stay_on_lists(pre: PreRelease, version: tuple[int, int], pages: f
     command allocates before it frees). vmstat never drains a CPU's lists of its own node's
     zones (refresh_cpu_vm_stats); on several nodes that CPU's node must be known (ours_node).
     6.12 drains by free_high once free_count >= batch, which a command's frees reach."""
-    nodes = {zs.node for zs in pre.zones}
-    node = next(iter(nodes)) if len(nodes) == 1 else pre.ours_node
-    if version >= (6, 2) or node is None or pre.ours_cpu is None or pre.ours_cpu == pre.cpu:
+    if version >= (6, 2) or pre.ours_cpu == pre.cpu:
         return False
-    top = max((zs for zs in pre.zones if zs.end > zs.start and zs.node == node), key=lambda zs: zs.start, default=None)
-    p = top.pcp(pre.ours_cpu) if top is not None else None
+    p = ours_list(pre)
     return p is not None and p.high > 0 and p.count + pages < p.high
 
 
-def other_lists(pre: PreRelease, version: tuple[int, int], pageblock_order: int) -> tuple[tuple[int, int, int], ...]:
+def other_lists(pre: PreRelease, version: tuple[int, int], pageblock_order: int,
+                skip: Pcp | None = None) -> tuple[tuple[int, int, int], ...]:
     """(count, high, the most one flush frees) of each per-cpu list of a CPU other than the
     release's, as read before it. A free that takes a list to high flushes nr_pcp_free's
     count of its oldest pages: 6.12 free_count clamped to [batch, high - batch], free_count at
     most batch << 5 plus a THP's pages less one (it grows by a page's size while under that);
-    6.1 batch << free_factor clamped the same, free_factor one more at each flush."""
+    6.1 batch << free_factor clamped the same, free_factor one more at each flush. skip: a list
+    left out, counted on its own (ours_flush_612)."""
     out = []
     for zs in pre.zones:
         for p in zs.pcps:
-            if p.cpu == pre.cpu or p.high <= p.batch:
+            if p.cpu == pre.cpu or p.high <= p.batch or p is skip:
                 continue
             most = p.high - p.batch
             if version >= (6, 2):
@@ -1057,19 +1068,16 @@ def ours_flush_612(pre: PreRelease, version: tuple[int, int], pageblock_order: i
     what our commands free goes onto that CPU's per-cpu lists and reaches the buddy lists only
     through a flush, which takes the oldest pages: those the lists held before the release,
     flagless then, which complete only regions of such pages (pcp_flush). The most one flush of
-    the list their pages come from (the top zone of the CPU's node) gives back: free_high (a
-    run of order 1-3 frees while free_count >= batch: min(count, batch << 5), nr_pcp_free) or
-    at high (count + their pages >= high: nr_pcp_free's most, as other_lists), no more than the
-    list held. None where this does not apply: 6.1 (ours_frees_stay_on_lists), our CPU unknown
-    or the release's, an older capture, whose page tables read as pages in use (the unmap's
-    tables freed look like frees of ours there: a stored run's region of 442 of them)."""
+    their list (ours_list) gives back, no more than it held: free_high (a run of order 1-3 frees
+    while free_count >= batch, which the model cannot rule out: min(count, batch << 5),
+    nr_pcp_free) or at high (count + their pages >= high: nr_pcp_free's most, as other_lists).
+    That list is then left out of other_lists (other_lists' skip). None where this does not
+    apply: 6.1 (ours_frees_stay_on_lists), our CPU unknown or the release's, an older capture,
+    whose page tables read as pages in use (the unmap's tables freed look like frees of ours
+    there: a stored run's region of 442 of them)."""
     if version < (6, 2) or pre.ours_cpu is None or pre.ours_cpu == pre.cpu or pre.page_table_runs is None:
         return None
-    nodes = {zs.node for zs in pre.zones}
-    node = next(iter(nodes)) if len(nodes) == 1 else pre.ours_node
-    top = max((zs for zs in pre.zones if zs.end > zs.start and zs.node == node and zs.pcp(pre.ours_cpu)),
-              key=lambda zs: zs.start, default=None)
-    p = top.pcp(pre.ours_cpu) if top is not None else None
+    p = ours_list(pre)
     if p is None or p.high <= 0:
         return None
     free_high = min(p.count, p.batch << PCP_BATCH_SCALE_MAX)
@@ -1242,7 +1250,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
             axes.append([{}, {"thp_left": not rel.thps_before}])
         # more THPs from before on a list than the one the model puts there: every one the
         # capture saw in the zone, as far as the list's count holds them (PcpList)
-        seen_more = any(sum(1 for h in pre.flagless_thps or () if zs.start <= h < zs.end) > 1
+        seen_more = pre.pcp_taken and any(sum(1 for h in pre.flagless_thps or () if zs.start <= h < zs.end) > 1
                         and zs.pcp(cpu) and zs.pcp(cpu).count >= 2 << rel.spec.pageblock_order
                         for zs in pre.zones)
         if seen_more:
@@ -1281,8 +1289,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # one at a time: their parts add up (a 3 GiB release: the other THP parity +2 MiB, its
         # DMA32 list drained whole +20, both +22; a restored 6.12 one: its count's high end
         # -4, the faults' refill -2, both -6).
-        variants = [run_release(pre, **{k: v for d in combo for k, v in d.items()})
-                    for combo in itertools.product(*axes) if any(combo)]
+        # (with no THP left on the list, every seen one on it is the same run: left out)
+        combos = [{k: v for d in combo for k, v in d.items()} for combo in itertools.product(*axes) if any(combo)]
+        variants = [run_release(pre, **kw) for kw in combos
+                    if not (kw.get("thps_seen_all") and kw.get("thp_left") is False)]
         ds = [drop_of_variant(v) - total for v in variants] if moves else [0.0]
         res_pages = sorted({sum(n for _, n in v.residue) for v in (rel, *variants)})
         k_lo, k_hi = res_pages[0], res_pages[-1]
@@ -1473,8 +1483,9 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     act_hi = (completed / 256 + (int(rest) >> thr) * block_mib) if moves else 0.0
     # another CPU's list that those frees can take to high flushes its oldest pages, from
     # before the release, which can complete regions as a drain of the release CPU's does
+    skip = ours_list(pre) if ours_flush is not None else None
     flush, margin = (0, None) if ours_stay else \
-        flush_beyond_frees(other_lists(pre, rel.spec.version, rel.spec.pageblock_order), free_p)
+        flush_beyond_frees(other_lists(pre, rel.spec.version, rel.spec.pageblock_order, skip), free_p)
     flush += ours_flush or 0
     flush_gain, flushed, _ = fill(flush, unknown_fills, used | done)
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
@@ -1575,9 +1586,10 @@ def layout_differences(lay: LayoutCheck, predicted: dict, real: list, pre: PreRe
     """Pure: each block only one side has, put down to the term that allows it, and the blocks
     none does. predicted: zone key -> [(pfn, order, mt)], every free block of the model's layout
     compared; real: (head, order) of every free block the guest had. A real block the model
-    lacks is made of the model's free pages and missing ones: the release's own pages the model
-    kept on the lists (pcp_residue), pages flagless (or page tables an unmap frees) before it
-    (pcp_unknown_pages), others (guest_frees); one whose pages the model has free in a larger
+    lacks is made of the model's free pages and missing ones, and put down to one term: others
+    than those below (guest_frees), else the release's own pages the model kept on the lists
+    (pcp_residue), else pages flagless (or page tables an unmap frees) before it
+    (pcp_unknown_pages); one whose pages the model has free in a larger
     block has nothing missing and no term. A predicted block the guest lacks, not merged into a
     larger real one: the release's pages there the guest does not have free are still on a
     list (pcp_residue) or were taken by an allocation (the faults after the release, a refill
@@ -1628,9 +1640,12 @@ def layout_differences(lay: LayoutCheck, predicted: dict, real: list, pre: PreRe
         missing = set(range(h, h + (1 << o))) - free_in(model, h, h + (1 << o))
         mine = missing & pages_in(release, h, h + (1 << o))
         flagless = (missing - mine) & pages_in(before, h, h + (1 << o))
-        for n, got in (("pcp_residue", mine), ("pcp_unknown_pages", flagless), ("guest_frees", missing - mine - flagless)):
-            if got:
-                terms[n] = terms.get(n, 0) + 1
+        # one term per block: only a free can give pages that were neither the release's nor
+        # flagless; else the release's own (its residue is bounded below); else a drain's
+        others = missing - mine - flagless
+        n = "guest_frees" if others else "pcp_residue" if mine else "pcp_unknown_pages" if flagless else None
+        if n:
+            terms[n] = terms.get(n, 0) + 1
         residue_lo -= len(mine)
         residue_hi -= len(mine)
         if mine:

@@ -90,9 +90,11 @@ def gauge_slack(br: dict) -> tuple[dict, dict]:
     its reads, which rose 16.8 MB from a to b: about two full 6.12 refills, 2 x (63 << 5)
     = 4032 pages).
     With F + P (free and per-cpu pages) kept but for allocations (GAUGE_SLACK's), the
-    statistic lies at most P of the reads (their larger) above the bracket and at most the
-    lists' room, H - P (their smaller P), below it. Brackets read before the lists were
-    (no `pcp`): GAUGE_SLACK alone."""
+    statistic lies at most P (the reads' larger) above the bracket and at most the lists' room
+    below it, H - P (the larger H, the smaller P). On 6.12 the highs move between the reads
+    (decay lowers them, refills raise them), so H at the statistics' moment is taken as the
+    larger read, not bounded. Brackets read before the lists were (no `pcp`): GAUGE_SLACK
+    alone."""
     pa, pb = br["a"].get("pcp"), br["b"].get("pcp")
     if pa is None or pb is None:
         return dict(GAUGE_SLACK), dict(GAUGE_SLACK)

@@ -16,7 +16,7 @@ from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
-                                   flush_beyond_frees, layout_beyond, layout_differences, other_lists, predict_release)
+                                   flush_beyond_frees, layout_beyond, layout_differences, other_lists, ours_list, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
@@ -597,7 +597,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             window, st[2], st[0], residue_min_pages=j["inputs"]["residue_min_pages"],
             ours_frees_stay=j["inputs"]["ours_frees_stay"],
             ours_remote_pages=j["inputs"]["ours_remote_pages"], ours_flush_pages=j["inputs"]["ours_flush_pages"],
-            other_lists=other_lists(pre, rel.spec.version, rel.spec.pageblock_order))
+            other_lists=other_lists(pre, rel.spec.version, rel.spec.pageblock_order,
+                                    ours_list(pre) if j["inputs"]["ours_flush_pages"] is not None else None))
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))

@@ -248,8 +248,9 @@ def held_in_runs(held: bytes | bytearray, runs) -> int:
 
 def read_proc(guest) -> tuple[dict, dict]:
     """(vmstat, meminfo) of the guest, read in one command."""
-    vm, mem, _ = read_proc_zoneinfo(guest)
-    return vm, mem
+    out = guest.run("cat /proc/vmstat; echo ----; cat /proc/meminfo").stdout
+    vm, _, mem = out.partition("----\n")
+    return parse_vmstat(vm), parse_meminfo(mem)
 
 
 def read_proc_zoneinfo(guest) -> tuple[dict, dict, str]:
