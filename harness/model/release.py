@@ -1086,6 +1086,14 @@ def ours_flush_612(pre: PreRelease, version: tuple[int, int], pageblock_order: i
     return min(p.count, max(free_high, at_high))
 
 
+def ours_freed(ours: float, stay: bool, remote: int, flush: int | None) -> float:
+    """Pure: how many of our commands' freed pages count as frees reaching the buddy lists, in
+    the drop and in the free-memory check alike: where they stay on their CPU's lists (6.1,
+    ours_frees_stay_on_lists) only vmstat's batches from its other nodes' lists (remote); where
+    one flush of that list is counted instead (6.12, ours_flush_612), none; else all of them."""
+    return remote if stay else 0 if flush is not None else ours
+
+
 def flush_beyond_frees(lists, freed: float) -> tuple[int, int | None]:
     """Pure: pages the flushes of other CPUs' lists (other_lists) can give back beyond the
     `freed` pages of frees that set them off, and the least margin to high among the lists
@@ -1461,8 +1469,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # of them completed by the decay's drains was inside only through our frees counted here.
     ours_flush = None if ours_stay or not variants else \
         ours_flush_612(pre, rel.spec.version, rel.spec.pageblock_order, activity.ours())
-    free_p = activity.free_pages_per_s * window + (remote if ours_stay else 0 if ours_flush is not None
-                                                   else activity.ours())
+    free_p = activity.free_pages_per_s * window + ours_freed(activity.ours(), ours_stay, remote, ours_flush)
 
     def count(pages: float) -> int:
         return -(-int(pages) // (1 << thr)) if pages > 0 else 0

@@ -16,7 +16,8 @@ from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
-                                   flush_beyond_frees, layout_beyond, layout_differences, other_lists, ours_list, predict_release)
+                                   flush_beyond_frees, layout_beyond, layout_differences, other_lists, ours_freed,
+                                   ours_list, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
@@ -495,8 +496,8 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     ours_flush_pages: 6.12, our commands' frees stay on their CPU's lists but for one flush of
     that many of its oldest pages (release.ours_flush_612), counted with the other lists'."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
-    ours = ours_remote_pages if ours_frees_stay else 0 if ours_flush_pages is not None else activity.ours(captures)
-    freed = activity.free_pages_per_s * window_s + ours
+    freed = activity.free_pages_per_s * window_s + ours_freed(activity.ours(captures), ours_frees_stay,
+                                                              ours_remote_pages, ours_flush_pages)
     flush, margin = (0, None) if ours_frees_stay else flush_beyond_frees(other_lists, freed)
     flush += ours_flush_pages or 0
     terms = (
