@@ -1487,12 +1487,13 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # the guest's and ours, and the kernel completed 64 of them during the release. The pages
     # left over can free whole blocks of their own (a block per 2^order pages).
     completed, done, rest = fill(free_p, fills, used)
-    act_hi = (completed / 256 + (int(rest) >> thr) * block_mib) if moves else 0.0
+    whole = int(rest) >> thr
+    act_hi = (completed / 256 + whole * block_mib) if moves else 0.0
     # another CPU's list that those frees can take to high flushes its oldest pages, from
     # before the release, which can complete regions as a drain of the release CPU's does
-    skip = ours_list(pre) if ours_flush is not None else None
-    flush, margin = (0, None) if ours_stay else \
-        flush_beyond_frees(other_lists(pre, rel.spec.version, rel.spec.pageblock_order, skip), free_p)
+    others = other_lists(pre, rel.spec.version, rel.spec.pageblock_order,
+                         ours_list(pre) if ours_flush is not None else None)
+    flush, margin = (0, None) if ours_stay else flush_beyond_frees(others, free_p)
     flush += ours_flush or 0
     flush_gain, flushed, _ = fill(flush, unknown_fills, used | done)
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
@@ -1543,10 +1544,13 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
               # how many blocks >= the order each term can add to or take from the layout, held
               # or not (layout_differences): what its pages can complete, or split
               "layout_blocks": {"pcp_unknown_pages": unknown_blocks, "pcp_flush": len(flushed),
-                                "guest_frees": len(done) + (int(rest) >> thr), "guest_allocations": count(alloc_p)},
+                                "guest_frees": len(done) + whole, "guest_allocations": count(alloc_p)},
               "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
               "residue_min_pages": k_lo, "ours_frees_stay": ours_stay, "ours_remote_pages": remote,
               "ours_flush_pages": ours_flush,
+              # the other CPUs' lists the window's frees can flush (other_lists), for the
+              # free-memory check as for pcp_flush here
+              "other_lists": [list(x) for x in others],
               "t90_residue_ends_s": [round(t, 3) for t in variant_t90], "read_at_s": pre.read_at_s,
               "curve_before_decay": None if curve_before_decay is None else
               [[round(t, 3), round(c, 2)] for t, c in curve_before_decay],
@@ -1602,8 +1606,8 @@ def layout_differences(lay: LayoutCheck, predicted: dict, real: list, pre: PreRe
     list (pcp_residue) or were taken by an allocation (the faults after the release, a refill
     of a batch: `taken`), else it was split by an allocation (guest_allocations). The
     release's pages not free in the layout (the model's residue there, less the workload's
-    faults after it), less those completing real blocks and plus those kept, must lie within pcp_residue's [residue_min, residue_max], which bounds it once the
-    drains are over; where the layout is not (settled false: 6.12 before its last decay tick)
+    faults after it), less those completing real blocks and plus those kept, must lie within
+    pcp_residue's [residue_min, residue_max], which bounds it once the drains are over; where the layout is not (settled false: 6.12 before its last decay tick)
     the residue can still fall, and only the lower end holds. Where it does not, the blocks
     that moved it that way are not explained."""
     if not lay.only_real and not lay.only_predicted:

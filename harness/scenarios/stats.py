@@ -98,7 +98,7 @@ def gauge_slack(br: dict) -> tuple[dict, dict]:
     pa, pb = br["a"].get("pcp"), br["b"].get("pcp")
     if pa is None or pb is None:
         return dict(GAUGE_SLACK), dict(GAUGE_SLACK)
-    page = 4096
+    page = balloon.BALLOON_PAGE             # as the statistics' pages are converted (balloon.STATS_61)
     above = max(pa["count"], pb["count"]) * page
     below = max(0, max(pa["high"], pb["high"]) - min(pa["count"], pb["count"])) * page
     up, down = dict(GAUGE_SLACK), dict(GAUGE_SLACK)

@@ -16,8 +16,7 @@ from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
-                                   flush_beyond_frees, layout_beyond, layout_differences, other_lists, ours_freed,
-                                   ours_list, predict_release)
+                                   flush_beyond_frees, layout_beyond, layout_differences, ours_freed, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
@@ -572,7 +571,7 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
     fields["layout"]["unexplained"] = [list(b) for b in unexplained]
     fields["layout"]["allowed"] = j["inputs"]["layout_blocks"]
     fields["layout"]["beyond"] = list(layout_beyond(diff, j["inputs"]["layout_blocks"],
-                                                            pre.unknown_piece_runs is not None))
+                                                    pre.unknown_piece_runs is not None))
     # real blocks the model knows exist but cannot place: THPs from before the release it drained
     fields["layout"]["unplaced_predicted"] = rel.unknown_thps_drained
     # real blocks the model did not predict that a pass will visit: each takes a report slot
@@ -598,8 +597,7 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             window, st[2], st[0], residue_min_pages=j["inputs"]["residue_min_pages"],
             ours_frees_stay=j["inputs"]["ours_frees_stay"],
             ours_remote_pages=j["inputs"]["ours_remote_pages"], ours_flush_pages=j["inputs"]["ours_flush_pages"],
-            other_lists=other_lists(pre, rel.spec.version, rel.spec.pageblock_order,
-                                    ours_list(pre) if j["inputs"]["ours_flush_pages"] is not None else None))
+            other_lists=tuple(tuple(x) for x in j["inputs"]["other_lists"]))
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))

@@ -246,18 +246,20 @@ def held_in_runs(held: bytes | bytearray, runs) -> int:
 
 # --- I/O -------------------------------------------------------------------------
 
+def _cat(guest, *paths: str) -> list[str]:
+    """The texts of the guest's files, read in one command."""
+    return guest.run("; echo ----; ".join(f"cat {p}" for p in paths)).stdout.split("----\n")
+
+
 def read_proc(guest) -> tuple[dict, dict]:
     """(vmstat, meminfo) of the guest, read in one command."""
-    out = guest.run("cat /proc/vmstat; echo ----; cat /proc/meminfo").stdout
-    vm, _, mem = out.partition("----\n")
+    vm, mem = _cat(guest, "/proc/vmstat", "/proc/meminfo")
     return parse_vmstat(vm), parse_meminfo(mem)
 
 
 def read_proc_zoneinfo(guest) -> tuple[dict, dict, str]:
     """(vmstat, meminfo, /proc/zoneinfo's text) of the guest, read in one command."""
-    out = guest.run("cat /proc/vmstat; echo ----; cat /proc/meminfo; echo ----; cat /proc/zoneinfo").stdout
-    vm, _, rest = out.partition("----\n")
-    mem, _, zi = rest.partition("----\n")
+    vm, mem, zi = _cat(guest, "/proc/vmstat", "/proc/meminfo", "/proc/zoneinfo")
     return parse_vmstat(vm), parse_meminfo(mem), zi
 
 

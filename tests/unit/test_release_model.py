@@ -1463,8 +1463,9 @@ def test_6_12_another_cpus_list_near_its_high_can_flush_what_it_held(monkeypatch
     quiet = judged(load("decay_late_blocks_6.12_on"))["phases"][-1]
     assert next(t for t in quiet["free_memory"]["terms"] if t["name"] == "pcp_flush")["hi_mib"] == 0.0
     assert next(t for t in quiet["terms"] if t["name"] == "pcp_flush")["hi_mib"] == 0.0
-    # planted: no flush of another CPU's list: outside
-    monkeypatch.setattr(prediction, "other_lists", lambda *a: ())
+    # planted: no flush of another CPU's list (the model's list of them, which the free-memory
+    # check reads too, empty): outside
+    monkeypatch.setattr(R, "other_lists", lambda *a: ())
     out = judged(load("other_cpu_flush_6.12_on"))["phases"][-1]
     assert out["free_memory"]["verdict"] == "outside", out["free_memory"]
 
