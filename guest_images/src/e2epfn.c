@@ -3,10 +3,13 @@
  * join with the host's page residency (harness/perblock.py parses it).
  *
  * Prints, in this order:
- *   e2epfn 3               (1: before the P class; 2: before the T class)
+ *   e2epfn 4               (1: before the P class; 2: before the T class; 3: before pcp)
  *   == buddyinfo            /proc/buddyinfo just before the scan (a cross-check of the inferred blocks)
  *   == zoneinfo             /proc/zoneinfo (zone ranges: start_pfn, spanned)
  *   == runs                 /proc/kpageflags, run-length encoded: "C START COUNT" per run of one class
+ *   == pcp ...              the per-cpu lists, read from /proc/kcore right after the scan (only
+ *                           with `--pcp`, see below, whose offsets the line repeats; the
+ *                           section is empty without it)
  *   == buddyinfo            again, just after the scan
  *   == end pfns=N scan_us=U
  *
@@ -36,6 +39,16 @@
  * Small, static buffers faulted in before the scan: the scan should disturb
  * the free lists it looks at as little as possible.
  *
+ * `e2epfn --pcp VMEMMAP PAGESIZE LINK COUNT LISTS NLISTS NAME=ADDR...` walks, after the scan,
+ * the per-cpu lists of every `struct per_cpu_pages` at ADDR (kernel virtual addresses the host
+ * worked out from BTF and kallsyms: harness/measure/pcplists.py). Per NAME (zone/cpu):
+ *   C NAME COUNT           pcp->count (the int at ADDR + COUNT)
+ *   L NAME J PFN...        list J (the list_head at ADDR + LISTS + 16 J) from its head (the
+ *                          newest page) on: each entry is a struct page's member at LINK
+ *   X NAME J               list J could not be walked (a pointer outside the memory map, or
+ *                          longer than any list: it changed under the walk)
+ * `e2epfn peek ADDR LEN...` prints "ADDR HEX" per pair: kernel memory through /proc/kcore.
+ *
  * `e2epfn pid PID...`: the guest pages those processes alone hold, i.e. what
  * their exit will free (harness/scenarios/workload.py reads it while they are
  * held at their exit): from /proc/PID/pagemap, every present page of an
@@ -47,6 +60,7 @@
  *   P START COUNT HUGE      HUGE is 1 for THP pages
  *   == end pages=N huge=H
  */
+#include <elf.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -143,6 +157,108 @@ static int cache_pages(void)
 	}
 	printf("ok pages=%zu runs=%zu%s\n", pages, runs, line);
 	return 0;
+}
+
+/* /proc/kcore: an ELF core whose PT_LOAD segments map kernel virtual addresses (fs/proc/kcore.c) */
+static int kcore = -1;
+static Elf64_Phdr phdrs[512];
+static int nphdrs;
+
+static int kcore_open(void)
+{
+	Elf64_Ehdr eh;
+	kcore = open("/proc/kcore", O_RDONLY);
+	if (kcore < 0 || pread(kcore, &eh, sizeof(eh), 0) != sizeof(eh) || eh.e_phnum > 512)
+		return -1;
+	nphdrs = eh.e_phnum;
+	ssize_t want = (ssize_t)nphdrs * sizeof(Elf64_Phdr);
+	return pread(kcore, phdrs, want, eh.e_phoff) == want ? 0 : -1;
+}
+
+static int kread(uint64_t addr, void *to, size_t len)
+{
+	for (int i = 0; i < nphdrs; i++) {
+		Elf64_Phdr *p = &phdrs[i];
+		if (p->p_type == PT_LOAD && addr >= p->p_vaddr && addr + len <= p->p_vaddr + p->p_filesz)
+			return pread(kcore, to, len, p->p_offset + (addr - p->p_vaddr)) == (ssize_t)len ? 0 : -1;
+	}
+	return -1;
+}
+
+static int peek_mode(int argc, char **argv)
+{
+	unsigned char b[4096];
+	if (kcore_open()) {
+		perror("/proc/kcore");
+		return 1;
+	}
+	for (int i = 2; i + 1 < argc; i += 2) {
+		uint64_t addr = strtoull(argv[i], NULL, 0);
+		size_t len = strtoull(argv[i + 1], NULL, 0);
+		if (len > sizeof(b) || kread(addr, b, len)) {
+			fprintf(stderr, "e2epfn: cannot read %zu bytes at %s in /proc/kcore\n", len, argv[i]);
+			return 1;
+		}
+		printf("%s ", argv[i]);
+		for (size_t k = 0; k < len; k++)
+			printf("%02x", b[k]);
+		printf("\n");
+	}
+	return 0;
+}
+
+#define MAX_WALK 1000000 /* more entries than any list holds: the list changed under the walk */
+
+/* argv: VMEMMAP PAGESIZE LINK COUNT LISTS NLISTS NAME=ADDR... (see the header) */
+static void pcp_walk(int argc, char **argv)
+{
+	if (argc < 7) {
+		printf("== pcp\n");
+		return;
+	}
+	printf("== pcp vmemmap=%s page=%s link=%s count=%s lists=%s nlists=%s\n", argv[0], argv[1], argv[2],
+	       argv[3], argv[4], argv[5]);
+	uint64_t vmemmap = strtoull(argv[0], NULL, 0), size = strtoull(argv[1], NULL, 0);
+	uint64_t link = strtoull(argv[2], NULL, 0), count_off = strtoull(argv[3], NULL, 0);
+	uint64_t lists = strtoull(argv[4], NULL, 0), nlists = strtoull(argv[5], NULL, 0);
+	if (kcore_open()) {
+		printf("!! cannot read /proc/kcore\n");
+		return;
+	}
+	for (int i = 6; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+		if (!eq)
+			continue;
+		*eq = 0;
+		const char *name = argv[i];
+		uint64_t pcp = strtoull(eq + 1, NULL, 0);
+		int count = -1;
+		if (kread(pcp + count_off, &count, sizeof(count)))
+			count = -1;
+		printf("C %s %d\n", name, count);
+		for (uint64_t j = 0; j < nlists; j++) {
+			uint64_t head = pcp + lists + 16 * j, at = head, n = 0;
+			int bad = 0;
+			printf("L %s %llu", name, (unsigned long long)j);
+			for (;;) {
+				if (kread(at, &at, 8)) {
+					bad = 1;
+					break;
+				}
+				if (at == head)
+					break;
+				if (at < vmemmap + link || (at - vmemmap - link) % size || ++n > MAX_WALK) {
+					bad = 1;
+					break;
+				}
+				printf(" %llu", (unsigned long long)((at - vmemmap - link) / size));
+			}
+			printf("\n");
+			if (bad)
+				printf("X %s %llu\n", name, (unsigned long long)j);
+		}
+	}
+	close(kcore);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -242,12 +358,15 @@ int main(int argc, char **argv)
 		return cache_pages();
 	if (argc >= 3 && strcmp(argv[1], "pid") == 0)
 		return pid_mode(argc, argv);
+	if (argc >= 4 && strcmp(argv[1], "peek") == 0)
+		return peek_mode(argc, argv);
+	int pcp = argc >= 2 && strcmp(argv[1], "--pcp") == 0;
 	static char out[256 << 10]; /* the runs (~10-30 KB) go out after the scan, not during it */
 	/* fault the buffers in now, so the scan itself allocates no guest pages */
 	memset(out, 0, sizeof(out));
 	memset(buf, 0, sizeof(buf));
 	setvbuf(stdout, out, _IOFBF, sizeof(out));
-	printf("e2epfn 3\n");
+	printf("e2epfn 4\n");
 	cat("buddyinfo", "/proc/buddyinfo");
 	cat("zoneinfo", "/proc/zoneinfo");
 	fflush(stdout);
@@ -282,6 +401,7 @@ int main(int argc, char **argv)
 	if (cur)
 		printf("%c %llu %llu\n", cur, (unsigned long long)start, (unsigned long long)(pfn - start));
 	close(fd);
+	pcp_walk(pcp ? argc - 2 : 0, argv + 2);
 	cat("buddyinfo", "/proc/buddyinfo");
 	printf("== end pfns=%llu scan_us=%.0f\n", (unsigned long long)pfn, t1 - t0);
 	return 0;

@@ -60,7 +60,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from harness.measure import pagemap, procfs
+from harness.measure import btf, pagemap, pcplists, procfs
 from harness.model.reporting import ReportingParams, zone_gate_mark
 from harness.measure.pagemap import RamRange
 from harness.measure.snapshot import ZoneInfo, parse_zoneinfo
@@ -118,6 +118,8 @@ class Scan:
     scan_us: float
     version: int = 3                        # 1: flagless pages are in A (no P class); 2: page tables too (no T)
     zoneinfo: tuple[ZoneInfo, ...] = ()    # /proc/zoneinfo as the scan began, parsed
+    # every per-cpu list, walked right after the scan (version 4 with --pcp); None: not walked
+    pcp: tuple[pcplists.PcpRead, ...] | None = None
 
     @property
     def pcps(self) -> tuple[tuple[str, int, int, int], ...]:
@@ -167,7 +169,7 @@ def zone_label(node: int, zone: str) -> str:
 
 def parse_scan(text: str) -> Scan:
     """Pure: e2epfn's output -> Scan. Raises ProcParseError on a truncated or foreign text."""
-    if not text.startswith(("e2epfn 1\n", "e2epfn 2\n", "e2epfn 3\n")):
+    if not text.startswith(("e2epfn 1\n", "e2epfn 2\n", "e2epfn 3\n", "e2epfn 4\n")):
         raise procfs.ProcParseError(f"e2epfn: unexpected header {text[:40]!r}")
     sections: list[tuple[str, list[str]]] = []
     for line in text.splitlines()[1:]:
@@ -178,6 +180,10 @@ def parse_scan(text: str) -> Scan:
         else:
             sections[-1][1].append(line)
     names = [n.split()[0] for n, _ in sections]
+    pcp = None
+    if names[3:4] == ["pcp"]:
+        pcp = pcplists.parse_section(sections[3][1]) or None
+        del sections[3], names[3]
     if names != ["buddyinfo", "zoneinfo", "runs", "buddyinfo", "end"]:
         raise procfs.ProcParseError(f"e2epfn: sections {names} (truncated output?)")
     try:
@@ -198,7 +204,7 @@ def parse_scan(text: str) -> Scan:
         zoneinfo=tuple(infos),
         buddy_before=tuple(procfs.parse_buddyinfo("\n".join(sections[0][1]))),
         buddy_after=tuple(procfs.parse_buddyinfo("\n".join(sections[3][1]))),
-        pfns=pfns, scan_us=scan_us, version=int(text.split("\n", 1)[0].split()[1]))
+        pfns=pfns, scan_us=scan_us, version=int(text.split("\n", 1)[0].split()[1]), pcp=pcp)
 
 
 # --- the guest's blocks (pure) -------------------------------------------------
@@ -307,11 +313,25 @@ def _runs_of_ones(b: bytearray) -> list[list[int]]:
     return [[m.start(), m.end() - m.start()] for m in re.finditer(rb"\x01+", b)]
 
 
+def pcp_argv(guest) -> list[str]:
+    """The capture's `--pcp` arguments, worked out on the guest's first capture; none where
+    its kernel does not let us read its lists (no BTF, kallsyms hidden): the scan goes on
+    without them and the model keeps its terms for the lists' contents."""
+    if getattr(guest, "pcp_targets", None) is None:
+        try:
+            guest.pcp_targets = pcplists.locate(guest, guest.run("cat /proc/zoneinfo").stdout)
+        except (pcplists.PcpReadError, btf.BtfError, procfs.ProcParseError) as e:
+            guest.pcp_targets = str(e)
+            print(f"note: per-cpu lists not read: {e}", flush=True)
+    t = guest.pcp_targets
+    return [] if isinstance(t, str) else t.argv().split()
+
+
 def capture(guest, order: int, ranges: list[RamRange] | None = None, recheck: bool = True) -> Capture:
     """Guest scan, then host read, back to back; a second capture if reported blocks look held."""
     ranges = ranges or pagemap.layout(guest)
     t0 = time.monotonic()
-    text = guest.run("e2epfn").stdout
+    text = guest.run(" ".join(["e2epfn", *pcp_argv(guest)])).stdout
     t1 = time.monotonic()
     held = pagemap.read_held(guest.pid, ranges)
     t2 = time.monotonic()

@@ -36,6 +36,21 @@ from harness.model.errors import ModelError
 from harness.model.kernel import KernelSpec, kernel_spec
 
 PCP_BATCH_SCALE_MAX = 5          # Debian's CONFIG_PCP_BATCH_SCALE_MAX (mm/Kconfig default), 6.1 and 6.12
+MIGRATE_PCPTYPES = 3             # MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE (include/linux/mmzone.h)
+PAGE_ALLOC_COSTLY_ORDER = 3
+
+
+def pindex_order(pindex: int, nlists: int) -> tuple[int, int | None]:
+    """Pure: (order, migratetype) of per-cpu list `pindex` (mm/page_alloc.c order_to_pindex):
+    orders 0..PAGE_ALLOC_COSTLY_ORDER, MIGRATE_PCPTYPES lists each, then the THP lists
+    (HPAGE_PMD_ORDER, 9 on x86): one for every migratetype where there are 13 lists (None),
+    else unmovable and movable (0, 1). Both kernels the suite boots have 14 (their BTF)."""
+    low = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
+    if pindex < low:
+        return pindex // MIGRATE_PCPTYPES, pindex % MIGRATE_PCPTYPES
+    if nlists - low == 1:
+        return 9, None
+    return 9, pindex - low
 
 
 @dataclass(frozen=True)
