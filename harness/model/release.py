@@ -103,6 +103,19 @@ class ZoneState:
 
 
 @dataclass(frozen=True)
+class PcpContents:
+    """One CPU's per-cpu lists of one zone as the capture walked them (e2epfn --pcp): per list
+    index (pindex_order), the pages' pfns, oldest first (the tail, which a flush takes first)."""
+    zone: str                               # ZoneState.key
+    cpu: int
+    lists: tuple[tuple[int, ...], ...]
+
+    def pages(self) -> int:
+        n = len(self.lists)
+        return sum(len(li) << pindex_order(i, n)[0] for i, li in enumerate(self.lists))
+
+
+@dataclass(frozen=True)
 class FreeBlock:
     pfn: int
     order: int
@@ -168,6 +181,11 @@ class PreRelease:
     # pages known to be on the release CPU's order-0 lists, oldest first (the rest of the
     # count is of unknown position, newer)
     pcp_known: tuple[Run, ...] = ()
+    # every per-cpu list's pages, walked by the capture (empty: not walked, an older capture)
+    pcp_lists: tuple[PcpContents, ...] = ()
+
+    def pcp_contents(self, key: str, cpu: int) -> PcpContents | None:
+        return next((c for c in self.pcp_lists if c.zone == key and c.cpu == cpu), None)
 
     @property
     def unknown_piece_runs(self) -> tuple[tuple[int, int], ...] | None:
@@ -338,7 +356,7 @@ class PcpList:
                  high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None,
                  thp_heads: tuple[int, ...] | None = None, batched_decay: bool = False, free_count: int = 0,
                  known: tuple[Run, ...] = (), elsewhere_before_thp: bool = False, unknown_last: bool = False,
-                 thps_seen_all: bool = False):
+                 thps_seen_all: bool = False, exact: PcpContents | None = None):
         self.zone, self.batch, self.version = zone, max(1, pcp.batch), version
         self.elsewhere_before_thp = elsewhere_before_thp   # see _bulk
         self.batched_decay = batched_decay
@@ -354,7 +372,12 @@ class PcpList:
         self.count = pcp.count
         # pages on lists a drain reaches last (round robin after its own list)
         self.elsewhere = pcp.count if unknown_elsewhere else 0
-        if order0_unknown is not None:
+        # exact: every list as walked, by list index; the order-0 movable and movable THP lists
+        # are order0 and thp, the others' pages (oldest first) here
+        self.other: dict[int, list[int]] | None = None
+        if exact is not None:
+            left = self._exact(exact, pcp.count)
+        elif order0_unknown is not None:
             self.elsewhere = max(0, pcp.count - order0_unknown)
             # A THP allocation refills the THP list with two (rmqueue_pcplist: batch >> order, at
             # least 2), so a workload that just took THPs can leave one there, the oldest on its
@@ -382,13 +405,16 @@ class PcpList:
                     self.thp.append(head)
                     self.before.add(head)
                     self.elsewhere = max(0, self.elsewhere - pb)
-        left = pcp.count - self.elsewhere - (len(self.thp) << zone.pb_order)
-        for r in known:                     # [pfn, pages, descending, from before the release]
+        if exact is None:
+            left = pcp.count - self.elsewhere - (len(self.thp) << zone.pb_order)
+        for r in known if exact is None else ():                     # [pfn, pages, descending, from before the release]
             k = min(r.pages, max(0, left))
             if k:
                 self.order0.append([r.pfn, k, False, True])
                 left -= k
-        if left and unknown_last:               # on lists the round robin reaches last (see _bulk)
+        if left < 0:                            # taken since the walk: the newest order-0 pages
+            self._take_newest(-left)
+        elif left and unknown_last and exact is None:   # on lists the round robin reaches last (see _bulk)
             self.elsewhere += left
         elif left:
             self.order0.append([-1, left, False])
@@ -400,6 +426,42 @@ class PcpList:
         self.elsewhere_late = False         # a flush from order 0 reached THPs before pages of unknown list
         self.unknown_drained = 0
         self.unknown_thps_drained = 0       # of those, whole THPs: a free block each, not placed
+
+    def _exact(self, c: PcpContents, count: int) -> int:
+        """Lists as walked; returns the count's pages beyond them (pages of unknown position,
+        the newest on the order-0 list; negative: fewer than walked)."""
+        n = self.nlists = len(c.lists)
+        self.pindex0 = MOVABLE                          # order_to_pindex(MIGRATE_MOVABLE, 0)
+        self.pindex_thp = n - 1                         # the movable THP list (or the only one)
+        self.other = {i: list(li) for i, li in enumerate(c.lists)
+                      if li and i not in (self.pindex0, self.pindex_thp)}
+        self.elsewhere = sum(len(li) << pindex_order(i, n)[0] for i, li in self.other.items())
+        for h in c.lists[self.pindex_thp]:
+            self.thp.append(h)
+            self.before.add(h)
+        for pfn in c.lists[self.pindex0]:               # [pfn, pages, descending, from before]
+            last = self.order0[-1] if self.order0 else None
+            if last and last[1] == 1 and pfn in (last[0] - 1, last[0] + 1):
+                last[2] = pfn < last[0]
+            if last and not last[2] and pfn == last[0] + last[1]:
+                last[1] += 1
+            elif last and last[2] and pfn == last[0] - 1:
+                last[0] -= 1
+                last[1] += 1
+            else:
+                self.order0.append([pfn, 1, False, True])
+        return count - c.pages()
+
+    def _take_newest(self, n: int) -> None:
+        while n > 0 and self.order0:
+            ent = self.order0[-1]
+            k = min(n, ent[1])
+            if ent[2] and ent[0] >= 0:
+                ent[0] += k
+            ent[1] -= k
+            if not ent[1]:
+                self.order0.pop()
+            n -= k
 
     def free(self, run: Run, desc: bool = False) -> None:
         pb = self.zone.pb_order
@@ -470,6 +532,9 @@ class PcpList:
         self._bulk(min(n, self.count), thp_first=thp)
 
     def _bulk(self, n: int, thp_first: bool, from_list0: bool = False) -> None:
+        if self.other is not None:
+            self._bulk_exact(n, 0 if from_list0 else self.pindex_thp if thp_first else self.pindex0)
+            return
         # free_pcppages_bulk: the list the page went to first, then the others round robin;
         # from_list0: decay's, from the first list (order-0 unmovable) on, so every list of
         # unknown pages comes before the THP list, the last. From the order-0 movable list the
@@ -492,6 +557,37 @@ class PcpList:
             if n <= 0:
                 return
         self._drain_elsewhere(n)
+
+    def _bulk_exact(self, n: int, pindex: int) -> None:
+        """free_pcppages_bulk as written (6.1 and 6.12): from the list the freed page went to,
+        each list drained (oldest first) until the count is met or it is empty, then the next
+        non-empty list index, round and round."""
+        p = pindex - 1
+        while n > 0:
+            for _ in range(self.nlists):
+                p = (p + 1) % self.nlists
+                if self._listed(p):
+                    break
+            else:
+                return
+            if p == self.pindex0:
+                n = self._drain_order0(n)
+            elif p == self.pindex_thp:
+                n = self._drain_thp(n)
+            else:
+                n = self._drain_other(p, n)
+
+    def _listed(self, p: int) -> bool:
+        return bool(self.order0 if p == self.pindex0 else self.thp if p == self.pindex_thp else self.other.get(p))
+
+    def _drain_other(self, p: int, n: int) -> int:
+        order, lst = pindex_order(p, self.nlists)[0], self.other[p]
+        while n > 0 and lst:
+            self.best = max(self.best, self.zone.free_block(lst.pop(0), order)[1])
+            self.count -= 1 << order
+            self.elsewhere -= 1 << order
+            n -= 1 << order
+        return n
 
     def _drain_elsewhere(self, n: int) -> int:
         k = min(max(0, n), self.elsewhere)
@@ -540,7 +636,7 @@ class PcpList:
         a fault takes one of those (faults_took_unknown), or, with refill (the term's other
         run) or none left, the list is refilled first (refill)."""
         for _ in range(n):
-            if not self.order0 and not refill and self.elsewhere > 0:
+            if not self.order0 and not refill and self.elsewhere > 0 and self.other is None:
                 self.faults_took_unknown = True
                 self.allocate_unknown(1)
                 continue
@@ -564,7 +660,11 @@ class PcpList:
         pages, GFP_NOWAIT; a fault where the model's order-0 list is empty): each halves
         free_factor (6.1) or free_count (6.12)."""
         for _ in range(n):
-            if self.elsewhere > 0:
+            if self.other is not None:              # GFP_NOWAIT, unmovable: that list's newest
+                if self.other.get(0):
+                    self.other[0].pop()
+                    self.elsewhere -= 1
+            elif self.elsewhere > 0:
                 self.elsewhere -= 1
             self.count = max(0, self.count - 1)
             self.free_factor >>= 1
@@ -804,7 +904,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
                                 free_count=fc, known=tuple(r for r in pre.pcp_known if zs.start <= r.pfn < zs.end),
                                 elsewhere_before_thp=elsewhere_before_thp, unknown_last=unknown_last,
-                                thps_seen_all=thps_seen_all)
+                                thps_seen_all=thps_seen_all, exact=pre.pcp_contents(zs.key, cpu))
     if decay_step_at == "start":
         for pl in lists.values():
             pl.decay_inside("start")

@@ -15,8 +15,8 @@ from harness.report import timings
 from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
-from harness.model.release import (Activity, FreeBlock, Host, Pcp, PreRelease, Run, ZoneState, compare_layout_blocks,
-                                   flush_beyond_frees, layout_beyond, layout_differences, ours_freed, predict_release)
+from harness.model.release import (Activity, FreeBlock, Host, Pcp, PcpContents, PreRelease, Run, ZoneState,
+                                   compare_layout_blocks, flush_beyond_frees, layout_beyond, layout_differences, ours_freed, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
@@ -290,7 +290,8 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
                    fault_nodes=pre.fault_nodes, cpu_node=pre.cpu_node,
                    ours_node=pre.ours_node,
                    pcp_known=() if pre.pcp_taken else previous_on_lists(pre.previous_unmapped, flagless),
-                   flagless_thps=cap.scan.flagless_blocks(THP_ORDER), flagless=flagless, page_table_runs=tables)
+                   flagless_thps=cap.scan.flagless_blocks(THP_ORDER), flagless=flagless, page_table_runs=tables,
+                   pcp_lists=pcp_contents(cap.scan, zones))
     act = pre.activity
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])
@@ -305,6 +306,14 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
     else:
         activity = Activity()
     return p, activity
+
+
+def pcp_contents(scan, zones) -> tuple[PcpContents, ...]:
+    """Pure: the capture's walk of the per-cpu lists (none before e2epfn 4) -> the model's
+    record, oldest page first, for the lists walked whole."""
+    keys = {zs.label: zs.key for zs in zones}
+    return tuple(PcpContents(keys[r.zone], r.cpu, tuple(tuple(reversed(li)) for li in r.lists))
+                 for r in scan.pcp or () if r.zone in keys and not r.broken and r.pages() == r.count)
 
 
 def previous_on_lists(previous_unmapped, flagless: tuple[tuple[int, int], ...] | None) -> tuple[Run, ...]:

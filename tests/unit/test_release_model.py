@@ -56,9 +56,10 @@ def _thp_pages_twice(monkeypatch) -> None:
     monkeypatch.setattr(R.PcpList, "__init__", twice)
 
 
-# the README scenario stored twice: before the workload settled its CPU (the wide pcp_residue
-# term) and after (a settled release, its interval from the model's own runs)
-@pytest.fixture(scope="module", params=["touch_free_6.1_on", "touch_free_settled_6.1_on"])
+# the README scenario stored three times: before the workload settled its CPU (the wide
+# pcp_residue term), after (a settled release, its interval from the model's own runs), and
+# with the capture's walk of the per-cpu lists (e2epfn 4)
+@pytest.fixture(scope="module", params=["touch_free_6.1_on", "touch_free_settled_6.1_on", "touch_free_walked_6.1_on"])
 def on(request):
     return load(request.param)
 
@@ -1719,3 +1720,68 @@ def test_every_thp_sized_flagless_block_seen_can_be_on_the_list(monkeypatch):
     out = judged(r)["phases"][-1]
     assert out["verdict"] == "outside" and out["judgement"]["total"].startswith("within")
     assert out["layout"]["unexplained"] == [[40960, 10], [2059264, 9]], out["layout"]
+
+
+def _walked_list(version, lists: dict, count: int, high: int = 6985, batch: int = 63):
+    """A zone whose CPU 0 lists hold exactly `lists` (list index -> pfns, oldest first)."""
+    from harness.model.kernel import kernel_spec
+    spec = kernel_spec("6.1" if version < (6, 2) else "6.12")
+    zs = R.ZoneState(node=0, name="DMA32", start=4096, end=4096 + (1 << 18), wmark_min=0, wmark_low=0,
+                     wmark_high=0, pcps=(R.Pcp(0, count, high, batch),))
+    z = R.zone_model(zs, spec)
+    walk = R.PcpContents("0/DMA32", 0, tuple(tuple(lists.get(i, ())) for i in range(14)))
+    return z, R.PcpList(z, zs.pcps[0], version, exact=walk)
+
+
+def test_a_walked_list_set_drains_as_free_pcppages_bulk_does():
+    """From the freed page's list on, each list whole (oldest first) before the next index, the
+    order-0 unmovable list (index 0) last: the round robin the model had to guess before the
+    lists were walked (elsewhere_before_thp)."""
+    lists = {0: [8000], 1: [9000, 9001, 9002], 2: [9100], 3: [9200], 13: [10240]}   # 3: order 1, 13: a THP
+    z, pl = _walked_list((6, 1), lists, count=1 + 3 + 1 + 2 + 512)
+    assert (pl.count, pl.elsewhere, pl.thp, pl.residue()) == (519, 4, [10240], [])
+    pl._bulk(5, thp_first=False)                 # order-0 movable 3, reclaimable 1, then the order-1 page
+    free = {p for pfn, o, _, _ in z.free_blocks() for p in range(pfn, pfn + (1 << o))}
+    assert free == {9000, 9001, 9002, 9100, 9200, 9201}
+    assert pl.count == 519 - 6 and pl.thp == [10240] and {k: v for k, v in pl.other.items() if v} == {0: [8000]}
+    pl._bulk(1, thp_first=False)                 # the THP list comes before index 0
+    assert pl.thp == [] and pl.other[0] == [8000] and pl.count == 1
+
+
+def test_a_walked_list_set_takes_the_count_beyond_the_walk_as_unknown_pages():
+    z, pl = _walked_list((6, 1), {1: [9000, 9001]}, count=5)
+    assert pl.order0 == [[9000, 2, False, True], [-1, 3, False]]
+    z, pl = _walked_list((6, 1), {1: [9000, 9001, 9002]}, count=1)      # two taken since: the newest
+    assert pl.order0 == [[9000, 1, False, True]]
+    z, pl = _walked_list((6, 1), {1: [9005, 9004, 9003]}, count=3)      # freed high to low
+    assert pl.order0 == [[9003, 3, True, True]]
+
+
+def test_walked_lists_leave_the_residue_nothing_to_guess(monkeypatch):
+    """The README scenario with the capture's walk of the per-cpu lists (e2epfn 4): the model
+    drains the lists as they were, so the release's residue has one value and no page of
+    unknown position goes back; the layout right after matches block for block. Without the
+    walk the same run keeps the old, wider terms."""
+    ph = judged(load("touch_free_walked_6.1_on"))["phases"][-1]
+    terms = {t["name"]: (t["lo_mib"], t["hi_mib"]) for t in ph["terms"]}
+    assert ph["verdict"] == "within" and ph["layout"]["real"] == ph["layout"]["matched"] == 472
+    assert terms["pcp_residue"] == (0.0, 0.0) and terms["pcp_unknown_pages"] == (0.0, 0.0)
+    monkeypatch.setattr(prediction, "pcp_contents", lambda scan, zones: ())
+    unwalked = judged(load("touch_free_walked_6.1_on"))["phases"][-1]
+    assert unwalked["predicted_hi_mib"] - unwalked["predicted_lo_mib"] > ph["predicted_hi_mib"] - ph["predicted_lo_mib"]
+
+
+@pytest.mark.parametrize("plant", ["pfn+1", "other cpu"])
+def test_a_walk_read_wrong_is_caught(monkeypatch, plant):
+    """Planted: the walk's pages one pfn off (a wrong struct page size or vmemmap base would
+    do worse), or each CPU's lists taken for the other's: the layout and the curve read outside."""
+    walk = prediction.pcp_contents
+
+    def wrong(scan, zones):
+        return tuple(R.PcpContents(c.zone, 1 - c.cpu, c.lists) if plant == "other cpu" else
+                     R.PcpContents(c.zone, c.cpu, tuple(tuple(p + 1 for p in li) for li in c.lists))
+                     for c in walk(scan, zones))
+    monkeypatch.setattr(prediction, "pcp_contents", wrong)
+    ph = judged(load("touch_free_walked_6.1_on"))["phases"][-1]
+    assert ph["verdict"] == "outside"
+    assert any("layout" in f for f in ph["judgement"]["failures"])
