@@ -1132,15 +1132,20 @@ def settled_release(pre: PreRelease, rel: Released) -> bool:
             and (rel.spec.version < (6, 2) or (pre.pcp_read_at_release and not rel.free_count_high)))
 
 
-def ours_list(pre: PreRelease) -> Pcp | None:
-    """Our commands' CPU's list of the zone their pages come from: the highest populated zone
-    of that CPU's node (GFP_KERNEL and user pages take it first). None: that CPU, or its node
-    where there are several, unknown."""
+def ours_zone(pre: PreRelease) -> ZoneState | None:
+    """The zone our commands' pages come from: the highest populated zone of their CPU's node
+    (GFP_KERNEL and user pages take it first). None: that CPU, or its node where there are
+    several, unknown."""
     nodes = {zs.node for zs in pre.zones}
     node = next(iter(nodes)) if len(nodes) == 1 else pre.ours_node
     if node is None or pre.ours_cpu is None:
         return None
-    top = max((zs for zs in pre.zones if zs.end > zs.start and zs.node == node), key=lambda zs: zs.start, default=None)
+    return max((zs for zs in pre.zones if zs.end > zs.start and zs.node == node), key=lambda zs: zs.start, default=None)
+
+
+def ours_list(pre: PreRelease) -> Pcp | None:
+    """Our commands' CPU's list of the zone their pages come from (ours_zone)."""
+    top = ours_zone(pre)
     return top.pcp(pre.ours_cpu) if top is not None else None
 
 
@@ -1166,7 +1171,11 @@ def other_lists(pre: PreRelease, version: tuple[int, int], pageblock_order: int,
     most batch << 5 plus a THP's pages less one (it grows by a page's size while under that);
     6.1 batch << free_factor clamped the same, free_factor one more at each flush. skip: a list
     left out, counted on its own (ours_flush_612)."""
-    out = []
+    return tuple((p.count, p.high, most) for _, p, most in _other_pcps(pre, version, pageblock_order, skip))
+
+
+def _other_pcps(pre: PreRelease, version: tuple[int, int], pageblock_order: int, skip: Pcp | None):
+    """(zone, list, the most one flush frees) behind other_lists, in its order."""
     for zs in pre.zones:
         for p in zs.pcps:
             if p.cpu == pre.cpu or p.high <= p.batch or p is skip:
@@ -1174,8 +1183,49 @@ def other_lists(pre: PreRelease, version: tuple[int, int], pageblock_order: int,
             most = p.high - p.batch
             if version >= (6, 2):
                 most = min(most, (p.batch << PCP_BATCH_SCALE_MAX) + (1 << pageblock_order) - 1)
-            out.append((p.count, p.high, most))
-    return tuple(out)
+            yield zs, p, most
+
+
+def walked_flush(c: PcpContents, n: int, start: int) -> list[tuple[int, int]]:
+    """Pure: (pfn, order) of the pages a flush of n pages takes from a walked list set, as
+    free_pcppages_bulk does: from list `start` on, each list oldest first until n is met or
+    it is empty, then the next list index (PcpList._bulk_exact). Only pages walked: a list's
+    newer pages (frees since) come after them."""
+    lists, nl, out = [list(li) for li in c.lists], len(c.lists), []
+    p = start - 1
+    while n > 0 and any(lists):
+        p = (p + 1) % nl
+        order = pindex_order(p, nl)[0]
+        while n > 0 and lists[p]:
+            out.append((lists[p].pop(0), order))
+            n -= 1 << order
+    return out
+
+
+def walked_flush_gain(flushes, free_in: dict, size: int, held_in, taken: set) -> tuple[int, set] | None:
+    """The held pages (and the regions) that flushes of walked list sets give back, each flush
+    [(PcpContents, pages)] from the list index that gives most (which list the free that sets
+    it off goes to is not known): a 2^order region completes where its free pages after the
+    release and the flushed pages in it make it whole. Regions in `taken` are another term's.
+    None: a flushed list was not walked, or two flushed lists share a zone (a region could
+    need pages of both)."""
+    if any(c is None for c, _ in flushes) or len({c.zone for c, _ in flushes}) < len(flushes):
+        return None
+    gain, done = 0, set()
+    for c, n in flushes:
+        best = (0, set())
+        for start in range(len(c.lists)):
+            got: dict = {}
+            for pfn, order in walked_flush(c, n, start):
+                for q in range(pfn, pfn + (1 << order)):
+                    got[q // size] = got.get(q // size, 0) + 1
+            regs = {r for r, k in got.items() if r not in taken and free_in.get(r, 0) + k == size}
+            g = sum(held_in(r) for r in regs)
+            if g > best[0]:
+                best = (g, regs)
+        gain += best[0]
+        done |= best[1]
+    return gain, done
 
 
 def ours_flush_612(pre: PreRelease, version: tuple[int, int], pageblock_order: int, ours: float) -> int | None:
@@ -1611,6 +1661,17 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     flush, margin = (0, None) if ours_stay else flush_beyond_frees(others, free_p)
     flush += ours_flush or 0
     flush_gain, flushed, _ = fill(flush, unknown_fills, used | done)
+    # where the capture walked the flushed lists, the pages a flush takes are known: its oldest
+    flushes = [(pre.pcp_contents(zs.key, p.cpu), most) for zs, p, most in
+               _other_pcps(pre, rel.spec.version, rel.spec.pageblock_order,
+                           ours_list(pre) if ours_flush is not None else None)
+               if not ours_stay and p.count + free_p >= p.high and most > p.high - p.count]
+    if ours_flush:
+        flushes.append((pre.pcp_contents(ours_zone(pre).key, pre.ours_cpu), ours_flush))
+    walked = walked_flush_gain(flushes, {reg: r[0] for reg, r in regions.items()}, size, held_in,
+                               used | done) if flushes and pre.pcp_lists else None
+    if walked is not None:
+        flush_gain, flushed = walked
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
                       f"{activity.alloc_pages_per_s:.0f} pages/s, {activity.captures_in_window} capture(s) and "
                       f"{activity.commands_in_window} other command(s), "

@@ -1785,3 +1785,36 @@ def test_a_walk_read_wrong_is_caught(monkeypatch, plant):
     ph = judged(load("touch_free_walked_6.1_on"))["phases"][-1]
     assert ph["verdict"] == "outside"
     assert any("layout" in f for f in ph["judgement"]["failures"])
+
+
+def test_a_walked_flush_takes_the_oldest_pages_round_robin():
+    c = R.PcpContents("0/DMA32", 1, tuple(tuple(x) for x in
+                                          [[8000, 8001], [9000, 9001, 9002], [], [9200]] + [[]] * 9 + [[10240]]))
+    assert R.walked_flush(c, 4, start=1) == [(9000, 0), (9001, 0), (9002, 0), (9200, 1)]
+    assert R.walked_flush(c, 3, start=13) == [(10240, 9)]            # a THP meets the count alone
+    assert R.walked_flush(c, 3, start=0) == [(8000, 0), (8001, 0), (9000, 0)]
+
+
+def test_a_walked_flush_completes_only_regions_its_pages_make_whole():
+    """Regions of 4 pages: region 2 has 3 free after the release, region 3 has 2; the flush's
+    oldest page fills region 2 alone, from whichever list index gives most."""
+    c = R.PcpContents("0/DMA32", 1, ((8,), (12,)) + ((),) * 12)
+    held = {2: 4, 3: 4}.get
+    assert R.walked_flush_gain([(c, 1)], {2: 3, 3: 2}, 4, held, set()) == (4, {2})
+    assert R.walked_flush_gain([(c, 1)], {2: 3, 3: 2}, 4, held, {2}) == (0, set())   # another term's
+    assert R.walked_flush_gain([(None, 1)], {2: 3}, 4, held, set()) is None            # not walked
+
+
+def test_a_walked_flush_of_another_cpus_list_counts_its_own_pages(monkeypatch):
+    """3 GiB (DMA32 and Normal), our commands' list 763 pages under its high: the flush it can
+    reach takes that list's oldest pages, which the walk names; none of them completes a
+    region here, where the regions closest to whole gave 8 MiB. The layout right after had no
+    such block (708 real, 706 predicted: two of the release's pages' regions in Normal,
+    pcp_residue's)."""
+    ph = judged(load("normal_zone_walked_6.1_on"))["phases"][-1]
+    terms = {t["name"]: (t["lo_mib"], t["hi_mib"]) for t in ph["terms"]}
+    assert ph["verdict"] == "within" and terms["pcp_flush"] == (0.0, 0.0)
+    assert ph["layout"]["differences"] == {"pcp_residue": 2} and not ph["layout"]["beyond"]
+    monkeypatch.setattr(R, "walked_flush_gain", lambda *a: None)
+    unwalked = {t["name"]: t["hi_mib"] for t in judged(load("normal_zone_walked_6.1_on"))["phases"][-1]["terms"]}
+    assert unwalked["pcp_flush"] == 8.0
