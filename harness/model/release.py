@@ -1691,8 +1691,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         flush_what = (f"one flush of CPU {pre.ours_cpu}'s list, where our commands free (free_high or at high, "
                       f"6.12): {ours_flush} of its oldest pages, from before the release; "
                       + ("no other list within reach of its high" if margin is None else flush_what))
-    terms.append(Term("pcp_flush", f"{flush_what}" + (f": {flush} pages, which complete the {block_mib:g} MiB "
-                                                      f"regions closest to whole{where}" if flush else ""),
+    completes = (f"the lists' oldest as the capture walked them, from the list index that gives most, which "
+                 f"complete {len(flushed)} {block_mib:g} MiB region(s)" if walked is not None else
+                 f"which complete the {block_mib:g} MiB regions closest to whole{where}")
+    terms.append(Term("pcp_flush", f"{flush_what}" + (f": {flush} pages, {completes}" if flush else ""),
                       0.0, flush_gain / 256 if moves else 0.0))
     lo = total + sum(t.lo_mib for t in terms)
     hi = total + sum(t.hi_mib for t in terms)
