@@ -414,6 +414,9 @@ class PcpList:
                 left -= k
         if left < 0:                            # taken since the walk: the newest order-0 pages
             self._take_newest(-left)
+        elif left and exact is not None:        # the unmap's own page tables (unmovable): list 0's newest
+            self.other.setdefault(0, []).extend([-1] * left)
+            self.elsewhere += left
         elif left and unknown_last and exact is None:   # on lists the round robin reaches last (see _bulk)
             self.elsewhere += left
         elif left:
@@ -428,8 +431,9 @@ class PcpList:
         self.unknown_thps_drained = 0       # of those, whole THPs: a free block each, not placed
 
     def _exact(self, c: PcpContents, count: int) -> int:
-        """Lists as walked; returns the count's pages beyond them (pages of unknown position,
-        the newest on the order-0 list; negative: fewer than walked)."""
+        """Lists as walked; returns the count's pages beyond them (pages of unknown position:
+        the unmap's own page tables, unmovable, so the newest on list 0; negative: fewer than
+        walked)."""
         n = self.nlists = len(c.lists)
         self.pindex0 = MOVABLE                          # order_to_pindex(MIGRATE_MOVABLE, 0)
         self.pindex_thp = n - 1                         # the movable THP list (or the only one)
@@ -492,14 +496,18 @@ class PcpList:
             return
         while n > 0:
             k = min(n, max(1, self.high - self.count))
-            self.order0.append([-1, k, False])
-            self._added(k, thp=False)
+            if self.other is not None:          # page tables are unmovable: list 0, and a flush starts there
+                self.other.setdefault(0, []).extend([-1] * k)
+                self.elsewhere += k
+            else:
+                self.order0.append([-1, k, False])
+            self._added(k, thp=False, list0=self.other is not None)
             n -= k
 
     def _high(self) -> int:
         return self.high
 
-    def _added(self, k: int, thp: bool) -> None:
+    def _added(self, k: int, thp: bool, list0: bool = False) -> None:
         self.count += k
         b = self.batch
         if self.version >= (6, 2):
@@ -529,7 +537,7 @@ class PcpList:
                     self.free_factor += 1
                 n = min(max(n, b), self.high - b)
         self.flushes.append(n)
-        self._bulk(min(n, self.count), thp_first=thp)
+        self._bulk(min(n, self.count), thp_first=thp, from_list0=list0)
 
     def _bulk(self, n: int, thp_first: bool, from_list0: bool = False) -> None:
         if self.other is not None:
@@ -583,7 +591,11 @@ class PcpList:
     def _drain_other(self, p: int, n: int) -> int:
         order, lst = pindex_order(p, self.nlists)[0], self.other[p]
         while n > 0 and lst:
-            self.best = max(self.best, self.zone.free_block(lst.pop(0), order)[1])
+            pfn = lst.pop(0)
+            if pfn < 0:                             # the unmap's page tables: position unknown
+                self.unknown_drained += 1 << order
+            else:
+                self.best = max(self.best, self.zone.free_block(pfn, order)[1])
             self.count -= 1 << order
             self.elsewhere -= 1 << order
             n -= 1 << order
@@ -1418,14 +1430,17 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # inside the release: decay_step_at below, to the page.)
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
         axes: list[list[dict]] = [[{}, {"count_offset": -2 * b}, {"count_offset": 2 * b}]]
-        other_parity = bool(rel.thps_before) or pre.flagless_thps != ()
+        # where the capture walked every list of the release's CPU, what they held is no choice:
+        # the THP parity, the THPs seen and where the pages of unknown list sit drop out
+        walked = all(pre.pcp_contents(zs.key, cpu) is not None for zs in pre.zones if zs.pcp(cpu))
+        other_parity = not walked and (bool(rel.thps_before) or pre.flagless_thps != ())
         if other_parity:
             axes.append([{}, {"thp_left": not rel.thps_before}])
         # more THPs from before on a list than the one the model puts there: every one the
         # capture saw in the zone, as far as the list's count holds them (PcpList)
-        seen_more = pre.pcp_taken and any(sum(1 for h in pre.flagless_thps or () if zs.start <= h < zs.end) > 1
-                        and zs.pcp(cpu) and zs.pcp(cpu).count >= 2 << rel.spec.pageblock_order
-                        for zs in pre.zones)
+        seen_more = not walked and pre.pcp_taken and any(
+            sum(1 for h in pre.flagless_thps or () if zs.start <= h < zs.end) > 1
+            and zs.pcp(cpu) and zs.pcp(cpu).count >= 2 << rel.spec.pageblock_order for zs in pre.zones)
         if seen_more:
             axes.append([{}, {"thps_seen_all": True}])
         # and what the model cannot time: a free_high on a list the faults did not reach, and
@@ -1456,7 +1471,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # where the lists were not read whole, their pages of unknown position on the lists
         # drained last instead of first (the unmovable order-0 list's, from the order-0 movable
         # one on: traced after a punch, 783 of them stayed while the release's pages went)
-        if not pre.pcp_taken:
+        if not pre.pcp_taken and not walked:
             axes.append([{}, {"unknown_last": True}])
         # Each is open on its own, so the term runs every combination of the choices above, not
         # one at a time: their parts add up (a 3 GiB release: the other THP parity +2 MiB, its
@@ -1474,9 +1489,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                            ", a decay step inside it" if decay_inside else "",
                            ", the faults' refill" if rel.faults_took_unknown else "",
                            ", the pages of unknown list drained ahead of the THPs" if rel.elsewhere_drained_late else "",
-                           ", the pages of unknown position drained last" if not pre.pcp_taken else "",
+                           ", the pages of unknown position drained last" if not (pre.pcp_taken or walked) else "",
                            ", every THP-sized flagless block seen on the lists" if seen_more else ""])
-        parity = ", the other THP parity" if other_parity else ", no THP left on the list (none seen)"
+        parity = (", the lists as the capture walked them" if walked else ", the other THP parity" if other_parity
+                  else ", no THP left on the list (none seen)")
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
                           f"count {2 * b} pages either way{parity}{untimed}: {res_pages[0]}-{k_hi} "
                           f"pages (the model's {sum(n for _, n in rel.residue)}): the model run with each",
