@@ -74,6 +74,9 @@ class Run:
         self.order = guestfacts.effective_order(self.facts["reporting_order"])
         self.wl = None
         self.ranges = pagemap.layout(guest, iomem)  # guest-physical -> host mapping, for per-block captures
+        # where the captures find the per-cpu lists: found now, so that no measured capture
+        # carries its cost (the kernel's BTF through SSH: ~570 pages allocated in the guest)
+        perblock.pcp_argv(guest)
         self.activity: dict = {}  # guest activity rates measured in the idle window (see measuring)
         self.allocated = False  # the workload allocated since the last release (see pre_release)
         self.last_release = 0.0  # monotonic time of the last release (own_growth measures from it)
