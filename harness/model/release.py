@@ -1411,9 +1411,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     max_drain = max((zs.pcp(cpu).batch << PCP_BATCH_SCALE_MAX for zs in pre.zones if zs.pcp(cpu)), default=0)
     k_hi = sum(h + (1 << rel.spec.pageblock_order) - 1 for h in highs if h > 0) \
         - max(0, rel.elsewhere_left - max_drain)
-    variants: list[Released] = []
+    variants: list[Released] = []           # the pcp_residue term's runs beside the model's own
     k_lo = 0                                # fewest of the release's pages left on the lists
-    if settled_release(pre, rel):
+    settled = settled_release(pre, rel)
+    if settled:
         # Every drain the model's own: free_factor 0 at the start (the workload's allocations
         # halved it), nothing of ours on the release's CPU, and the workload's faults right
         # after the unmap leave no free_high drain possible (6.1 free_factor 0, 6.12 free_count
@@ -1429,10 +1430,17 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # 767). (A restored 6.12 release that only the run with one kept within was a decay step
         # inside the release: decay_step_at below, to the page.)
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
-        axes: list[list[dict]] = [[{}, {"count_offset": -2 * b}, {"count_offset": 2 * b}]]
         # where the capture walked every list of the release's CPU, what they held is no choice:
         # the THP parity, the THPs seen and where the pages of unknown list sit drop out
         walked = all(pre.pcp_contents(zs.key, cpu) is not None for zs in pre.zones if zs.pcp(cpu))
+        # and the count is the one read at the unmap (the command's pages in it) where the
+        # order-0 unmovable list the gather's batch pages come from (GFP_NOWAIT: the highest
+        # zone of the CPU's node) holds them: no refill
+        top = max((zs for zs in pre.zones if zs.pcp(cpu) and zs.pcp(cpu).high > 0
+                   and pre.cpu_node in (None, zs.node)), key=lambda zs: zs.start, default=None)
+        known_count = walked and pre.pcp_read_at_release and top is not None and \
+            len(pre.pcp_contents(top.key, cpu).lists[0]) >= gather_batches(rel.freed.runs)
+        axes: list[list[dict]] = [[{}] if known_count else [{}, {"count_offset": -2 * b}, {"count_offset": 2 * b}]]
         other_parity = not walked and (bool(rel.thps_before) or pre.flagless_thps != ())
         if other_parity:
             axes.append([{}, {"thp_left": not rel.thps_before}])
@@ -1493,10 +1501,11 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                            ", every THP-sized flagless block seen on the lists" if seen_more else ""])
         parity = (", the lists as the capture walked them" if walked else ", the other THP parity" if other_parity
                   else ", no THP left on the list (none seen)")
+        count = "as read at the unmap" if known_count else f"{2 * b} pages either way"
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
-                          f"count {2 * b} pages either way{parity}{untimed}: {res_pages[0]}-{k_hi} "
+                          f"count {count}{parity}{untimed}: {res_pages[0]}-{k_hi} "
                           f"pages (the model's {sum(n for _, n in rel.residue)}): the model run with each",
-                          min(0.0, *ds), max(0.0, *ds)))
+                          min([0.0, *ds]), max([0.0, *ds])))
     elif rel.drained_after:
         # every page of the release reached the buddy lists (run_release): none is left to place
         k_hi = 0
@@ -1603,7 +1612,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
             done.add(reg)
         return gain, done, pages
 
-    if variants:
+    if settled:
         # a settled release gives back what its runs drained: whole THPs from before, a block
         # each (its pages, if the host holds them), and order-0 pages that can only fill holes
         pb = rel.spec.pageblock_order
@@ -1642,13 +1651,13 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # whole: fragment's free-rest read 992-998 against 982 with up to 8 MiB of it, the punch's
     # pages on the lists not being placed (Released: pcp_taken false after a punch), and the
     # drop_caches run's guest free memory read 1.0 MiB over the high side without our frees.
-    ours_stay = bool(variants) and ours_frees_stay_on_lists(pre, rel.spec.version, activity.ours())
+    ours_stay = settled and ours_frees_stay_on_lists(pre, rel.spec.version, activity.ours())
     remote = ours_remote_batches(pre) if ours_stay else 0
     # 6.12: our commands' frees stay on their CPU's lists but for one flush of its oldest pages
     # (ours_flush_612), which complete regions as pcp_flush's do. Seven of eight stored 6.12
     # runs had older captures, where the unmap's page tables read as pages in use and a region
     # of them completed by the decay's drains was inside only through our frees counted here.
-    ours_flush = None if ours_stay or not variants else \
+    ours_flush = None if ours_stay or not settled else \
         ours_flush_612(pre, rel.spec.version, rel.spec.pageblock_order, activity.ours())
     free_p = activity.free_pages_per_s * window + ours_freed(activity.ours(), ours_stay, remote, ours_flush)
 

@@ -1843,3 +1843,17 @@ def test_the_unmaps_page_tables_go_to_the_unmovable_list(monkeypatch):
     monkeypatch.setattr(R.PcpList, "__init__", movable)
     ph = judged(load("hint_destination_walked_6.1_on"))["phases"][-1]
     assert ph["verdict"] == "outside" and ph["layout"]["unexplained"]
+
+
+@pytest.mark.parametrize("off", [-126, 126])
+def test_with_the_lists_walked_the_count_read_at_the_unmap_is_the_count(off):
+    """Walked lists, the count read a few ms before the munmap, and the order-0 unmovable list
+    holding the gather's batch pages (no refill): the count's two batches either way drop out
+    of pcp_residue's runs (that term 0 wide here, -2 MiB before). Planted: that read two
+    batches off either way reads outside (the layout, or the guest's free memory)."""
+    ph = judged(load("hint_destination_walked_6.1_on"))["phases"][-1]
+    assert [(t["lo_mib"], t["hi_mib"]) for t in ph["terms"] if t["name"] == "pcp_residue"] == [(0.0, 0.0)]
+    r = load("hint_destination_walked_6.1_on")
+    pre = r["phases"][-1]["pre"]
+    pre["pcp_at_release"] = [[n, z, c + off if z == "DMA32" else c, h, b] for n, z, c, h, b in pre["pcp_at_release"]]
+    assert judged(r)["phases"][-1]["verdict"] == "outside"
