@@ -47,6 +47,7 @@
  *                          newest page) on: each entry is a struct page's member at LINK
  *   X NAME J               list J could not be walked (a pointer outside the memory map, or
  *                          longer than any list: it changed under the walk)
+ *   E /proc/kcore          the only line where kcore cannot be read (lockdown): no walk
  * `e2epfn peek ADDR LEN...` prints "ADDR HEX" per pair: kernel memory through /proc/kcore.
  *
  * `e2epfn pid PID...`: the guest pages those processes alone hold, i.e. what
@@ -222,7 +223,7 @@ static void pcp_walk(int argc, char **argv)
 	uint64_t link = strtoull(argv[2], NULL, 0), count_off = strtoull(argv[3], NULL, 0);
 	uint64_t lists = strtoull(argv[4], NULL, 0), nlists = strtoull(argv[5], NULL, 0);
 	if (kcore_open()) {
-		printf("!! cannot read /proc/kcore\n");
+		printf("E /proc/kcore\n"); /* not readable here (lockdown): the scan goes on without the walk */
 		return;
 	}
 	for (int i = 6; i < argc; i++) {

@@ -131,5 +131,6 @@ def test_section_parse_errors_are_one_line():
         pcplists.parse_section(["C DMA32/0 x"])
     with pytest.raises(procfs.ProcParseError, match="pcp"):
         pcplists.parse_section(["L DMA32/0 0 1 2"])          # a list before its count
+    assert pcplists.parse_section(["E /proc/kcore"]) == ()
     reads = pcplists.parse_section(["C DMA32/1 3", "L DMA32/1 0 7 6", "L DMA32/1 1", "L DMA32/1 2 9", "X DMA32/1 2"])
     assert reads == (pcplists.PcpRead("DMA32", 1, 3, ((7, 6), (), (9,)), (2,)),)
