@@ -169,8 +169,13 @@ static int kcore_open(void)
 {
 	Elf64_Ehdr eh;
 	kcore = open("/proc/kcore", O_RDONLY);
-	if (kcore < 0 || pread(kcore, &eh, sizeof(eh), 0) != sizeof(eh) || eh.e_phnum > 512)
+	if (kcore < 0)
 		return -1;
+	if (pread(kcore, &eh, sizeof(eh), 0) != sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phnum > 512) {
+		close(kcore);
+		return -1;
+	}
 	nphdrs = eh.e_phnum;
 	ssize_t want = (ssize_t)nphdrs * sizeof(Elf64_Phdr);
 	return pread(kcore, phdrs, want, eh.e_phoff) == want ? 0 : -1;
@@ -366,6 +371,7 @@ int main(int argc, char **argv)
 	/* fault the buffers in now, so the scan itself allocates no guest pages */
 	memset(out, 0, sizeof(out));
 	memset(buf, 0, sizeof(buf));
+	memset(phdrs, 0, sizeof(phdrs)); /* the walk's, faulted in before the scan too */
 	setvbuf(stdout, out, _IOFBF, sizeof(out));
 	printf("e2epfn 4\n");
 	cat("buddyinfo", "/proc/buddyinfo");

@@ -14,7 +14,7 @@ MAGIC = 0xEB9F
 _EXTRA = {1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 7: (0, 0), 8: (0, 0),
           9: (0, 0), 10: (0, 0), 11: (0, 0), 12: (0, 0), 13: (0, 8), 14: (4, 0), 15: (0, 12), 16: (0, 0),
           17: (4, 0), 18: (0, 0), 19: (0, 12)}
-STRUCT, UNION, ARRAY, ENUM, TYPEDEF = 4, 5, 3, 6, 8
+PTR, ARRAY, STRUCT, UNION, ENUM = 2, 3, 4, 5, 6
 _QUALIFIERS = {8, 9, 10, 11, 18}          # typedef, volatile, const, restrict, type tag: same layout
 
 
@@ -57,7 +57,7 @@ class Btf:
         t = self._resolve(type_id)
         if t.kind == ARRAY:
             return self.size(t.array[0]) * t.array[1]
-        if t.kind == 2:
+        if t.kind == PTR:
             return 8
         return t.size_or_type
 
@@ -134,7 +134,8 @@ def parse(data: bytes) -> Btf:
             elem, _index, nelems = struct.unpack_from("<III", data, body)
             array = (elem, nelems)
         elif kind == ENUM:
-            values = tuple((name(n), v) for n, v in (struct.unpack_from("<Ii", data, body + 8 * i) for i in range(vlen)))
+            items = (struct.unpack_from("<Ii", data, body + 8 * i) for i in range(vlen))
+            values = tuple((name(n), v) for n, v in items)
         types.append(BtfType(kind, name(name_off), sot, members, array, values))
         at = body + fixed + per * vlen
     return Btf(types)

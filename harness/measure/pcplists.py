@@ -1,6 +1,6 @@
 """Which pages sit on which per-cpu list: the guest's `struct per_cpu_pages`, read through
-/proc/kcore by the capture itself (e2epfn --pcp), so the lists and the kpageflags scan are
-one moment's.
+/proc/kcore by the capture itself (e2epfn --pcp), right after its kpageflags scan in the
+same command.
 
 /proc/zoneinfo gives each list's count only; a page on a per-cpu list carries no kpageflags
 flag, like many a kernel page, so the scan alone cannot tell which CPU's list, which
@@ -100,12 +100,21 @@ class Targets:
                          str(lay.lists), str(lay.nlists)] + [f"{n}={a:#x}" for n, a in self.pcps])
 
 
+def _run(guest, cmd: str, timeout: float = 60) -> str:
+    """A guest command of the lookup; its failure (no BTF, kcore locked down, a symbol
+    missing) is a PcpReadError: the captures go on without the walk."""
+    r = guest.run(cmd, check=False, timeout=timeout)
+    if r.status != 0:
+        raise PcpReadError(f"{cmd.split()[0]} exited {r.status}: {r.stderr.strip()[-200:]}")
+    return r.stdout
+
+
 def _btf(guest) -> btfmod.Btf:
     """The guest kernel's BTF, cached on the host by the kernel's build string."""
-    version = guest.run("cat /proc/version").stdout.strip()
+    version = _run(guest, "cat /proc/version").strip()
     path = paths.cache_dir() / "btf" / (hashlib.sha256(version.encode()).hexdigest()[:16] + ".btf")
     if not path.exists():
-        data = base64.b64decode(guest.run("base64 /sys/kernel/btf/vmlinux", timeout=300).stdout)
+        data = base64.b64decode(_run(guest, "base64 /sys/kernel/btf/vmlinux", timeout=300))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
@@ -116,7 +125,7 @@ def _btf(guest) -> btfmod.Btf:
 def locate(guest, zoneinfo: str) -> Targets:
     """Where every populated zone's per-cpu list set is on this boot (KASLR moves them)."""
     lay = layout(_btf(guest))
-    syms = parse_kallsyms(guest.run("grep -wE '" + "|".join(SYMBOLS) + "' /proc/kallsyms").stdout)
+    syms = parse_kallsyms(_run(guest, "grep -wE '" + "|".join(SYMBOLS) + "' /proc/kallsyms"))
     zones = [(z.node, z.zone, tuple(p.cpu for p in z.pagesets))
              for z in parse_zoneinfo(zoneinfo) if z.start_pfn is not None and z.pagesets]
     nodes = sorted({n for n, _, _ in zones})
@@ -124,13 +133,13 @@ def locate(guest, zoneinfo: str) -> Targets:
     asks = [(syms["vmemmap_base"], 8)] + [(syms["__per_cpu_offset"] + 8 * c, 8) for c in cpus]
     if "node_data" in syms:
         asks += [(syms["node_data"] + 8 * n, 8) for n in nodes]
-    got = parse_peek(guest.run("e2epfn peek " + " ".join(f"{a:#x} {n}" for a, n in asks)).stdout)
+    got = parse_peek(_run(guest, "e2epfn peek " + " ".join(f"{a:#x} {n}" for a, n in asks)))
     vmemmap, offsets = _u64(got[0]), dict(zip(cpus, map(_u64, got[1:1 + len(cpus)])))
     pgdat = (dict(zip(nodes, map(_u64, got[1 + len(cpus):]))) if "node_data" in syms
              else {0: syms["contig_page_data"]})
     zone_addr = {(n, name): pgdat[n] + lay.node_zones + lay.zone(name) * lay.zone_size for n, name, _ in zones}
     asks = [(zone_addr[(n, name)] + lay.zone_pcp, 8) for n, name, _ in zones]
-    got = parse_peek(guest.run("e2epfn peek " + " ".join(f"{a:#x} {k}" for a, k in asks)).stdout)
+    got = parse_peek(_run(guest, "e2epfn peek " + " ".join(f"{a:#x} {k}" for a, k in asks)))
     pcps = []
     for (n, name, cs), ptr in zip(zones, map(_u64, got)):
         label = name if n == 0 else f"{name}@node{n}"
@@ -144,7 +153,7 @@ class PcpRead:
     zone: str                               # the captures' zone label
     cpu: int
     count: int                              # pcp->count, read just before its lists
-    lists: tuple[tuple[int, ...], ...]      # per list index: the pages' pfns, newest first
+    lists: tuple[tuple[int, ...], ...]      # per list index: the pages' pfns, newest first (as walked)
     broken: tuple[int, ...] = ()            # list indices the walk gave up on
 
     def pages(self) -> int:

@@ -116,7 +116,7 @@ class Scan:
     buddy_after: tuple[procfs.BuddyZone, ...]
     pfns: int
     scan_us: float
-    version: int = 3                        # 1: flagless pages are in A (no P class); 2: page tables too (no T)
+    version: int = 3                        # 1: flagless in A (no P class); 2: page tables too (no T); 3: no pcp walk
     zoneinfo: tuple[ZoneInfo, ...] = ()    # /proc/zoneinfo as the scan began, parsed
     # every per-cpu list, walked right after the scan (version 4 with --pcp); None: not walked
     pcp: tuple[pcplists.PcpRead, ...] | None = None
@@ -314,9 +314,10 @@ def _runs_of_ones(b: bytearray) -> list[list[int]]:
 
 
 def pcp_argv(guest) -> list[str]:
-    """The capture's `--pcp` arguments, worked out on the guest's first capture; none where
-    its kernel does not let us read its lists (no BTF, kallsyms hidden): the scan goes on
-    without them and the model keeps its terms for the lists' contents."""
+    """The capture's `--pcp` arguments, worked out once per guest (Run does it as a run
+    starts, before anything is measured); none where its kernel does not let us read its
+    lists (no BTF, kallsyms hidden, /proc/kcore locked down): the scan goes on without them
+    and the model keeps its terms for the lists' contents."""
     if getattr(guest, "pcp_targets", None) is None:
         try:
             guest.pcp_targets = pcplists.locate(guest, guest.run("cat /proc/zoneinfo").stdout)

@@ -31,7 +31,7 @@ import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
-from harness.model.buddy import MOVABLE, Machine, Zone
+from harness.model.buddy import MOVABLE, UNMOVABLE, Machine, Zone
 from harness.model.errors import ModelError
 from harness.model.kernel import KernelSpec, kernel_spec
 
@@ -44,7 +44,8 @@ def pindex_order(pindex: int, nlists: int) -> tuple[int, int | None]:
     """Pure: (order, migratetype) of per-cpu list `pindex` (mm/page_alloc.c order_to_pindex):
     orders 0..PAGE_ALLOC_COSTLY_ORDER, MIGRATE_PCPTYPES lists each, then the THP lists
     (HPAGE_PMD_ORDER, 9 on x86): one for every migratetype where there are 13 lists (None),
-    else unmovable and movable (0, 1). Both kernels the suite boots have 14 (their BTF)."""
+    else one for all but movable and one for movable (0, 1). Both kernels the suite boots
+    have 14 (their BTF)."""
     low = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
     if pindex < low:
         return pindex // MIGRATE_PCPTYPES, pindex % MIGRATE_PCPTYPES
@@ -350,7 +351,9 @@ def gather_pages(freed: FreedPages, version: tuple[int, int]) -> int:
 class PcpList:
     """One CPU's per-cpu lists of one zone, in pages: the workload's order-0 movable list, the
     THP list, and `unknown` pages already on the lists before the release (their pfns are not
-    in /proc; taken as the oldest of the order-0 list, see the pcp_placement term)."""
+    in /proc; taken as the oldest of the order-0 list, see the pcp_placement term). Where the
+    capture walked the lists (`exact`), every list as it was instead: the others' pages in
+    `other`, drained as free_pcppages_bulk does (_bulk_exact)."""
 
     def __init__(self, zone: Zone, pcp: Pcp, version: tuple[int, int], unknown_elsewhere: bool = False,
                  high_min: int | None = None, order0_unknown: int | None = None, thp_left: bool | None = None,
@@ -457,6 +460,8 @@ class PcpList:
         return count - c.pages()
 
     def _take_newest(self, n: int) -> None:
+        """n pages taken since the walk (which list is not known): the order-0 movable list's
+        newest, then the other lists' (list 0 first), so the lists hold the count."""
         while n > 0 and self.order0:
             ent = self.order0[-1]
             k = min(n, ent[1])
@@ -466,6 +471,12 @@ class PcpList:
             if not ent[1]:
                 self.order0.pop()
             n -= k
+        for p in sorted(self.other):
+            lst, size = self.other[p], 1 << pindex_order(p, self.nlists)[0]
+            while n > 0 and lst:
+                lst.pop()
+                self.elsewhere -= size
+                n -= size
 
     def free(self, run: Run, desc: bool = False) -> None:
         pb = self.zone.pb_order
@@ -673,14 +684,31 @@ class PcpList:
         free_factor (6.1) or free_count (6.12)."""
         for _ in range(n):
             if self.other is not None:              # GFP_NOWAIT, unmovable: that list's newest
+                if not self.other.get(0):
+                    self._refill_unmovable()
                 if self.other.get(0):
                     self.other[0].pop()
                     self.elsewhere -= 1
+                else:
+                    continue                        # the buddy lists had none either: no page
             elif self.elsewhere > 0:
                 self.elsewhere -= 1
             self.count = max(0, self.count - 1)
             self.free_factor >>= 1
             self.free_count >>= 1
+
+    def _refill_unmovable(self) -> None:
+        """Exact lists: rmqueue_bulk into the empty order-0 unmovable list, batch pages from
+        the buddy lists (as refill), the first taken at its head (the next allocated)."""
+        taken = []
+        for _ in range(self.batch):
+            pfn = self.zone.rmqueue(0, UNMOVABLE)
+            if pfn is None:
+                break
+            taken.append(pfn)
+        self.other[0] = list(reversed(taken))
+        self.elsewhere += len(taken)
+        self.count += len(taken)
 
     def refill(self) -> bool:
         """rmqueue_bulk into the empty order-0 list: batch pages from the buddy lists, each the
@@ -904,6 +932,10 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
         if zs.end <= zs.start:
             continue
         p = zs.pcp(cpu) or Pcp(cpu, 0, 0, 1)
+        walk = pre.pcp_contents(zs.key, cpu)
+        if walk is not None and not pre.pcp_read_at_release:
+            # zoneinfo's count was printed before the scan, the walk came after it
+            p = Pcp(p.cpu, walk.pages(), p.high, p.batch)
         fc = 0
         if p.high > 0 and zs.key in split:
             p = Pcp(p.cpu, max(0, p.count + split[zs.key] + (count_offset if zs.key == tables_zone else 0)),
@@ -916,7 +948,7 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
                                 thp_left=thp_left, thp_heads=pre.flagless_thps, batched_decay=spec.batched_decay,
                                 free_count=fc, known=tuple(r for r in pre.pcp_known if zs.start <= r.pfn < zs.end),
                                 elsewhere_before_thp=elsewhere_before_thp, unknown_last=unknown_last,
-                                thps_seen_all=thps_seen_all, exact=pre.pcp_contents(zs.key, cpu))
+                                thps_seen_all=thps_seen_all, exact=walk)
     if decay_step_at == "start":
         for pl in lists.values():
             pl.decay_inside("start")
@@ -1432,15 +1464,12 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
         # where the capture walked every list of the release's CPU, what they held is no choice:
         # the THP parity, the THPs seen and where the pages of unknown list sit drop out
-        walked = all(pre.pcp_contents(zs.key, cpu) is not None for zs in pre.zones if zs.pcp(cpu))
-        # and the count is the one read at the unmap (the command's pages in it) where the
-        # order-0 unmovable list the gather's batch pages come from (GFP_NOWAIT: the highest
-        # zone of the CPU's node) holds them: no refill
-        top = max((zs for zs in pre.zones if zs.pcp(cpu) and zs.pcp(cpu).high > 0
-                   and pre.cpu_node in (None, zs.node)), key=lambda zs: zs.start, default=None)
-        known_count = walked and pre.pcp_read_at_release and top is not None and \
-            len(pre.pcp_contents(top.key, cpu).lists[0]) >= gather_batches(rel.freed.runs)
-        axes: list[list[dict]] = [[{}] if known_count else [{}, {"count_offset": -2 * b}, {"count_offset": 2 * b}]]
+        walked = bool(pre.pcp_lists) and all(pre.pcp_contents(zs.key, cpu) is not None
+                                             for zs in pre.zones if zs.pcp(cpu))
+        # (the count stays open by two batches either way even with the lists walked and read at
+        # the unmap: run without them, two fresh-clone releases read the guest's free memory 10
+        # and 66 pages over the model's, the drop within)
+        axes: list[list[dict]] = [[{}, {"count_offset": -2 * b}, {"count_offset": 2 * b}]]
         other_parity = not walked and (bool(rel.thps_before) or pre.flagless_thps != ())
         if other_parity:
             axes.append([{}, {"thp_left": not rel.thps_before}])
@@ -1501,9 +1530,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                            ", every THP-sized flagless block seen on the lists" if seen_more else ""])
         parity = (", the lists as the capture walked them" if walked else ", the other THP parity" if other_parity
                   else ", no THP left on the list (none seen)")
-        count = "as read at the unmap" if known_count else f"{2 * b} pages either way"
         terms.append(Term("pcp_residue", f"the release's pages left on CPU {cpu}'s per-cpu lists, with its "
-                          f"count {count}{parity}{untimed}: {res_pages[0]}-{k_hi} "
+                          f"count {2 * b} pages either way{parity}{untimed}: {res_pages[0]}-{k_hi} "
                           f"pages (the model's {sum(n for _, n in rel.residue)}): the model run with each",
                           min([0.0, *ds]), max([0.0, *ds])))
     elif rel.drained_after:
@@ -1693,10 +1721,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                if not ours_stay and p.count + free_p >= p.high and most > p.high - p.count]
     if ours_flush:
         flushes.append((pre.pcp_contents(ours_zone(pre).key, pre.ours_cpu), ours_flush))
-    walked = walked_flush_gain(flushes, {reg: r[0] for reg, r in regions.items()}, size, held_in,
-                               used | done) if flushes and pre.pcp_lists else None
-    if walked is not None:
-        flush_gain, flushed = walked
+    walked_gain = walked_flush_gain(flushes, {reg: r[0] for reg, r in regions.items()}, size, held_in,
+                                    used | done) if flushes and pre.pcp_lists and thr <= rel.spec.max_order else None
+    if walked_gain is not None:
+        flush_gain, flushed = walked_gain
     terms.append(Term("guest_allocations", f"guest allocations over the {window:.1f} s window (idle rate "
                       f"{activity.alloc_pages_per_s:.0f} pages/s, {activity.captures_in_window} capture(s) and "
                       f"{activity.commands_in_window} other command(s), "
@@ -1717,7 +1745,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                       f"6.12): {ours_flush} of its oldest pages, from before the release; "
                       + ("no other list within reach of its high" if margin is None else flush_what))
     completes = (f"the lists' oldest as the capture walked them, from the list index that gives most, which "
-                 f"complete {len(flushed)} {block_mib:g} MiB region(s)" if walked is not None else
+                 f"complete {len(flushed)} {block_mib:g} MiB region(s)" if walked_gain is not None else
                  f"which complete the {block_mib:g} MiB regions closest to whole{where}")
     terms.append(Term("pcp_flush", f"{flush_what}" + (f": {flush} pages, {completes}" if flush else ""),
                       0.0, flush_gain / 256 if moves else 0.0))

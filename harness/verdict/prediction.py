@@ -16,7 +16,8 @@ from harness.config import model_host
 from harness.model import ModelError, ReportingParams
 from harness.model.buddy import HIGHATOMIC, MOVABLE, RECLAIMABLE, UNMOVABLE
 from harness.model.release import (Activity, FreeBlock, Host, Pcp, PcpContents, PreRelease, Run, ZoneState,
-                                   compare_layout_blocks, flush_beyond_frees, layout_beyond, layout_differences, ours_freed, predict_release)
+                                   compare_layout_blocks, flush_beyond_frees, layout_beyond, layout_differences,
+                                   ours_freed, predict_release)
 from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
@@ -310,10 +311,19 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
 
 def pcp_contents(scan, zones) -> tuple[PcpContents, ...]:
     """Pure: the capture's walk of the per-cpu lists (none before e2epfn 4) -> the model's
-    record, oldest page first, for the lists walked whole."""
+    record, oldest page first, for the lists walked whole whose every page was flagless in
+    the scan just before (a page on a list carries no flag; one that moved between the scan
+    and the walk would be counted free twice)."""
     keys = {zs.label: zs.key for zs in zones}
+    runs = sorted((st, n) for c, st, n in scan.runs if c == "P")
+    starts = [st for st, _ in runs]
+
+    def flagless(pfn: int) -> bool:
+        i = bisect.bisect_right(starts, pfn) - 1
+        return i >= 0 and pfn < runs[i][0] + runs[i][1]
     return tuple(PcpContents(keys[r.zone], r.cpu, tuple(tuple(reversed(li)) for li in r.lists))
-                 for r in scan.pcp or () if r.zone in keys and not r.broken and r.pages() == r.count)
+                 for r in scan.pcp or () if r.zone in keys and not r.broken and r.pages() == r.count
+                 and all(flagless(pfn) for li in r.lists for pfn in li))
 
 
 def previous_on_lists(previous_unmapped, flagless: tuple[tuple[int, int], ...] | None) -> tuple[Run, ...]:

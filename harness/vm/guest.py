@@ -161,8 +161,8 @@ class Guest:
         self._host = ExitStack()  # what the host lends this guest's RAM (hugetlb pages, a mount)
         self.mem_path: str | None = None
         self.saved_meta: dict | None = None  # a restore's saved guest (harness/vm/saved_guest.py)
-        # where the guest kernel keeps its per-cpu lists (harness/measure/pcplists.py), found on
-        # the first capture; a str: why they cannot be read
+        # where the guest kernel keeps its per-cpu lists (harness/measure/pcplists.py), found
+        # once (perblock.pcp_argv); a str: why they cannot be read
         self.pcp_targets = None
         self.keeps_rundir = rundir is not None
         self.rundir: Path | None = Path(rundir) if rundir is not None else None

@@ -134,3 +134,39 @@ def test_section_parse_errors_are_one_line():
     assert pcplists.parse_section(["E /proc/kcore"]) == ()
     reads = pcplists.parse_section(["C DMA32/1 3", "L DMA32/1 0 7 6", "L DMA32/1 1", "L DMA32/1 2 9", "X DMA32/1 2"])
     assert reads == (pcplists.PcpRead("DMA32", 1, 3, ((7, 6), (), (9,)), (2,)),)
+
+
+class _NoBtfGuest:
+    """A guest whose kernel has no BTF: every lookup command but the first fails."""
+
+    def __init__(self):
+        self.pcp_targets = None
+
+    def run(self, cmd, check=True, timeout=60):
+        from harness.vm.ssh import Result
+        if cmd.startswith("cat /proc/version"):
+            return Result(cmd, 0, "Linux version 6.1.0-57-amd64 (fake)\n", "")
+        return Result(cmd, 1, "", "base64: can't open '/sys/kernel/btf/vmlinux': No such file or directory")
+
+
+def test_a_kernel_without_btf_gets_captures_without_the_walk(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    g = _NoBtfGuest()
+    assert perblock.pcp_argv(g) == [] and "base64 exited 1" in g.pcp_targets
+    assert "per-cpu lists not read" in capsys.readouterr().out
+    assert perblock.pcp_argv(g) == []                      # found out once
+
+
+def test_a_walked_page_that_was_not_flagless_drops_its_list_set():
+    """A page that moved between the scan and the walk would be freed twice by the model."""
+    from harness.model.release import ZoneState
+    from harness.verdict.prediction import pcp_contents
+    scan = perblock.parse_scan((DATA / "e2epfn4_6.1.txt").read_text())
+    zones = (ZoneState(0, "DMA32", 4096, 262112, 0, 0, 0), ZoneState(0, "DMA", 1, 4096, 0, 0, 0))
+    walked = pcp_contents(scan, zones)
+    assert {(c.zone, c.cpu) for c in walked} >= {("0/DMA32", 0), ("0/DMA32", 1)}
+    busy = next(r for r in scan.pcp if r.zone == "DMA32" and r.cpu == 0)
+    taken = next(st for c, st, n in scan.runs if c == "A")    # a page in use at the scan
+    moved = busy.__class__(busy.zone, busy.cpu, busy.count, (busy.lists[0][:-1] + (taken,),) + busy.lists[1:])
+    scan2 = scan.__class__(**{**scan.__dict__, "pcp": tuple(moved if r is busy else r for r in scan.pcp)})
+    assert ("0/DMA32", 0) not in {(c.zone, c.cpu) for c in pcp_contents(scan2, zones)}

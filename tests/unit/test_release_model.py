@@ -1749,11 +1749,11 @@ def test_a_walked_list_set_drains_as_free_pcppages_bulk_does():
 
 
 def test_a_walked_list_set_takes_the_count_beyond_the_walk_as_unknown_pages():
-    z, pl = _walked_list((6, 1), {1: [9000, 9001]}, count=5)      # the unmap's page tables: unmovable
+    _, pl = _walked_list((6, 1), {1: [9000, 9001]}, count=5)      # the unmap's page tables: unmovable
     assert pl.order0 == [[9000, 2, False, True]] and pl.other == {0: [-1, -1, -1]} and pl.elsewhere == 3
-    z, pl = _walked_list((6, 1), {1: [9000, 9001, 9002]}, count=1)      # two taken since: the newest
+    _, pl = _walked_list((6, 1), {1: [9000, 9001, 9002]}, count=1)      # two taken since: the newest
     assert pl.order0 == [[9000, 1, False, True]]
-    z, pl = _walked_list((6, 1), {1: [9005, 9004, 9003]}, count=3)      # freed high to low
+    _, pl = _walked_list((6, 1), {1: [9005, 9004, 9003]}, count=3)      # freed high to low
     assert pl.order0 == [[9003, 3, True, True]]
 
 
@@ -1845,15 +1845,13 @@ def test_the_unmaps_page_tables_go_to_the_unmovable_list(monkeypatch):
     assert ph["verdict"] == "outside" and ph["layout"]["unexplained"]
 
 
-@pytest.mark.parametrize("off", [-126, 126])
-def test_with_the_lists_walked_the_count_read_at_the_unmap_is_the_count(off):
-    """Walked lists, the count read a few ms before the munmap, and the order-0 unmovable list
-    holding the gather's batch pages (no refill): the count's two batches either way drop out
-    of pcp_residue's runs (that term 0 wide here, -2 MiB before). Planted: that read two
-    batches off either way reads outside (the layout, or the guest's free memory)."""
-    ph = judged(load("hint_destination_walked_6.1_on"))["phases"][-1]
-    assert [(t["lo_mib"], t["hi_mib"]) for t in ph["terms"] if t["name"] == "pcp_residue"] == [(0.0, 0.0)]
-    r = load("hint_destination_walked_6.1_on")
-    pre = r["phases"][-1]["pre"]
-    pre["pcp_at_release"] = [[n, z, c + off if z == "DMA32" else c, h, b] for n, z, c, h, b in pre["pcp_at_release"]]
-    assert judged(r)["phases"][-1]["verdict"] == "outside"
+def test_pages_taken_since_the_walk_come_off_the_lists_so_they_hold_the_count():
+    _, pl = _walked_list((6, 1), {0: [8000, 8001], 1: [9000]}, count=1)
+    assert pl.order0 == [] and pl.other[0] == [8000] and pl.elsewhere == 1 and pl.count == 1
+
+
+def test_a_gather_page_from_an_empty_unmovable_list_refills_it_from_the_buddy_lists():
+    z, pl = _walked_list((6, 1), {1: [9000]}, count=1, batch=4)
+    z.add_free_block(16384, 2, R.UNMOVABLE)                 # four free unmovable pages
+    pl.allocate_unknown(1)
+    assert pl.other[0] == [16387, 16386, 16385] and pl.count == 4 and pl.elsewhere == 3
