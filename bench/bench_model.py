@@ -79,6 +79,8 @@ def main(argv=None) -> int:
 
     replays = {}
     for path in sorted(RELEASES.glob("*.json")):
+        if path.name.endswith((".trace.json", ".ftrace.json")):   # a run's kernel trace, stored beside it
+            continue
         runs = [bench_replay(path) for _ in range(a.repeat)]
         best = min(runs, key=lambda x: x["seconds"])
         replays[path.stem] = {**{k: round(v, 4) if isinstance(v, float) else v for k, v in best.items()},
