@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from harness import paths
 from harness.measure import btf as btfmod
 from harness.measure import procfs
-from harness.measure.snapshot import parse_zoneinfo
-from harness.model.release import pindex_order
+from harness.measure.snapshot import parse_zoneinfo, zone_label
+from harness.model.release import pages_on_lists
 
 SYMBOLS = ("node_data", "contig_page_data", "__per_cpu_offset", "vmemmap_base")
 
@@ -142,8 +142,7 @@ def locate(guest, zoneinfo: str) -> Targets:
     got = parse_peek(_run(guest, "e2epfn peek " + " ".join(f"{a:#x} {k}" for a, k in asks)))
     pcps = []
     for (n, name, cs), ptr in zip(zones, map(_u64, got)):
-        label = name if n == 0 else f"{name}@node{n}"
-        pcps += [(f"{label}/{c}", ptr + offsets[c]) for c in cs]
+        pcps += [(f"{zone_label(n, name)}/{c}", ptr + offsets[c]) for c in cs]
     return Targets(lay, vmemmap, tuple(pcps))
 
 
@@ -157,8 +156,7 @@ class PcpRead:
     broken: tuple[int, ...] = ()            # list indices the walk gave up on
 
     def pages(self) -> int:
-        nl = len(self.lists)
-        return sum(len(li) << pindex_order(i, nl)[0] for i, li in enumerate(self.lists))
+        return pages_on_lists(self.lists)
 
 
 def parse_section(lines: list[str]) -> tuple[PcpRead, ...]:

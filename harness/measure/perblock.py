@@ -63,7 +63,7 @@ from functools import cached_property
 from harness.measure import btf, pagemap, pcplists, procfs
 from harness.model.reporting import ReportingParams, zone_gate_mark
 from harness.measure.pagemap import RamRange
-from harness.measure.snapshot import ZoneInfo, parse_zoneinfo
+from harness.measure.snapshot import ZoneInfo, parse_zoneinfo, zone_label
 
 MAX_ORDER = 10  # largest buddy order on x86_64, 6.1 and 6.12
 PAGE_REPORTING_CAPACITY = 32  # mm/page_reporting.h
@@ -160,11 +160,6 @@ def _zones(infos) -> tuple[Zone, ...]:
     if not zones:
         raise procfs.ProcParseError("zoneinfo: no populated zone with start_pfn and spanned")
     return tuple(zones)
-
-
-def zone_label(node: int, zone: str) -> str:
-    """'DMA32' on node 0, 'Normal@node1' elsewhere: zones of several nodes share names."""
-    return zone if node == 0 else f"{zone}@node{node}"
 
 
 def parse_scan(text: str) -> Scan:

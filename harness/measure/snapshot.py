@@ -171,6 +171,11 @@ def _int(s: str, what: str, line: str) -> int:
     return int(s)
 
 
+def zone_label(node: int, zone: str) -> str:
+    """'DMA32' on node 0, 'Normal@node1' elsewhere: zones of several nodes share names."""
+    return zone if node == 0 else f"{zone}@node{node}"
+
+
 def parse_zoneinfo(text: str) -> list[ZoneInfo]:
     """/proc/zoneinfo -> one ZoneInfo per zone, populated or not (mm/vmstat.c zoneinfo_show_print)."""
     if not isinstance(text, str):

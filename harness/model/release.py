@@ -54,6 +54,21 @@ def pindex_order(pindex: int, nlists: int) -> tuple[int, int | None]:
     return 9, pindex - low
 
 
+def pages_on_lists(lists) -> int:
+    """Pure: the pages on a CPU's lists of one zone, each list by its order (list index)."""
+    return sum(len(li) << pindex_order(i, len(lists))[0] for i, li in enumerate(lists))
+
+
+def next_list(p: int, nlists: int, listed) -> int | None:
+    """Pure: free_pcppages_bulk's round robin, the next list index after p (wrapping) whose
+    list is not empty (listed(index)); None: all are."""
+    for _ in range(nlists):
+        p = (p + 1) % nlists
+        if listed(p):
+            return p
+    return None
+
+
 @dataclass(frozen=True)
 class Pcp:
     """One CPU's per-cpu pageset of a zone, as /proc/zoneinfo prints it."""
@@ -112,8 +127,7 @@ class PcpContents:
     lists: tuple[tuple[int, ...], ...]
 
     def pages(self) -> int:
-        n = len(self.lists)
-        return sum(len(li) << pindex_order(i, n)[0] for i, li in enumerate(self.lists))
+        return pages_on_lists(self.lists)
 
 
 @dataclass(frozen=True)
@@ -583,11 +597,8 @@ class PcpList:
         non-empty list index, round and round."""
         p = pindex - 1
         while n > 0:
-            for _ in range(self.nlists):
-                p = (p + 1) % self.nlists
-                if self._listed(p):
-                    break
-            else:
+            p = next_list(p, self.nlists, self._listed)
+            if p is None:
                 return
             if p == self.pindex0:
                 n = self._drain_order0(n)
@@ -1208,18 +1219,14 @@ def ours_frees_stay_on_lists(pre: PreRelease, version: tuple[int, int], pages: f
 
 
 def other_lists(pre: PreRelease, version: tuple[int, int], pageblock_order: int,
-                skip: Pcp | None = None) -> tuple[tuple[int, int, int], ...]:
-    """(count, high, the most one flush frees) of each per-cpu list of a CPU other than the
+                skip: Pcp | None = None) -> list[tuple[ZoneState, Pcp, int]]:
+    """(zone, list, the most one flush frees) of each per-cpu list of a CPU other than the
     release's, as read before it. A free that takes a list to high flushes nr_pcp_free's
     count of its oldest pages: 6.12 free_count clamped to [batch, high - batch], free_count at
     most batch << 5 plus a THP's pages less one (it grows by a page's size while under that);
     6.1 batch << free_factor clamped the same, free_factor one more at each flush. skip: a list
     left out, counted on its own (ours_flush_612)."""
-    return tuple((p.count, p.high, most) for _, p, most in _other_pcps(pre, version, pageblock_order, skip))
-
-
-def _other_pcps(pre: PreRelease, version: tuple[int, int], pageblock_order: int, skip: Pcp | None):
-    """(zone, list, the most one flush frees) behind other_lists, in its order."""
+    out = []
     for zs in pre.zones:
         for p in zs.pcps:
             if p.cpu == pre.cpu or p.high <= p.batch or p is skip:
@@ -1227,7 +1234,8 @@ def _other_pcps(pre: PreRelease, version: tuple[int, int], pageblock_order: int,
             most = p.high - p.batch
             if version >= (6, 2):
                 most = min(most, (p.batch << PCP_BATCH_SCALE_MAX) + (1 << pageblock_order) - 1)
-            yield zs, p, most
+            out.append((zs, p, most))
+    return out
 
 
 def walked_flush(c: PcpContents, n: int, start: int) -> list[tuple[int, int]]:
@@ -1237,8 +1245,10 @@ def walked_flush(c: PcpContents, n: int, start: int) -> list[tuple[int, int]]:
     newer pages (frees since) come after them."""
     lists, nl, out = [list(li) for li in c.lists], len(c.lists), []
     p = start - 1
-    while n > 0 and any(lists):
-        p = (p + 1) % nl
+    while n > 0:
+        p = next_list(p, nl, lambda i: bool(lists[i]))
+        if p is None:
+            break
         order = pindex_order(p, nl)[0]
         while n > 0 and lists[p]:
             out.append((lists[p].pop(0), order))
@@ -1304,13 +1314,18 @@ def ours_freed(ours: float, stay: bool, remote: int, flush: int | None) -> float
 
 
 def flush_beyond_frees(lists, freed: float) -> tuple[int, int | None]:
-    """Pure: pages the flushes of other CPUs' lists (other_lists) can give back beyond the
-    `freed` pages of frees that set them off, and the least margin to high among the lists
-    within reach whose flush gives back more than that margin (None: none). A flush of n
+    """Pure: pages the flushes of other CPUs' lists ((count, high, most) of other_lists') can
+    give back beyond the `freed` pages of frees that set them off, and the least margin to high
+    among the lists within reach whose flush gives back more than that margin (None: none). A flush of n
     pages follows the high - count frees that filled the list; a second needs n frees more,
     which the first's n beyond them covers."""
-    reach = [(c, h, n) for c, h, n in lists if c + freed >= h and n > h - c]
+    reach = [(c, h, n) for c, h, n in lists if flush_reached(c, h, n, freed)]
     return sum(n - (h - c) for c, h, n in reach), min((h - c for c, h, _ in reach), default=None)
+
+
+def flush_reached(count: int, high: int, most: int, freed: float) -> bool:
+    """Pure: `freed` frees take a list to its high, and its flush gives back more than they."""
+    return count + freed >= high and most > high - count
 
 
 def ours_remote_batches(pre: PreRelease) -> int:
@@ -1709,16 +1724,15 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     act_hi = (completed / 256 + whole * block_mib) if moves else 0.0
     # another CPU's list that those frees can take to high flushes its oldest pages, from
     # before the release, which can complete regions as a drain of the release CPU's does
-    others = other_lists(pre, rel.spec.version, rel.spec.pageblock_order,
-                         ours_list(pre) if ours_flush is not None else None)
+    pcps = other_lists(pre, rel.spec.version, rel.spec.pageblock_order,
+                       ours_list(pre) if ours_flush is not None else None)
+    others = tuple((p.count, p.high, most) for _, p, most in pcps)
     flush, margin = (0, None) if ours_stay else flush_beyond_frees(others, free_p)
     flush += ours_flush or 0
     flush_gain, flushed, _ = fill(flush, unknown_fills, used | done)
     # where the capture walked the flushed lists, the pages a flush takes are known: its oldest
-    flushes = [(pre.pcp_contents(zs.key, p.cpu), most) for zs, p, most in
-               _other_pcps(pre, rel.spec.version, rel.spec.pageblock_order,
-                           ours_list(pre) if ours_flush is not None else None)
-               if not ours_stay and p.count + free_p >= p.high and most > p.high - p.count]
+    flushes = [(pre.pcp_contents(zs.key, p.cpu), most) for zs, p, most in pcps
+               if not ours_stay and flush_reached(p.count, p.high, most, free_p)]
     if ours_flush:
         flushes.append((pre.pcp_contents(ours_zone(pre).key, pre.ours_cpu), ours_flush))
     walked_gain = walked_flush_gain(flushes, {reg: r[0] for reg, r in regions.items()}, size, held_in,
