@@ -152,7 +152,9 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
     # 6.12 gives per-cpu pages back by decay, a tick a second: which pass meets what a tick
     # frees is not known. Where the model ran its passes without what the ticks form
     # (curve_before_decay), each plateau before the last lies between that and the predicted
-    # curve (that with all of it at the release); else the residue moves them either way.
+    # curve (that with all of it at the release), on either side: a formed block can take a
+    # report slot of a larger one (with none of them, 8 MiB more by the first pass), or be
+    # reported itself (less). Else the residue moves them either way.
     inputs = phase.get("model", {}).get("inputs", {})
     floor = inputs.get("curve_before_decay")
     drains = 0.0 if floor or not inputs.get("residue_drains") else inputs.get("residue_pages", 0) / 256
@@ -181,21 +183,23 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
 
 def _curve_misses(samples, curve, col, peak, lo, hi, slack, jitter_s, release_s, pushed=0.0,
                   low_curve=None) -> list[str]:
-    """low_curve: the lowest the plateaus before the last can be (6.12's passes without what its
-    decay ticks form), as a step curve like `curve`."""
+    """low_curve: the plateaus before the last with none of what 6.12's decay ticks form (the
+    model's passes without it), as a step curve like `curve`: each such plateau lies between
+    the two curves, whichever is higher."""
     bad = []
     # the first point of the curve is (0, 0): "pass" 0, before any report
     windows = plateaus(curve, jitter_s, lead_s=release_s, per_pass_s=PASS_LATENCY_S, sample_s=SAMPLE_PERIOD_S)
     for i, (t0, t1, c) in enumerate(windows):
         last = i == len(windows) - 1        # its low side: pushed_mib, the late blocks' slots included
-        floor = max((v for t, v in low_curve if t <= t0), default=0.0) if low_curve and not last else c
-        low = min(c, floor) - lo - (pushed if last else slack)
+        other = max((v for t, v in low_curve if t <= t0), default=0.0) if low_curve and not last else c
+        low = min(c, other) - lo - (pushed if last else slack)
+        high = max(c, other) + hi
         for sample in samples:
             t = sample[0]
             if t0 <= t <= t1:
                 drop = peak - sample[col]
-                if not low - CURVE_RESOLUTION_MIB <= drop <= c + hi + CURVE_RESOLUTION_MIB:
-                    bad.append(f"at {t:.2f} s the drop was {drop:.1f} MiB, predicted {c:.1f} in [{low:.1f}, {c + hi:.1f}]")
+                if not low - CURVE_RESOLUTION_MIB <= drop <= high + CURVE_RESOLUTION_MIB:
+                    bad.append(f"at {t:.2f} s the drop was {drop:.1f} MiB, predicted {c:.1f} in [{low:.1f}, {high:.1f}]")
     return bad
 
 

@@ -27,6 +27,7 @@ from harness.scenarios import touch_free
 from harness.verdict.prediction import predict, predict_release_phase
 from harness.vm import qemu_bin
 from harness.vm.hostsetup import HostUnsupported, hugetlb_unsupported
+from tests.e2e.explain import explain
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -65,13 +66,6 @@ def t90(samples, peak, drop, col):
     if drop <= 4.0:
         return None
     return next((t for t, *v in samples if t >= 0 and peak - v[col - 1] >= 0.9 * drop), None)
-
-
-def _explain(r, metric="rss"):
-    m = main_phase(r)
-    return (f"{metric} drop {m['drop_mib']} MiB, predicted {m['predicted_mib']} in "
-            f"[{m['predicted_lo_mib']}, {m['predicted_hi_mib']}]; terms: "
-            + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]" for t in m["terms"]))
 
 
 def _record(request, record_property, label, r, col):
@@ -114,7 +108,7 @@ def test_touch_free_gives_back_what_the_model_predicts(request, guest_factory, r
     peak = m["rss_peak_mib"] if metric == "rss" else m["ram_rss_peak_mib"]
     assert peak - before >= FREED_MIB - REUSE_SLACK_MIB, "the workload did not hold its memory"
     assert m["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
-    assert r["verdict"] == "within", (_explain(r, metric), r["phases"][-1]["judgement"]["failures"])
+    assert r["verdict"] == "within", explain(r)
     if metric == "mapping":
         rss = predict_release_phase(r["phases"][-1], r, metric="rss")
         assert rss["predicted_mib"] == 0 and rss["verdict"] == "within", \
@@ -145,7 +139,7 @@ def test_pages_larger_than_any_report_give_nothing_back(request, guest_factory, 
     _record(request, record_property, "mapping", r, 2)
     report(r)
     assert m["predicted_mib"] == 0 and m["metric"] == "mapping"
-    assert r["verdict"] == "within", _explain(r, "mapping")
+    assert r["verdict"] == "within", explain(r)
     assert m["reportable_mib"] >= FREED_MIB / 2, "the free made blocks reportable: only QEMU ignored them"
 
 

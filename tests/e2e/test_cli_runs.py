@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from harness.paths import REPO
+from tests.e2e.explain import explain
 from tests.e2e.reaping import gone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -56,8 +57,7 @@ def test_workload_exit_is_measured_and_predicted(tmp_path):
     pages = sum(n for _, n in ph["freed_pfns"])
     assert 256 * 256 <= pages <= 260 * 256, pages
     assert ph["per_block"]["violations"]["count"] == 0
-    assert ph["verdict"] == "within", (f"drop {ph['drop_mib']} MiB, predicted {ph['predicted_mib']} "
-                                       f"[{ph['predicted_lo_mib']}, {ph['predicted_hi_mib']}]")
+    assert ph["verdict"] == "within", explain(ph)
     assert r.returncode == 0
     qmp = [json.loads(line) for line in (folder / "qmp.jsonl").read_text().splitlines()]
     assert {"gpa2hva", "quit"} <= {q["arguments"].get("command-line", "x").split()[0] if q["execute"] ==

@@ -8,6 +8,7 @@ import pytest
 
 from harness.scenarios import fragment, integrity, page_cache, reuse
 from harness.verdict.prediction import curve_mismatches, predict
+from tests.e2e.explain import explain
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -30,11 +31,6 @@ def _phases(r):
     return {ph["phase"]: ph for ph in r["phases"]}
 
 
-def _explain(ph):
-    return (f"{ph['phase']}: drop {ph['drop_mib']} MiB, predicted {ph['predicted_mib']} in "
-            f"[{ph['predicted_lo_mib']}, {ph['predicted_hi_mib']}], reportable {ph['reportable_mib']}")
-
-
 def test_fragmented_free_memory_is_not_reported_until_it_merges(guest_factory, report):
     g = guest_factory()
     r = fragment.run(g, mib=1024)
@@ -44,14 +40,14 @@ def test_fragmented_free_memory_is_not_reported_until_it_merges(guest_factory, r
     punch, rest = _phases(r)["punch"], _phases(r)["free-rest"]
     # Half the buffer went back to the guest, in blocks below order 9: the model
     # sees it in the snapshots and predicts (almost) nothing back.
-    assert punch["verdict"] == "within", _explain(punch)
-    assert punch["predicted_mib"] < 0.05 * punch["freed_mib"], _explain(punch)
-    assert punch["drop_mib"] < 0.05 * punch["freed_mib"], _explain(punch)
+    assert punch["verdict"] == "within", explain(punch)
+    assert punch["predicted_mib"] < 0.05 * punch["freed_mib"], explain(punch)
+    assert punch["drop_mib"] < 0.05 * punch["freed_mib"], explain(punch)
     # Freeing the other half merges the blocks: reported and given back as predicted.
     # Not all of it: some freed pages stay in blocks below order 9 whose buddies are
     # in use (measured 878-1020 MiB of 1024 reportable), and the model sees that too.
-    assert rest["verdict"] == "within", _explain(rest)
-    assert rest["predicted_mib"] > 1024 / 2 and rest["drop_mib"] > 1024 / 2, _explain(rest)
+    assert rest["verdict"] == "within", explain(rest)
+    assert rest["predicted_mib"] > 1024 / 2 and rest["drop_mib"] > 1024 / 2, explain(rest)
     assert curve_mismatches(rest) == []
 
 
@@ -63,8 +59,8 @@ def test_reported_memory_comes_back_when_touched_and_goes_again(guest_factory, r
     _invariants_hold(r)
     assert r["retouch_rise_mib"] >= REUSE_MIB - REUSE_SLACK_MIB, "re-touching reported memory must fault it back in"
     for ph in r["phases"]:
-        assert ph["verdict"] == "within", _explain(ph)
-        assert ph["drop_mib"] > 0.9 * REUSE_MIB - REUSE_SLACK_MIB, _explain(ph)
+        assert ph["verdict"] == "within", explain(ph)
+        assert ph["drop_mib"] > 0.9 * REUSE_MIB - REUSE_SLACK_MIB, explain(ph)
 
 
 def test_data_in_use_survives_ten_reporting_cycles(guest_factory, report):
@@ -81,8 +77,8 @@ def test_data_in_use_survives_ten_reporting_cycles(guest_factory, report):
     assert len(r["phases"]) == cycles
     for ph in r["phases"]:
         # Each cycle was really reported and discarded, as the model predicts.
-        assert ph["verdict"] == "within", _explain(ph)
-        assert ph["drop_mib"] > 0.9 * churn - REUSE_SLACK_MIB, _explain(ph)
+        assert ph["verdict"] == "within", explain(ph)
+        assert ph["drop_mib"] > 0.9 * churn - REUSE_SLACK_MIB, explain(ph)
 
 
 def test_dropped_page_cache_is_reported(guest_factory, report):
@@ -94,8 +90,8 @@ def test_dropped_page_cache_is_reported(guest_factory, report):
     _invariants_hold(r)
     assert r["cached_mib"] >= mib, "the read must leave the data in the guest's page cache"
     ph = _phases(r)["drop-caches"]
-    assert ph["verdict"] == "within", _explain(ph)
-    assert ph["drop_mib"] > 0.9 * mib - REUSE_SLACK_MIB, _explain(ph)
+    assert ph["verdict"] == "within", explain(ph)
+    assert ph["drop_mib"] > 0.9 * mib - REUSE_SLACK_MIB, explain(ph)
 
 
 @pytest.mark.matrix
@@ -109,6 +105,6 @@ def test_fragmenting_a_thp_buffer_frees_nothing_until_the_rest_goes(guest_factor
     report(r)
     _invariants_hold(r)
     punch, rest = _phases(r)["punch"], _phases(r)["free-rest"]
-    assert punch["verdict"] == "within" and rest["verdict"] == "within", (_explain(punch), _explain(rest))
-    assert punch["drop_mib"] < 0.05 * punch["freed_mib"], _explain(punch)
-    assert rest["drop_mib"] > 1024 / 2, _explain(rest)
+    assert punch["verdict"] == "within" and rest["verdict"] == "within", (explain(punch), explain(rest))
+    assert punch["drop_mib"] < 0.05 * punch["freed_mib"], explain(punch)
+    assert rest["drop_mib"] > 1024 / 2, explain(rest)

@@ -18,6 +18,7 @@ from harness.measure.phase import main_phase
 from harness.scenarios import touch_free
 from harness.scenarios.common import RSS_STOP_S
 from harness.verdict.prediction import curve_mismatches, predict
+from tests.e2e.explain import explain
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -41,13 +42,6 @@ def _per_node_reportable(r) -> dict[int, float]:
     return {n: round(procfs.free_mib_at_or_above([z for z in freed if z.node == n], o)
                      - procfs.free_mib_at_or_above([z for z in held if z.node == n], o), 1)
             for n in sorted({z.node for z in freed})}
-
-
-def _explain(r):
-    m = main_phase(r)
-    return (f"drop {m['drop_mib']} MiB, predicted {m['predicted_mib']} in [{m['predicted_lo_mib']}, "
-            f"{m['predicted_hi_mib']}]; terms: " + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]"
-                                                            for t in m["terms"]))
 
 
 @pytest.mark.parametrize("dims", SHAPES)
@@ -79,5 +73,5 @@ def test_two_nodes_report_and_give_back_what_the_model_predicts(request, guest_f
         f"sampling stopped {m['samples'][-1][0]} s after the free, before the model's last pass at {last_pass} s "
         f"and {RSS_STOP_S} s of still RSS: the settle condition must watch every node's RAM backend "
         "(hostmem.Sampler(pid, guest.ram_hvas()))")
-    assert r["verdict"] == "within", _explain(r)
+    assert r["verdict"] == "within", explain(r)
     assert curve_mismatches(m, CURVE_JITTER_S) == [], "the measured curve left the predicted steps"

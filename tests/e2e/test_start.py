@@ -14,6 +14,7 @@ from harness.measure import guestfacts, pagemap, perblock
 from harness.measure.phase import main_phase
 from harness.scenarios import touch_free
 from harness.verdict.prediction import predict
+from tests.e2e.explain import explain
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -64,6 +65,6 @@ def test_both_starts_give_back_what_the_model_predicts(guest_factory, report, di
     m = main_phase(r)
     report(r)
     assert r["start_mode"] == start
-    assert r["verdict"] == "within", (m["drop_mib"], m["predicted_lo_mib"], m["predicted_hi_mib"], m.get("judgement"))
+    assert r["verdict"] == "within", explain(r)
     v = m["per_block"]["violations"]
     assert v["count"] == 0, "\n".join(v["first"])

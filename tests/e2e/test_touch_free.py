@@ -22,6 +22,7 @@ import pytest
 from harness.measure.phase import main_phase
 from harness.scenarios import touch_free
 from harness.verdict.prediction import curve_mismatches, predict
+from tests.e2e.explain import explain
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -42,20 +43,13 @@ def _measure(guest_factory, report, reporting: bool) -> dict:
     return r
 
 
-def _within(r):
-    m = main_phase(r)
-    return (f"measured drop {m['drop_mib']} MiB, predicted {m['predicted_mib']} in "
-            f"[{m['predicted_lo_mib']}, {m['predicted_hi_mib']}]; terms: "
-            + "; ".join(f"{t['name']} [{t['lo_mib']}, {t['hi_mib']}]" for t in m["terms"]))
-
-
 def test_reporting_on_gives_back_what_the_model_predicts(guest_factory, report):
     r = _measure(guest_factory, report, reporting=True)
     m = main_phase(r)
     assert r["reporting_negotiated"], "VIRTIO_BALLOON_F_REPORTING (bit 5) not negotiated"
     assert r["reporting_order"] == 9  # pageblock_order on x86_64, set at registration (6.1)
     assert m["predicted_mib"] >= FREED_MIB / 2, "the model should expect most of the free back"
-    assert r["verdict"] == "within", _within(r)
+    assert r["verdict"] == "within", explain(r)
     assert curve_mismatches(m, CURVE_JITTER_S) == [], "the measured curve left the predicted steps"
 
 
@@ -64,6 +58,6 @@ def test_reporting_off_gives_back_nothing(guest_factory, report):
     m = main_phase(r)
     assert not r["reporting_negotiated"]
     assert m["predicted_mib"] == 0
-    assert r["verdict"] == "within", _within(r)
+    assert r["verdict"] == "within", explain(r)
     # The same free made as much reportable as with reporting on: only nobody reported it.
     assert m["reportable_mib"] >= FREED_MIB / 2
