@@ -501,7 +501,7 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
                       activity: Activity, captures: int, window_s: float, measured_mib: float,
                       at_s: float, residue_min_pages: int = 0, ours_frees_stay: bool = False,
                       ours_remote_pages: int = 0, other_lists: tuple = (),
-                      ours_flush_pages: int | None = None) -> FreeMemoryCheck:
+                      ours_flush_pages: int | None = None, unfolded_pages: int = 0) -> FreeMemoryCheck:
     """Pure. free_pages: the model's buddy pages after the release (its per-cpu residue not
     counted, as NR_FREE_PAGES does not), those its drains gave back from before the release
     included; the residue is really residue_min_pages..residue_max_pages (the drop's pcp_residue
@@ -516,7 +516,8 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     (release.other_lists): where the window's frees can take one to high, its flush gives back
     pages it held from before, beyond the frees that set it off (pcp_flush).
     ours_flush_pages: 6.12, our commands' frees stay on their CPU's lists but for one flush of
-    that many of its oldest pages (release.ours_flush_612), counted with the other lists'."""
+    that many of its oldest pages (release.ours_flush_612), counted with the other lists'.
+    unfolded_pages: the most NR_FREE_PAGES's per-cpu differentials can hold (unfolded_vmstat_pages)."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
     freed = activity.free_pages_per_s * window_s + ours_freed(activity.ours(captures), ours_frees_stay,
                                                               ours_remote_pages, ours_flush_pages)
@@ -536,10 +537,22 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
              + (f"; one flush of our commands' CPU's list: {ours_flush_pages} of its oldest"
                 if ours_flush_pages is not None else "") + (f": {flush} pages in all" if flush else ""),
              0.0, flush / 256),
+        Term("vmstat_unfolded", f"the statistic reads the global NR_FREE_PAGES: up to {unfolded_pages} pages "
+             "either way still in the CPUs' differentials", -unfolded_pages / 256, unfolded_pages / 256),
     )
     e = free_pages / 256
     return FreeMemoryCheck(e, e + sum(t.lo_mib for t in terms), e + sum(t.hi_mib for t in terms),
                            measured_mib, at_s, terms)
+
+
+def unfolded_vmstat_pages(zoneinfo) -> int:
+    """Pure: how far the guest's free-memory statistic can be from its free pages. The balloon's
+    VIRTIO_BALLOON_S_MEMFREE is si_meminfo's global_zone_page_state(NR_FREE_PAGES), the global
+    counter only; __mod_zone_page_state (mm/vmstat.c, 6.1 and 6.12) keeps each CPU's change in
+    its per-zone differential until it passes the CPU's stat_threshold (zoneinfo's "vm stats
+    threshold"), so each CPU and zone can hold up to that many pages either way. Seen: an
+    integrity release's statistic 0.01 MiB (3 pages) over a high side that had no room."""
+    return sum(p.extra.get("stat_threshold", 0) for z in zoneinfo for p in z.pagesets)
 
 
 def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: ReportingParams | None = None,
@@ -620,7 +633,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             window, st[2], st[0], residue_min_pages=j["inputs"]["residue_min_pages"],
             ours_frees_stay=j["inputs"]["ours_frees_stay"],
             ours_remote_pages=j["inputs"]["ours_remote_pages"], ours_flush_pages=j["inputs"]["ours_flush_pages"],
-            other_lists=tuple(tuple(x) for x in j["inputs"]["other_lists"]))
+            other_lists=tuple(tuple(x) for x in j["inputs"]["other_lists"]),
+            unfolded_pages=unfolded_vmstat_pages(Capture.from_json(phase.model_input.pre.capture).scan.zoneinfo))
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))
