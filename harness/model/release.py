@@ -861,7 +861,7 @@ def machine_before(pre: PreRelease) -> tuple[Machine, KernelSpec]:
 
 
 def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None,
-                         pages: int) -> tuple[dict[str, int], str | None]:
+                         pages: int, tables: tuple[tuple[int, int], ...] | None = None) -> tuple[dict[str, int], str | None]:
     """Pure: `pages` of the unmap's own (THPs' deposited page tables, less the gather's batch
     pages) per zone key whose per-cpu lists take them, and the zone of the largest share.
     Each THP's table was allocated in the fault that took the THP
@@ -870,9 +870,23 @@ def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None,
     per zone of that node (by its pages where it has no THP there, e.g. all on another node).
     The largest share gets the rounding. Six releases over two zones: a 2-node one (no THP on
     node 0's DMA) had 456 on node 0's DMA32 list and 55 on DMA; the model's counts at their
-    flushes matched within 2 x batch, the flush counts exactly."""
+    flushes matched within 2 x batch, the flush counts exactly.
+    tables: the page-table pages the capture saw before the release (e2epfn's class T, where
+    it has them): the tables are where those are, in proportion. A fault's table need not come
+    from its THP's zone: the table is order 0, taken from the first zone over its watermark,
+    the THP from the first with an order-9 block. A restored 3 GiB release (a buddyinfo read
+    before the touch) had its 818 tables all in Normal and 344 of its 767 THPs in DMA32: the
+    THPs' share put 344 tables on the DMA32 list, and the Normal list's flushes out of phase
+    left 4 THPs there the kernel had drained (1502.0 predicted, 1509.8 measured); by the tables
+    all 764 went to Normal, where the capture after it saw 770 go."""
     share: dict = {}
+    for st, n in tables or ():
+        z = next((z for z in m.zones if z.start <= st < z.end), None)
+        if z is not None and (cpu_node is None or z.node == cpu_node):
+            share[z.key] = share.get(z.key, 0) + n
     for huge_only in (True, False):
+        if share:
+            break
         for r in freed.runs:
             z = m.zone_of(r.pfn)
             if (r.huge or not huge_only) and (cpu_node is None or z.node == cpu_node):
@@ -937,7 +951,8 @@ def run_release(pre: PreRelease, *, residue: int | None = None, count_offset: in
     # uncertainty and the PTE tables go with the largest share. (They went to the DMA zone's
     # list before, which no free reaches: on a settled 2 GiB release that read 2 MiB under the
     # drop and 0.6 MiB over the guest's free memory.)
-    split, tables_zone = release_tables_split(m, freed, pre.cpu_node, extra)
+    split, tables_zone = release_tables_split(m, freed, pre.cpu_node, extra,
+                                              pre.page_table_runs if pre.kind == "munmap" else None)
     nodes = {zs.node for zs in pre.zones}
     for zs in pre.zones:
         if zs.end <= zs.start:

@@ -1855,15 +1855,37 @@ def test_a_walked_flush_of_another_cpus_list_counts_its_own_pages(monkeypatch):
     """3 GiB (DMA32 and Normal), our commands' list 763 pages under its high: the flush it can
     reach takes that list's oldest pages, which the walk names; none of them completes a
     region here, where the regions closest to whole gave 8 MiB. The layout right after had no
-    such block (708 real, 706 predicted: two of the release's pages' regions in Normal,
-    pcp_residue's)."""
+    such block (708 real, 708 predicted since the unmap's tables go where the capture saw the
+    page tables, release_tables_split; 706 before, two of the release's regions in Normal)."""
     ph = judged(load("normal_zone_walked_6.1_on"))["phases"][-1]
     terms = {t["name"]: (t["lo_mib"], t["hi_mib"]) for t in ph["terms"]}
     assert ph["verdict"] == "within" and terms["pcp_flush"] == (0.0, 0.0)
-    assert ph["layout"]["differences"] == {"pcp_residue": 2} and not ph["layout"]["beyond"]
+    assert ph["layout"]["differences"] == {} and ph["layout"]["exact"] and not ph["layout"]["beyond"]
     monkeypatch.setattr(R, "walked_flush_gain", lambda *a: None)
     unwalked = {t["name"]: t["hi_mib"] for t in judged(load("normal_zone_walked_6.1_on"))["phases"][-1]["terms"]}
     assert unwalked["pcp_flush"] == 8.0
+
+
+@pytest.mark.parametrize("name,measured,model,before,blocks", [
+    # restored 3 GiB, a buddyinfo read before the touch (the e2e case): its 818 page tables all
+    # in Normal, 344 of its 767 THPs in DMA32
+    ("tables_in_normal_6.1_on", 1509.8, 1510.0, 1502.0, 705),
+    # restored 3 GiB by the CLI: 352 page tables in DMA32, 466 in Normal
+    ("normal_zone_walked_6.1_on", 1517.8, 1518.0, 1510.0, 708),
+])
+def test_the_unmaps_tables_go_to_the_zones_the_capture_saw_them_in(monkeypatch, name, measured, model, before, blocks):
+    """A THP fault takes its page table (order 0) from the first zone over its watermark and
+    the THP from the first with an order-9 block: they need not share a zone. Split by the
+    page tables the capture saw (e2epfn's class T), the model's Normal list flushes in phase
+    with the kernel's, its layout exact. Planted: the tables split as the THPs (the rule
+    before): the prediction 8 MiB under and the layout off."""
+    ph = judged(load(name))["phases"][-1]
+    assert (ph["drop_mib"], ph["predicted_mib"]) == (measured, model) and ph["verdict"] == "within"
+    assert ph["layout"]["exact"] and ph["layout"]["real"] == ph["layout"]["matched"] == blocks, ph["layout"]
+    split = R.release_tables_split
+    monkeypatch.setattr(R, "release_tables_split", lambda m, f, node, pages, tables=None: split(m, f, node, pages))
+    out = judged(load(name))["phases"][-1]
+    assert out["predicted_mib"] == before and not out["layout"]["exact"], out["layout"]
 
 
 def test_the_unmaps_page_tables_go_to_the_unmovable_list(monkeypatch):
