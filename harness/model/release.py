@@ -860,8 +860,8 @@ def machine_before(pre: PreRelease) -> tuple[Machine, KernelSpec]:
     return m, spec
 
 
-def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None,
-                         pages: int, tables: tuple[tuple[int, int], ...] | None = None) -> tuple[dict[str, int], str | None]:
+def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None, pages: int,
+                         tables: tuple[tuple[int, int], ...] | None = None) -> tuple[dict[str, int], str | None]:
     """Pure: `pages` of the unmap's own (THPs' deposited page tables, less the gather's batch
     pages) per zone key whose per-cpu lists take them, and the zone of the largest share.
     Each THP's table was allocated in the fault that took the THP

@@ -156,8 +156,8 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
     # report slot of a larger one (with none of them, 8 MiB more by the first pass), or be
     # reported itself (less). Else the residue moves them either way.
     inputs = phase.get("model", {}).get("inputs", {})
-    floor = inputs.get("curve_before_decay")
-    drains = 0.0 if floor or not inputs.get("residue_drains") else inputs.get("residue_pages", 0) / 256
+    without_decay = inputs.get("curve_before_decay")
+    drains = 0.0 if without_decay or not inputs.get("residue_drains") else inputs.get("residue_pages", 0) / 256
     slack = order_slack_mib(phase) + formed + drains
     lo = phase["predicted_mib"] - phase["predicted_lo_mib"]
     hi = phase["predicted_hi_mib"] - phase["predicted_mib"] + drains
@@ -169,7 +169,7 @@ def curve_mismatches(phase: dict, jitter_s: float = 0.5) -> list[str]:
     for k in range(int(round(early / SAMPLE_PERIOD_S)) + 1):
         shift = k * SAMPLE_PERIOD_S
         curve = [(max(0.0, t - shift) if t > 0 else t, c) for t, c in phase["predicted_curve"]]
-        low_curve = [(max(0.0, t - shift) if t > 0 else t, c) for t, c in floor] if floor else None
+        low_curve = [(max(0.0, t - shift) if t > 0 else t, c) for t, c in without_decay] if without_decay else None
         bad = _curve_misses(phase["samples"], curve, col, peak, lo, hi, slack, jitter_s, phase.get("release_s", 0.0),
                             pushed_mib(phase), low_curve)
         if shift:
