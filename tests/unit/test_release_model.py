@@ -117,6 +117,22 @@ def test_a_planted_kernel_constant_error_is_caught(on, what, params):
     assert r["verdict"] == "outside", what
 
 
+@pytest.mark.parametrize("what, params", [
+    ("delay doubled", ReportingParams(delay_s=4.0)),
+    ("capacity halved", ReportingParams(capacity=16)),
+    ("budget off by one", ReportingParams(budget_offset=1)),
+    ("budget one short", ReportingParams(budget_offset=-1)),
+    ("budget divisor halved", ReportingParams(budget_divisor=8)),
+    ("the wrong order", ReportingParams(order=10)),
+])
+def test_a_planted_kernel_constant_error_is_caught_on_6_12(what, params):
+    # the restored 6.12 x 10.0 run whose first plateau lies between the curves with and without
+    # the decay's blocks: that room must not let a wrong constant through
+    r = load("decay_first_pass_above_6.12_on")
+    assert judged(r)["verdict"] == "within"
+    assert judged(r, params)["verdict"] == "outside", what
+
+
 def test_a_dropped_pass_is_caught(monkeypatch):
     # On the settled capture. On the unsettled one the interval's residue runs free more
     # blocks and run a pass more, so with the last pass dropped from every run the total reads
