@@ -53,6 +53,8 @@ SNAPSHOT_FILES = {
     "pagetypeinfo": "/proc/pagetypeinfo",
     "vmstat": "/proc/vmstat",
     "meminfo": "/proc/meminfo",
+    # the page cache's xarray nodes (radix_tree_node), which a drop_caches frees with the pages
+    "slabinfo": "/proc/slabinfo",
     "page_reporting_order": ORDER_PARAM,
     "kernel_release": "/proc/sys/kernel/osrelease",
 }

@@ -83,3 +83,17 @@ def parse_meminfo(text: str) -> dict[str, int]:
         except ValueError:
             raise ProcParseError(f"meminfo: cannot parse line {line!r}") from None
     return out
+
+
+def slab_cache_pages(text: str, name: str) -> int:
+    """/proc/slabinfo (version 2.1) -> the pages a cache's slabs hold: num_slabs x pagesperslab
+    (mm/slab_common.c cache_show). 0 where the cache is not listed."""
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0] == name:
+            try:
+                # name active_objs num_objs objsize objperslab pagesperslab : tunables l b s : slabdata act num sh
+                return int(f[f.index("slabdata") + 2]) * int(f[5])
+            except (ValueError, IndexError):
+                raise ProcParseError(f"slabinfo: cannot parse line {line!r}") from None
+    return 0

@@ -198,6 +198,9 @@ class PreRelease:
     pcp_known: tuple[Run, ...] = ()
     # every per-cpu list's pages, walked by the capture (empty: not walked, an older capture)
     pcp_lists: tuple[PcpContents, ...] = ()
+    # drop_caches: the pages the page cache's xarray-node slabs held before it (/proc/slabinfo's
+    # radix_tree_node), which the drop frees with the pages (None: not read, older records)
+    xarray_slab_pages: int | None = None
 
     def pcp_contents(self, key: str, cpu: int) -> PcpContents | None:
         return next((c for c in self.pcp_lists if c.zone == key and c.cpu == cpu), None)
@@ -1476,6 +1479,10 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     variants: list[Released] = []           # the pcp_residue term's runs beside the model's own
     k_lo = 0                                # fewest of the release's pages left on the lists
     settled = settled_release(pre, rel)
+    # a drop_caches on 6.1 drains its CPU's lists whole right after it (Released.drained_after):
+    # where the capture walked them, the model's own run gives back every page at its pfn
+    walked_drained = rel.drained_after and bool(pre.pcp_lists) and all(
+        pre.pcp_contents(zs.key, cpu) is not None for zs in pre.zones if zs.pcp(cpu))
     if settled:
         # Every drain the model's own: free_factor 0 at the start (the workload's allocations
         # halved it), nothing of ours on the release's CPU, and the workload's faults right
@@ -1690,13 +1697,17 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                 f"during it in the model's runs ({thp_pages} of them whole THPs: a block each, held or not) and "
                 f"complete the {block_mib:g} MiB regions closest to whole{where}")
     else:
-        # a free_high drain (Released.free_high_drain) gives every one of them back
-        unk = on_lists if rel.free_high_drain or rel.drained_after else min(rel.unknown_drained + max_drain, on_lists)
+        # a free_high drain (Released.free_high_drain) gives every one of them back; none is of
+        # unknown position where the model drained the walked lists itself (walked_drained)
+        unk = 0 if walked_drained else on_lists if rel.free_high_drain or rel.drained_after \
+            else min(rel.unknown_drained + max_drain, on_lists)
         gain, used, _ = fill(unk, unknown_fills_mixed)
         drained_most = unk
         thp_blocks = 0
         unknown_blocks = len(used)
-        what = (f"up to {unk} per-cpu pages from before the release (position "
+        what = (f"none: the model's own run drains CPU {cpu}'s lists whole after the drop, every page where "
+                "the capture walked it" if walked_drained else
+                f"up to {unk} per-cpu pages from before the release (position "
                 f"unknown) can go back to the buddy lists "
                 f"{'(all: a free_high drain, 6.1) ' if rel.free_high_drain else 'during it '}"
                 f"and complete the {block_mib:g} MiB regions closest to whole{where}")
@@ -1707,9 +1718,12 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # Where the release is settled (the model owns its CPU's drains), our commands' frees can
     # complete blocks only if their own CPU's list flushes. Where it is not, the term is left
     # whole: fragment's free-rest read 992-998 against 982 with up to 8 MiB of it, the punch's
-    # pages on the lists not being placed (Released: pcp_taken false after a punch), and the
-    # drop_caches run's guest free memory read 1.0 MiB over the high side without our frees.
-    ours_stay = settled and ours_frees_stay_on_lists(pre, rel.spec.version, activity.ours())
+    # pages on the lists not being placed (Released: pcp_taken false after a punch). A 6.1
+    # drop_caches whose CPU's lists were walked is the model's too (walked_drained); what its
+    # guest free memory read over the model's beyond our frees (1.0-1.25 MiB) is the drop's own
+    # xarray-node slabs (measured: radix_tree_node 173 -> 34 slabs of 2 pages, 278 pages, with
+    # nr_slab_reclaimable 278 down), counted below.
+    ours_stay = (settled or walked_drained) and ours_frees_stay_on_lists(pre, rel.spec.version, activity.ours())
     remote = ours_remote_batches(pre) if ours_stay else 0
     # 6.12: our commands' frees stay on their CPU's lists but for one flush of its oldest pages
     # (ours_flush_612), which complete regions as pcp_flush's do. Seven of eight stored 6.12
@@ -1717,7 +1731,11 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # of them completed by the decay's drains was inside only through our frees counted here.
     ours_flush = None if ours_stay or not settled else \
         ours_flush_612(pre, rel.spec.version, rel.spec.pageblock_order, activity.ours())
-    free_p = activity.free_pages_per_s * window + ours_freed(activity.ours(), ours_stay, remote, ours_flush)
+    # a drop_caches frees the page cache's xarray nodes too, whose emptied slabs go back to the
+    # buddy lists (RCU, then the drop CPU's free_high drain): at most every page those slabs
+    # held before it, at positions the capture does not tell apart (class A)
+    slab = (pre.xarray_slab_pages or 0) if pre.kind == "drop_caches" else 0
+    free_p = activity.free_pages_per_s * window + ours_freed(activity.ours(), ours_stay, remote, ours_flush) + slab
 
     def count(pages: float) -> int:
         return -(-int(pages) // (1 << thr)) if pages > 0 else 0
@@ -1764,8 +1782,9 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                  if ours_stay else f"not our commands': their {activity.ours():.0f} pages stay on CPU "
                  f"{pre.ours_cpu}'s lists, one flush of its oldest aside (pcp_flush)" if ours_flush is not None
                  else "and our commands'")
+    slab_what = f"; the drop's xarray-node slabs, up to {slab} pages (slabinfo before it)" if slab else ""
     terms.append(Term("guest_frees", f"guest frees over the window (idle rate {activity.free_pages_per_s:.0f} "
-                      f"pages/s, {ours_what}): each can complete a resident block", 0.0, act_hi))
+                      f"pages/s, {ours_what}{slab_what}): each can complete a resident block", 0.0, act_hi))
     flush_what = "no other CPU's list within reach of its high" if margin is None else \
         (f"another CPU's list {margin} pages under its high: its flush gives back pages from before the "
          "release beyond the frees")
@@ -1807,6 +1826,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
                                 "guest_frees": len(done) + whole, "guest_allocations": count(alloc_p)},
               "model_unknown_drained": rel.unknown_drained, "residue_max_pages": k_hi,
               "residue_min_pages": k_lo, "ours_frees_stay": ours_stay, "ours_remote_pages": remote,
+              "slab_pages": slab,
               "ours_flush_pages": ours_flush,
               # the other CPUs' lists the window's frees can flush (other_lists), for the
               # free-memory check as for pcp_flush here

@@ -22,6 +22,7 @@ from harness.model.predict import Prediction, Term
 from harness.measure.phase import ModelInput, Phase, PhaseEnd, RunFacts
 from harness.measure.prerelease import PreRecord
 from harness.measure.perblock import Capture, asked, pending
+from harness.measure.procfs import slab_cache_pages
 from harness.measure.snapshot import parse_vmstat, snapshot_from_capture
 
 # The figures are recorded rounded, and a prediction can sit exactly on an interval's end (a
@@ -296,7 +297,9 @@ def pre_release_input(phase: "ModelInput | Phase | dict", facts: "RunFacts | dic
                    ours_node=pre.ours_node,
                    pcp_known=() if pre.pcp_taken else previous_on_lists(pre.previous_unmapped, flagless),
                    flagless_thps=cap.scan.flagless_blocks(THP_ORDER), flagless=flagless, page_table_runs=tables,
-                   pcp_lists=pcp_contents(cap.scan, zones))
+                   pcp_lists=pcp_contents(cap.scan, zones),
+                   xarray_slab_pages=slab_cache_pages(mi.held["slabinfo"], "radix_tree_node")
+                   if pre.kind == "drop_caches" and "slabinfo" in mi.held else None)
     act = pre.activity
     if act.get("vmstat"):
         vm = parse_vmstat(act["vmstat"][0])
@@ -501,7 +504,8 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
                       activity: Activity, captures: int, window_s: float, measured_mib: float,
                       at_s: float, residue_min_pages: int = 0, ours_frees_stay: bool = False,
                       ours_remote_pages: int = 0, other_lists: tuple = (),
-                      ours_flush_pages: int | None = None, unfolded_pages: int = 0) -> FreeMemoryCheck:
+                      ours_flush_pages: int | None = None, unfolded_pages: int = 0,
+                      slab_pages: int = 0) -> FreeMemoryCheck:
     """Pure. free_pages: the model's buddy pages after the release (its per-cpu residue not
     counted, as NR_FREE_PAGES does not), those its drains gave back from before the release
     included; the residue is really residue_min_pages..residue_max_pages (the drop's pcp_residue
@@ -517,10 +521,11 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     pages it held from before, beyond the frees that set it off (pcp_flush).
     ours_flush_pages: 6.12, our commands' frees stay on their CPU's lists but for one flush of
     that many of its oldest pages (release.ours_flush_612), counted with the other lists'.
-    unfolded_pages: the most NR_FREE_PAGES's per-cpu differentials can hold (unfolded_vmstat_pages)."""
+    unfolded_pages: the most NR_FREE_PAGES's per-cpu differentials can hold (unfolded_vmstat_pages).
+    slab_pages: a drop_caches's xarray-node slab pages from before it, which it can free too."""
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
     freed = activity.free_pages_per_s * window_s + ours_freed(activity.ours(captures), ours_frees_stay,
-                                                              ours_remote_pages, ours_flush_pages)
+                                                              ours_remote_pages, ours_flush_pages) + slab_pages
     flush, margin = (0, None) if ours_frees_stay else flush_beyond_frees(other_lists, freed)
     flush += ours_flush_pages or 0
     terms = (
@@ -531,7 +536,8 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
              "the buddy lists", 0.0, unknown_drained / 256),
         Term("guest_allocations", f"{alloc:.0f} pages allocated over {window_s:.1f} s at the idle rate and "
              f"{captures} capture(s)", -alloc / 256, 0.0),
-        Term("guest_frees", f"{freed:.0f} pages freed over the same", 0.0, freed / 256),
+        Term("guest_frees", f"{freed:.0f} pages freed over the same"
+             + (f", {slab_pages} of them the drop's xarray-node slabs" if slab_pages else ""), 0.0, freed / 256),
         Term("pcp_flush", ("no other CPU's list within reach of its high" if margin is None else
                            f"another CPU's list {margin} pages under its high: a flush of its oldest pages")
              + (f"; one flush of our commands' CPU's list: {ours_flush_pages} of its oldest"
@@ -634,7 +640,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
             ours_frees_stay=j["inputs"]["ours_frees_stay"],
             ours_remote_pages=j["inputs"]["ours_remote_pages"], ours_flush_pages=j["inputs"]["ours_flush_pages"],
             other_lists=tuple(tuple(x) for x in j["inputs"]["other_lists"]),
-            unfolded_pages=unfolded_vmstat_pages(Capture.from_json(phase.model_input.pre.capture).scan.zoneinfo))
+            unfolded_pages=unfolded_vmstat_pages(Capture.from_json(phase.model_input.pre.capture).scan.zoneinfo),
+            slab_pages=j["inputs"].get("slab_pages", 0))
         fields["free_memory"] = free.to_json()
     t90 = None
     iv = t90_interval(pred, phase.release_s, early_s=worker_may_be_early_s(phase.pre))

@@ -1904,6 +1904,30 @@ def test_the_unmaps_tables_go_to_the_zones_the_capture_saw_them_in(monkeypatch, 
     assert out["predicted_mib"] == before and not out["layout"]["exact"], out["layout"]
 
 
+def test_a_walked_drop_caches_is_the_models_own_and_frees_its_xarray_slabs_too():
+    """6.1 page cache (CLI, 512 MiB read, 578 MiB dropped), its CPU's lists walked by the
+    capture: the drop drains them whole (free_high, Released.drained_after) in the model's own
+    run, every page at its pfn, so none is of unknown position (pcp_unknown_pages was +6 MiB on
+    3423 pages, 13.4 MiB on the free memory), and our commands' frees stay on CPU 1's lists as
+    on a settled release. What the guest's free memory reads over the model's (1.31 MiB) is the
+    drop's own xarray-node slabs: a guest read radix_tree_node at 173 slabs of 2 pages after
+    the read and 34 after the drop (nr_slab_reclaimable 278 pages down); this run's slabinfo
+    before the drop gives 384 pages. Width 24.2 -> 16.2 MiB, the free memory's 21.2 -> 6.0.
+    Planted: no slabinfo (the slabs not counted): the free memory outside."""
+    r = load("page_cache_walked_6.1_on")
+    ph = judged(r)["phases"][-1]
+    terms = {t["name"]: t for t in ph["terms"]}
+    assert ph["verdict"] == "within" and ph["layout"]["exact"], ph["judgement"]["failures"]
+    assert terms["pcp_unknown_pages"]["hi_mib"] == 0.0 and terms["pcp_unknown_pages"]["explanation"].startswith("none")
+    assert "384 pages" in terms["guest_frees"]["explanation"] and ph["model"]["inputs"]["ours_frees_stay"]
+    assert round(ph["predicted_hi_mib"] - ph["predicted_lo_mib"], 1) == 16.2
+    fm = ph["free_memory"]
+    assert fm["verdict"] == "within" and fm["hi_mib"] - fm["lo_mib"] < 6.1, fm
+    out = copy.deepcopy(r)
+    del out["phases"][-1]["snapshots"]["held"]["slabinfo"]
+    assert judged(out)["phases"][-1]["free_memory"]["verdict"] == "outside"
+
+
 def test_the_unmaps_page_tables_go_to_the_unmovable_list(monkeypatch):
     """A hinted migration's destination release (walked lists; its region 18 THP runs and 4 KiB
     pages): the THPs' deposited page tables (125) are unmovable, so they join CPU 0's order-0
