@@ -85,9 +85,12 @@ def parse_meminfo(text: str) -> dict[str, int]:
     return out
 
 
-def slab_cache_pages(text: str, name: str) -> int:
+def slab_cache_pages(text: str, name: str) -> int | None:
     """/proc/slabinfo (version 2.1) -> the pages a cache's slabs hold: num_slabs x pagesperslab
-    (mm/slab_common.c cache_show). 0 where the cache is not listed."""
+    (mm/slab_common.c cache_show). 0 where the cache is not listed; None where the text is no
+    slabinfo (a kernel without it, SLUB without CONFIG_SLUB_DEBUG: the snapshot's cat failed)."""
+    if not text.startswith("slabinfo - version: 2."):
+        return None
     for line in text.splitlines():
         f = line.split()
         if f and f[0] == name:

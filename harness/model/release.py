@@ -878,7 +878,7 @@ def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None, pa
     it has them): the tables are where those are, in proportion. A fault's table need not come
     from its THP's zone: the table is order 0, taken from the first zone over its watermark,
     the THP from the first with an order-9 block. A restored 3 GiB release (a buddyinfo read
-    before the touch) had its 818 tables all in Normal and 344 of its 767 THPs in DMA32: the
+    before the touch) had its 818 tables all in Normal and 346 of its 767 THPs in DMA32: the
     THPs' share put 344 tables on the DMA32 list, and the Normal list's flushes out of phase
     left 4 THPs there the kernel had drained (1502.0 predicted, 1509.8 measured); by the tables
     all 764 went to Normal, where the capture after it saw 770 go."""
@@ -887,6 +887,10 @@ def release_tables_split(m: Machine, freed: FreedPages, cpu_node: int | None, pa
         z = next((z for z in m.zones if z.start <= st < z.end), None)
         if z is not None and (cpu_node is None or z.node == cpu_node):
             share[z.key] = share.get(z.key, 0) + n
+    if sum(share.values()) < pages:
+        # fewer there than the unmap frees: its tables are elsewhere (another node's), and
+        # what is there is other processes'
+        share = {}
     for huge_only in (True, False):
         if share:
             break
@@ -1479,10 +1483,15 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     variants: list[Released] = []           # the pcp_residue term's runs beside the model's own
     k_lo = 0                                # fewest of the release's pages left on the lists
     settled = settled_release(pre, rel)
-    # a drop_caches on 6.1 drains its CPU's lists whole right after it (Released.drained_after):
-    # where the capture walked them, the model's own run gives back every page at its pfn
-    walked_drained = rel.drained_after and bool(pre.pcp_lists) and all(
-        pre.pcp_contents(zs.key, cpu) is not None for zs in pre.zones if zs.pcp(cpu))
+    # a drop_caches on 6.1 drains its CPU's list of the highest zone whole right after it
+    # (Released.drained_after): where the capture walked its lists, the model's own run gives
+    # back every page at its pfn. Only where no other list of that CPU can drain whole too
+    # (free_high_lists), and where slabinfo said what the drop's own slabs can free (the
+    # slack this takes away covered them)
+    top = max((zs for zs in pre.zones if zs.pcp(cpu) and zs.pcp(cpu).high > 0), key=lambda zs: zs.start, default=None)
+    walked_drained = rel.drained_after and pre.xarray_slab_pages is not None and bool(pre.pcp_lists) \
+        and top is not None and set(rel.free_high_lists) <= {top.key} \
+        and all(pre.pcp_contents(zs.key, cpu) is not None for zs in pre.zones if zs.pcp(cpu))
     if settled:
         # Every drain the model's own: free_factor 0 at the start (the workload's allocations
         # halved it), nothing of ours on the release's CPU, and the workload's faults right
@@ -1720,7 +1729,7 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # whole: fragment's free-rest read 992-998 against 982 with up to 8 MiB of it, the punch's
     # pages on the lists not being placed (Released: pcp_taken false after a punch). A 6.1
     # drop_caches whose CPU's lists were walked is the model's too (walked_drained); what its
-    # guest free memory read over the model's beyond our frees (1.0-1.25 MiB) is the drop's own
+    # guest free memory read over the model's beyond our frees (1.0-1.31 MiB) is the drop's own
     # xarray-node slabs (measured: radix_tree_node 173 -> 34 slabs of 2 pages, 278 pages, with
     # nr_slab_reclaimable 278 down), counted below.
     ours_stay = (settled or walked_drained) and ours_frees_stay_on_lists(pre, rel.spec.version, activity.ours())
@@ -1760,12 +1769,13 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     pcps = other_lists(pre, rel.spec.version, rel.spec.pageblock_order,
                        ours_list(pre) if ours_flush is not None else None)
     others = tuple((p.count, p.high, most) for _, p, most in pcps)
-    flush, margin = (0, None) if ours_stay else flush_beyond_frees(others, free_p)
+    # (the drop's slab pages are freed on the drop's CPU: they take no other list to its high)
+    flush, margin = (0, None) if ours_stay else flush_beyond_frees(others, free_p - slab)
     flush += ours_flush or 0
     flush_gain, flushed, _ = fill(flush, unknown_fills, used | done)
     # where the capture walked the flushed lists, the pages a flush takes are known: its oldest
     flushes = [(pre.pcp_contents(zs.key, p.cpu), most) for zs, p, most in pcps
-               if not ours_stay and flush_reached(p.count, p.high, most, free_p)]
+               if not ours_stay and flush_reached(p.count, p.high, most, free_p - slab)]
     if ours_flush:
         flushes.append((pre.pcp_contents(ours_zone(pre).key, pre.ours_cpu), ours_flush))
     walked_gain = walked_flush_gain(flushes, {reg: r[0] for reg, r in regions.items()}, size, held_in,

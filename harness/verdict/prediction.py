@@ -526,7 +526,7 @@ def free_memory_check(free_pages: int, residue_pages: int, residue_max_pages: in
     alloc = activity.alloc_pages_per_s * window_s + activity.ours(captures)
     freed = activity.free_pages_per_s * window_s + ours_freed(activity.ours(captures), ours_frees_stay,
                                                               ours_remote_pages, ours_flush_pages) + slab_pages
-    flush, margin = (0, None) if ours_frees_stay else flush_beyond_frees(other_lists, freed)
+    flush, margin = (0, None) if ours_frees_stay else flush_beyond_frees(other_lists, freed - slab_pages)
     flush += ours_flush_pages or 0
     terms = (
         Term("pcp_residue", f"the release's pages left on per-cpu lists: {residue_min_pages} to "
@@ -598,7 +598,8 @@ def predict_release_phase(phase: Phase | dict, facts: RunFacts | dict, params: R
         if at_capture is not None:
             # the blocks the later ticks form (model's): they reach the buddy lists 1-4 s after
             # the release, at ticks the pass schedule does not place: report slots on the last
-            # plateau (pushed_mib); the plateaus before it hold to curve_before_decay
+            # plateau (pushed_mib); the plateaus before it lie between curve_before_decay and the
+            # predicted curve
             gated = {z.name for z in after.scan.zones if z.gated(pre.order)}
             late = blocks_formed_after(at_capture, layout_free, zl, pre.order, gated)
             fields["layout"]["decay_late_blocks"] = len(late)

@@ -67,5 +67,6 @@ def test_slab_cache_pages():
     assert procfs.slab_cache_pages(SLABINFO, "radix_tree_node") == 346   # 173 slabs of 2 pages
     assert procfs.slab_cache_pages(SLABINFO, "buffer_head") == 1
     assert procfs.slab_cache_pages(SLABINFO, "kmalloc-8k") == 0
+    assert procfs.slab_cache_pages("", "radix_tree_node") is None   # no /proc/slabinfo: the cat failed
     with pytest.raises(procfs.ProcParseError):
-        procfs.slab_cache_pages("radix_tree_node 1 2 3\n", "radix_tree_node")
+        procfs.slab_cache_pages("slabinfo - version: 2.1\nradix_tree_node 1 2 3\n", "radix_tree_node")
