@@ -435,8 +435,7 @@ class PcpList:
         if left < 0:                            # taken since the walk: the newest order-0 pages
             self._take_newest(-left)
         elif left and exact is not None:        # the unmap's own page tables (unmovable): list 0's newest
-            self.other.setdefault(0, []).extend([-1] * left)
-            self.elsewhere += left
+            self._unknown_to_list0(left)
         elif left and unknown_last and exact is None:   # on lists the round robin reaches last (see _bulk)
             self.elsewhere += left
         elif left:
@@ -475,6 +474,11 @@ class PcpList:
             else:
                 self.order0.append([pfn, 1, False, True])
         return count - c.pages()
+
+    def _unknown_to_list0(self, n: int) -> None:
+        """Exact lists: n unmovable pages of unknown position (page tables) as list 0's newest."""
+        self.other.setdefault(0, []).extend([-1] * n)
+        self.elsewhere += n
 
     def _take_newest(self, n: int) -> None:
         """n pages taken since the walk (which list is not known): the order-0 movable list's
@@ -525,8 +529,7 @@ class PcpList:
         while n > 0:
             k = min(n, max(1, self.high - self.count))
             if self.other is not None:          # page tables are unmovable: list 0, and a flush starts there
-                self.other.setdefault(0, []).extend([-1] * k)
-                self.elsewhere += k
+                self._unknown_to_list0(k)
             else:
                 self.order0.append([-1, k, False])
             self._added(k, thp=False, list0=self.other is not None)
@@ -1483,15 +1486,16 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     variants: list[Released] = []           # the pcp_residue term's runs beside the model's own
     k_lo = 0                                # fewest of the release's pages left on the lists
     settled = settled_release(pre, rel)
+    # the capture walked every list of the release's CPU
+    walked = bool(pre.pcp_lists) and all(pre.pcp_contents(zs.key, cpu) is not None for zs in pre.zones if zs.pcp(cpu))
     # a drop_caches on 6.1 drains its CPU's list of the highest zone whole right after it
     # (Released.drained_after): where the capture walked its lists, the model's own run gives
     # back every page at its pfn. Only where no other list of that CPU can drain whole too
     # (free_high_lists), and where slabinfo said what the drop's own slabs can free (the
     # slack this takes away covered them)
     top = max((zs for zs in pre.zones if zs.pcp(cpu) and zs.pcp(cpu).high > 0), key=lambda zs: zs.start, default=None)
-    walked_drained = rel.drained_after and pre.xarray_slab_pages is not None and bool(pre.pcp_lists) \
-        and top is not None and set(rel.free_high_lists) <= {top.key} \
-        and all(pre.pcp_contents(zs.key, cpu) is not None for zs in pre.zones if zs.pcp(cpu))
+    walked_drained = walked and rel.drained_after and pre.xarray_slab_pages is not None \
+        and top is not None and set(rel.free_high_lists) <= {top.key}
     if settled:
         # Every drain the model's own: free_factor 0 at the start (the workload's allocations
         # halved it), nothing of ours on the release's CPU, and the workload's faults right
@@ -1508,10 +1512,8 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
         # 767). (A restored 6.12 release that only the run with one kept within was a decay step
         # inside the release: decay_step_at below, to the page.)
         b = max((zs.pcp(cpu).batch for zs in pre.zones if zs.pcp(cpu)), default=0)
-        # where the capture walked every list of the release's CPU, what they held is no choice:
-        # the THP parity, the THPs seen and where the pages of unknown list sit drop out
-        walked = bool(pre.pcp_lists) and all(pre.pcp_contents(zs.key, cpu) is not None
-                                             for zs in pre.zones if zs.pcp(cpu))
+        # where the capture walked every list of the release's CPU (walked), what they held is
+        # no choice: the THP parity, the THPs seen and where the pages of unknown list sit drop out
         # (the count stays open by two batches either way even with the lists walked and read at
         # the unmap: run without them, two fresh-clone releases read the guest's free memory 10
         # and 66 pages over the model's, the drop within)
@@ -1744,7 +1746,9 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     # buddy lists (RCU, then the drop CPU's free_high drain): at most every page those slabs
     # held before it, at positions the capture does not tell apart (class A)
     slab = (pre.xarray_slab_pages or 0) if pre.kind == "drop_caches" else 0
-    free_p = activity.free_pages_per_s * window + ours_freed(activity.ours(), ours_stay, remote, ours_flush) + slab
+    # (those are freed on the drop's CPU: they take no other CPU's list to its high)
+    free_others = activity.free_pages_per_s * window + ours_freed(activity.ours(), ours_stay, remote, ours_flush)
+    free_p = free_others + slab
 
     def count(pages: float) -> int:
         return -(-int(pages) // (1 << thr)) if pages > 0 else 0
@@ -1769,13 +1773,12 @@ def predict_release(pre: PreRelease, *, host: Host = Host(), params=None, noise_
     pcps = other_lists(pre, rel.spec.version, rel.spec.pageblock_order,
                        ours_list(pre) if ours_flush is not None else None)
     others = tuple((p.count, p.high, most) for _, p, most in pcps)
-    # (the drop's slab pages are freed on the drop's CPU: they take no other list to its high)
-    flush, margin = (0, None) if ours_stay else flush_beyond_frees(others, free_p - slab)
+    flush, margin = (0, None) if ours_stay else flush_beyond_frees(others, free_others)
     flush += ours_flush or 0
     flush_gain, flushed, _ = fill(flush, unknown_fills, used | done)
     # where the capture walked the flushed lists, the pages a flush takes are known: its oldest
     flushes = [(pre.pcp_contents(zs.key, p.cpu), most) for zs, p, most in pcps
-               if not ours_stay and flush_reached(p.count, p.high, most, free_p - slab)]
+               if not ours_stay and flush_reached(p.count, p.high, most, free_others)]
     if ours_flush:
         flushes.append((pre.pcp_contents(ours_zone(pre).key, pre.ours_cpu), ours_flush))
     walked_gain = walked_flush_gain(flushes, {reg: r[0] for reg, r in regions.items()}, size, held_in,
